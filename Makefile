@@ -1,0 +1,58 @@
+# wsfleet: `make run` starts a node on its embedded default; `make test` installs what the tests
+# need and runs every check CI runs. Both work on a fresh Debian machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .stamps
+JS := clients/js
+JS_BUNDLE := service/wsfleet/demo/static/wsfleet-client.js
+
+.PHONY: run test lint typecheck pytest js-test bench deps system-deps venv js-build clean
+
+run: venv js-build
+	$(VENV)/bin/wsfleet serve
+
+test: deps lint typecheck pytest js-test
+
+deps: system-deps venv js-build
+
+system-deps:
+	@bash tools/ensure-system-deps.sh
+
+venv: $(STAMPS)/venv
+
+$(STAMPS)/venv: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11+ is required: install python3 (e.g. apt-get install python3 python3-venv)." >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is required, found $$($(PYTHON) --version)." >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "Cannot create a virtualenv: install python3-venv." >&2; exit 1; }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@mkdir -p $(STAMPS) && touch $@
+
+js-build: $(JS_BUNDLE)
+
+$(JS_BUNDLE): $(wildcard $(JS)/src/*.ts) $(JS)/package.json
+	@command -v npm >/dev/null || { echo "npm is required to build the browser client: install Node.js 20+ and npm." >&2; exit 1; }
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
+	cp $(JS)/dist/wsfleet-client.min.js $(JS_BUNDLE)
+
+lint: venv
+	$(VENV)/bin/ruff check service tests bench examples
+	$(VENV)/bin/ruff format --check service tests bench examples
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+pytest: venv
+	$(PY) -m pytest -q
+
+js-test: js-build
+	cd $(JS) && WSFLEET_BIN=$(CURDIR)/$(VENV)/bin/wsfleet npm test --silent
+
+bench: venv
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(STAMPS) $(VENV) $(JS)/node_modules $(JS)/dist $(JS_BUNDLE)

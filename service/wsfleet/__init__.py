@@ -1,0 +1,45 @@
+"""wsfleet: real-time WebSocket services across many servers.
+
+The public entry points are :class:`wsfleet.Server` (a node) and :class:`wsfleet.Connector`
+(the Python client). Both are imported lazily so that ``import wsfleet.protocol`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Connector",
+    "DuplicatePolicy",
+    "Refuse",
+    "Server",
+    "ServerSettings",
+    "Socket",
+    "UpgradeRequest",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from wsfleet.client import Connector
+    from wsfleet.server import DuplicatePolicy, Refuse, Server, ServerSettings, Socket, UpgradeRequest
+
+_LAZY = {
+    "Connector": "wsfleet.client",
+    "DuplicatePolicy": "wsfleet.server",
+    "Refuse": "wsfleet.server",
+    "Server": "wsfleet.server",
+    "ServerSettings": "wsfleet.server",
+    "Socket": "wsfleet.server",
+    "UpgradeRequest": "wsfleet.server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wsfleet' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,31 @@
+"""The wsfleet node: ``Server`` and what its handlers receive."""
+
+from wsfleet.server.server import (
+    Authenticator,
+    DuplicateSocketError,
+    EventHandler,
+    Refuse,
+    Server,
+    UnknownSocketError,
+)
+from wsfleet.server.settings import DuplicatePolicy, RateLimitPolicy, ServerSettings
+from wsfleet.server.socket import Acknowledge, Socket, UpgradeRequest
+from wsfleet.server.stats import NodeStats
+from wsfleet.server.system_events import SystemEvent
+
+__all__ = [
+    "Acknowledge",
+    "Authenticator",
+    "DuplicatePolicy",
+    "DuplicateSocketError",
+    "EventHandler",
+    "NodeStats",
+    "RateLimitPolicy",
+    "Refuse",
+    "Server",
+    "ServerSettings",
+    "Socket",
+    "SystemEvent",
+    "UnknownSocketError",
+    "UpgradeRequest",
+]

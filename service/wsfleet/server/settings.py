@@ -1,0 +1,97 @@
+"""Settings of a node's WebSocket side. Durations are float seconds, sizes are bytes.
+
+Every buffer a client can fill is bounded here, each with its overflow policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import Enum
+
+
+class DuplicatePolicy(str, Enum):
+    """What ``set_user_socket`` does when the id is already held by another live socket."""
+
+    #: Close the older socket with 4012 and keep the new one (default).
+    CLOSE_OLD = "close-old"
+    #: Keep the older socket, close the new one with 4012 and raise ``DuplicateSocketError``.
+    REJECT_NEW = "reject-new"
+    #: Replace the mapping without closing the old socket (the original's behaviour, minus W9).
+    REPLACE = "replace"
+
+
+class RateLimitPolicy(str, Enum):
+    """What happens to a socket that sends faster than ``rate_limit_per_second``."""
+
+    #: Close the socket with 4004.
+    CLOSE = "close"
+    #: Drop the excess frames (counted) and keep the socket.
+    DROP = "drop"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    heartbeat: str = ""
+    """Application heartbeat text; a frame equal to it is echoed, never parsed. Must equal the
+    clients' ``pingMsg``."""
+
+    server_ping_interval: float = 20.0
+    """Seconds between protocol pings. A socket that has not answered (pong or any frame) since the
+    previous tick is aborted (the client sees 1006), so a dead peer goes within two intervals."""
+
+    enter_background_close_time: float = 10.0
+    """A socket marked with :meth:`Socket.mark_background` is aborted at the first ping tick after it
+    has been in the background this long."""
+
+    max_message_size: int = 1 << 20
+    """Largest inbound message in bytes; a bigger one closes the socket with 1009."""
+
+    max_send_buffer: int = 1 << 20
+    """Bytes a socket may have queued unsent. Beyond it the client is a slow consumer: it is closed
+    with 4003 and counted."""
+
+    max_inflight_handlers: int = 32
+    """Async handlers of one socket running at once; at the limit, reading from that socket pauses
+    (back-pressure) until one finishes. Handlers start in arrival order."""
+
+    rate_limit_per_second: float | None = None
+    """Inbound frames per second allowed per socket (token bucket), or ``None`` for no limit."""
+
+    rate_limit_burst: int = 50
+    """Bucket size of the inbound rate limit."""
+
+    rate_limit_policy: RateLimitPolicy = RateLimitPolicy.CLOSE
+    """Overflow policy of the inbound rate limit."""
+
+    auth_timeout: float | None = None
+    """Seconds a connection may stay without a socket id (see ``set_user_socket``) before it is
+    closed with 4005; ``None`` disables the rule."""
+
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.CLOSE_OLD
+    """What a second ``set_user_socket`` with a live id does."""
+
+    close_timeout: float = 5.0
+    """Seconds to wait for the client's close frame after sending ours, before dropping the TCP
+    connection."""
+
+    shutdown_close_code: int = 1001
+    """Close code sent to every client when the server stops."""
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if f.name == "shutdown_close_code":
+                    continue
+                if value <= 0:
+                    problems.append(f"{f.name} must be positive, got {value!r}")
+        if not isinstance(self.heartbeat, str):
+            problems.append(f"heartbeat must be a string, got {self.heartbeat!r}")
+        if not (1000 <= self.shutdown_close_code <= 4999):
+            problems.append(
+                f"shutdown_close_code must be a WebSocket close code (1000-4999), "
+                f"got {self.shutdown_close_code!r}"
+            )
+        if problems:
+            raise ValueError("invalid ServerSettings: " + "; ".join(problems))

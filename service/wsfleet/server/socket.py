@@ -1,0 +1,205 @@
+"""One client connection as the application sees it.
+
+A :class:`Socket` writes pre-built WebSocket frames straight to the connection's transport: no
+per-message task, no per-recipient encoding. The transport's write buffer is the socket's send
+queue, bounded by ``ServerSettings.max_send_buffer``; a client that lets it overflow is a slow
+consumer and is closed with 4003.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from wsfleet.protocol.codec import MISSING, encode_ack, encode_event
+from wsfleet.protocol.codes import CloseCode
+from wsfleet.protocol.wsframe import build_text_frame
+
+if TYPE_CHECKING:
+    from wsfleet.server.server import Server
+
+log = logging.getLogger("wsfleet.server")
+
+Closer = Callable[[int, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeRequest:
+    """What the client sent with its upgrade request, available before and after the upgrade."""
+
+    path: str
+    """The request path without its leading slash, e.g. ``"chat"`` (``parse_ws_request_params``)."""
+    params: Mapping[str, str | list[str]]
+    """Decoded query parameters (the original client's ``customParams``)."""
+    query_string: str
+    headers: Mapping[str, str]
+    cookies: Mapping[str, str]
+    remote: str | None
+    raw_path: str = "/"
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Anything the ``authenticate`` hook wants to hand to the connection handlers."""
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        """The first value of a query parameter."""
+        value = self.params.get(name)
+        if value is None:
+            return default
+        return value[0] if isinstance(value, list) else value
+
+
+class Socket:
+    """A live client connection. ``id`` is set once the application accepts it."""
+
+    __slots__ = (
+        "__weakref__",
+        "_auth_timer",
+        "_closer",
+        "_closing",
+        "_inflight",
+        "_max_buffer",
+        "_server",
+        "_slot_free",
+        "_transport",
+        "alive",
+        "background_since",
+        "bucket",
+        "close_code",
+        "close_reason",
+        "connection_id",
+        "data",
+        "id",
+        "request",
+    )
+
+    def __init__(
+        self,
+        server: Server,
+        transport: asyncio.WriteTransport,
+        closer: Closer,
+        request: UpgradeRequest,
+        connection_id: int,
+        max_buffer: int,
+    ) -> None:
+        self._server = server
+        self._transport: asyncio.WriteTransport | None = transport
+        self._closer = closer
+        self._closing = False
+        self._max_buffer = max_buffer
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._slot_free: asyncio.Event | None = None
+        self._auth_timer: asyncio.TimerHandle | None = None
+        self.request = request
+        self.connection_id = connection_id
+        self.id: str | None = None
+        self.data: dict[str, Any] = {}
+        self.alive = True
+        self.background_since: float | None = None
+        self.bucket: Any = None
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+
+    def __repr__(self) -> str:
+        return f"<Socket #{self.connection_id} id={self.id!r} path={self.request.path!r}>"
+
+    @property
+    def params(self) -> Mapping[str, str | list[str]]:
+        return self.request.params
+
+    @property
+    def path(self) -> str:
+        return self.request.path
+
+    @property
+    def is_open(self) -> bool:
+        t = self._transport
+        return not self._closing and t is not None and not t.is_closing()
+
+    @property
+    def is_accepted(self) -> bool:
+        """True once the application gave the socket an id (``set_user_socket``)."""
+        return self.id is not None
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def emit(self, event: str, payload: Any = None) -> bool:
+        """Push ``{"event", "payload"}`` to this client. False if the socket is not open."""
+        return self.send_frame(build_text_frame(encode_event(event, payload)))
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Write a complete pre-built WebSocket frame (see ``wsfleet.protocol.wsframe``)."""
+        t = self._transport
+        if self._closing or t is None or t.is_closing():
+            return False
+        t.write(frame)
+        stats = self._server.stats
+        stats.frames_out += 1
+        stats.bytes_out += len(frame)
+        if t.get_write_buffer_size() > self._max_buffer:
+            stats.slow_consumer_disconnects += 1
+            log.info("closing slow consumer %r: more than %d bytes unsent", self, self._max_buffer)
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
+        return True
+
+    def ack(self, callback_id: str, payload: Any = MISSING) -> bool:
+        self._server.stats.acks_sent += 1
+        return self.send_frame(build_text_frame(encode_ack(callback_id, payload)))
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Send a close frame with ``code`` and end the connection. Idempotent."""
+        if self._closing or self._transport is None:
+            return
+        self._closing = True
+        self.close_code = int(code)
+        self.close_reason = reason
+        self._closer(int(code), reason)
+
+    def terminate(self) -> None:
+        """Drop the TCP connection without a close frame (the client sees 1006)."""
+        self._closing = True
+        t = self._transport
+        if t is not None:
+            t.abort()
+
+    # -- the "entered background" rule -------------------------------------------------------
+
+    def mark_background(self) -> None:
+        """The client went to the background (e.g. a mobile app): it is dropped at the first ping
+        tick after ``enter_background_close_time`` unless :meth:`mark_foreground` is called."""
+        self.background_since = asyncio.get_running_loop().time()
+
+    def mark_foreground(self) -> None:
+        self.background_since = None
+
+    # -- used by the server ------------------------------------------------------------------
+
+    def _detach(self) -> None:
+        self._transport = None
+        self._closing = True
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+
+
+class Acknowledge:
+    """The ``ack`` passed to a handler: call it (once) to reply to the client's ``callbackId``."""
+
+    __slots__ = ("_socket", "callback_id", "sent")
+
+    def __init__(self, socket: Socket, callback_id: str) -> None:
+        self._socket = socket
+        self.callback_id = callback_id
+        self.sent = False
+
+    def __call__(self, payload: Any = MISSING) -> bool:
+        """Send the ack. Further calls are ignored (the client acts on the first one anyway)."""
+        if self.sent:
+            return False
+        self.sent = True
+        return self._socket.ack(self.callback_id, payload)
+
+

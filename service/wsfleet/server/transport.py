@@ -1,0 +1,213 @@
+"""The aiohttp adapter: the only module of wsfleet that imports ``aiohttp.web``.
+
+It turns an HTTP request into an :class:`UpgradeRequest`, asks the server to admit it (the
+``authenticate`` hook runs before the upgrade), upgrades, and runs the read loop. Writes do not go
+through aiohttp: the server writes pre-built frames to the connection's transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from wsfleet.protocol.params import parse_ws_request_params
+from wsfleet.server.server import Refuse
+from wsfleet.server.socket import Socket, UpgradeRequest
+
+if TYPE_CHECKING:
+    from wsfleet.server.server import Server
+
+log = logging.getLogger("wsfleet.server")
+
+Application = web.Application
+Request = web.Request
+HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_SERVER_KEY: web.AppKey[Server] = web.AppKey("wsfleet_server")
+
+
+def upgrade_request(request: web.Request) -> UpgradeRequest:
+    parsed = parse_ws_request_params(request.path_qs)
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else None
+    return UpgradeRequest(
+        path=parsed.path or "",
+        params=parsed.params,
+        query_string=request.query_string,
+        headers=request.headers,
+        cookies=request.cookies,
+        remote=remote,
+        raw_path=request.path,
+    )
+
+
+async def handle(
+    server: Server,
+    request: web.Request,
+    *,
+    socket_id: str | None = None,
+    fallback: HttpHandler | None = None,
+) -> web.StreamResponse:
+    ws = web.WebSocketResponse(
+        autoping=False,
+        compress=False,
+        max_msg_size=server.settings.max_message_size,
+        timeout=server.settings.close_timeout,
+    )
+    if not ws.can_prepare(request).ok:
+        if fallback is not None:
+            return await fallback(request)
+        return web.Response(status=426, text="Expected a WebSocket upgrade request\n")
+    info = upgrade_request(request)
+    try:
+        admitted = await server._admit(info)
+    except Refuse as refusal:
+        server.stats.connections_refused[str(refusal.status)] += 1
+        return web.Response(status=refusal.status, text=refusal.reason + "\n")
+    transport = request.transport
+    if transport is None:
+        return web.Response(status=400, text="connection already closed\n")
+    await ws.prepare(request)
+    closer = _make_closer(ws, transport, server.settings.close_timeout)
+    socket = server._open(transport, closer, info, socket_id or admitted)
+    try:
+        await server._connected(socket)
+        await _read_loop(server, socket, ws)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a transport failure must never take the server down
+        log.debug("connection %r failed: %r", socket, exc)
+        server._emit_error(socket, exc)
+    finally:
+        code = socket.close_code if socket.close_code is not None else ws.close_code
+        reason = socket.close_reason
+        if not ws.closed:
+            with contextlib.suppress(Exception):
+                transport.abort()
+        await server._closed(socket, code if code is not None else 1006, reason)
+    return ws
+
+
+async def _read_loop(server: Server, socket: Socket, ws: web.WebSocketResponse) -> None:
+    on_frame = server._on_frame
+    while True:
+        msg = await ws.receive()
+        kind = msg.type
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            if on_frame(socket, msg.data):
+                await server._wait_for_slot(socket)
+        elif kind is WSMsgType.PONG:
+            server._on_pong(socket, msg.data)
+        elif kind is WSMsgType.PING:
+            server._on_ping(socket, msg.data)
+        elif kind is WSMsgType.ERROR:
+            server._emit_error(socket, msg.data)
+            return
+        else:  # CLOSE, CLOSING, CLOSED
+            return
+
+
+def _make_closer(
+    ws: web.WebSocketResponse, transport: asyncio.BaseTransport, timeout: float
+) -> Callable[[int, str], None]:
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def close(code: int, reason: str) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await ws.close(code=code, message=reason.encode()[:123])
+        except TimeoutError:
+            log.debug("no close handshake within %.1fs: dropping the connection", timeout)
+            transport.abort()
+        except Exception as exc:
+            log.debug("close failed: %r", exc)
+            transport.abort()
+
+    def schedule(code: int, reason: str) -> None:
+        task = asyncio.get_running_loop().create_task(close(code, reason), name="wsfleet-close")
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return schedule
+
+
+def static_files(directory: Path) -> HttpHandler:
+    """Serve the files of one flat directory for plain GET requests; ``/`` is ``index.html``."""
+    root = directory.resolve()
+
+    async def serve_file(request: web.Request) -> web.StreamResponse:
+        name = request.path.lstrip("/") or "index.html"
+        candidate = (root / name).resolve()
+        if candidate.parent != root or not candidate.is_file():
+            return web.Response(status=404, text="Not found\n")
+        return web.FileResponse(candidate)
+
+    return serve_file
+
+
+def attach(
+    server: Server, app: web.Application, path: str = "/ws", fallback: HttpHandler | None = None
+) -> None:
+    async def route(request: web.Request) -> web.StreamResponse:
+        return await handle(server, request, fallback=fallback)
+
+    app.router.add_route("GET", path, route)
+    app[_SERVER_KEY] = server
+
+    async def lifecycle(_: web.Application) -> Any:
+        await server.startup()
+        yield
+        await server.close()
+
+    app.cleanup_ctx.append(lifecycle)
+
+
+async def serve(
+    server: Server,
+    host: str,
+    port: int,
+    *,
+    static_dir: Path | None = None,
+) -> tuple[web.AppRunner, list[int]]:
+    """Listen on ``host:port`` with a catch-all WebSocket route (any path upgrades, as with the
+    original server); plain HTTP GETs are served from ``static_dir`` or get 426."""
+    app = web.Application()
+    fallback = static_files(static_dir) if static_dir is not None else None
+    attach(server, app, "/{tail:.*}", fallback)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    ports = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
+    return runner, ports
+
+
+def run(
+    server: Server,
+    host: str,
+    port: int,
+    *,
+    static_dir: Path | None = None,
+    on_listening: Callable[[int], None] | None = None,
+) -> None:
+    async def main() -> None:
+        bound = await server.start(host, port, static_dir=static_dir)
+        if on_listening is not None:
+            on_listening(bound)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await server.close()
+
+    asyncio.run(main())
