@@ -36,7 +36,9 @@ class RawClient:
 
     async def recv(self, timeout: float = WAIT) -> str:
         msg = await self.ws.receive(timeout=timeout)
-        assert msg.type is aiohttp.WSMsgType.TEXT, f"expected a text frame, got {msg.type} {msg.data!r}"
+        assert msg.type is aiohttp.WSMsgType.TEXT, (
+            f"expected a text frame, got {msg.type} {msg.data!r}"
+        )
         return str(msg.data)
 
     async def closed(self, timeout: float = WAIT) -> int | None:
@@ -44,8 +46,12 @@ class RawClient:
         async with asyncio.timeout(timeout):
             while True:
                 msg = await self.ws.receive()
-                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                                aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
+                if msg.type in (
+                    aiohttp.WSMsgType.CLOSE,
+                    aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.CLOSING,
+                    aiohttp.WSMsgType.ERROR,
+                ):
                     break
         code = self.ws.close_code
         return 1006 if code is None else code

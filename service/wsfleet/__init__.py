@@ -23,7 +23,14 @@ __all__ = [
 
 if TYPE_CHECKING:
     from wsfleet.client import Connector
-    from wsfleet.server import DuplicatePolicy, Refuse, Server, ServerSettings, Socket, UpgradeRequest
+    from wsfleet.server import (
+        DuplicatePolicy,
+        Refuse,
+        Server,
+        ServerSettings,
+        Socket,
+        UpgradeRequest,
+    )
 
 _LAZY = {
     "Connector": "wsfleet.client",

@@ -139,7 +139,10 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, A
     values: dict[str, Any] = {}
     for f, hint in _settings_fields():
         value = pick(
-            getattr(args, f"setting_{f.name}"), f.name.upper(), _converter(hint), dataclasses.MISSING
+            getattr(args, f"setting_{f.name}"),
+            f.name.upper(),
+            _converter(hint),
+            dataclasses.MISSING,
         )
         if value is not dataclasses.MISSING:
             values[f.name] = value

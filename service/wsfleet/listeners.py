@@ -31,11 +31,11 @@ class ListenerTable(Generic[F]):
         self._max_per_event = max_per_event
 
     def add(self, event: str, fn: F, *, once: bool = False, tag: Tag | None = None) -> None:
-        if not isinstance(event, str) or not event:
+        if not _is_name(event):
             raise TypeError(f"event name must be a non-empty string, got {event!r}")
         if not callable(fn):
             raise TypeError(f"listener for {event!r} must be callable, got {fn!r}")
-        if tag is not None and not isinstance(tag, str | int):
+        if not _is_tag(tag):
             raise TypeError(f"tag must be a str or int, got {tag!r}")
         entries = self._by_event.get(event, [])
         if len(entries) >= self._max_per_event:
@@ -86,3 +86,11 @@ class ListenerTable(Generic[F]):
 
     def count(self, event: str) -> int:
         return len(self._by_event.get(event, ()))
+
+
+def _is_name(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _is_tag(value: object) -> bool:
+    return value is None or isinstance(value, str | int)

@@ -31,7 +31,8 @@ def modules() -> dict[str, set[str]]:
 
 def importers(prefix: str) -> set[str]:
     return {
-        mod for mod, names in modules().items()
+        mod
+        for mod, names in modules().items()
         if any(n == prefix or n.startswith(prefix + ".") for n in names)
     }
 
@@ -51,7 +52,9 @@ def test_protocol_is_sans_io() -> None:
             continue
         for name in names:
             top = name.split(".")[0]
-            assert top in allowed_third_party or top == "wsfleet" or top in sys.stdlib_module_names, (
+            assert (
+                top in allowed_third_party or top == "wsfleet" or top in sys.stdlib_module_names
+            ), (
                 mod,
                 name,
             )
@@ -68,9 +71,12 @@ def test_client_and_server_do_not_import_each_other() -> None:
 
 
 def test_the_server_core_does_not_touch_aiohttp() -> None:
-    core = {"wsfleet.server.server", "wsfleet.server.socket", "wsfleet.server.rooms",
-            "wsfleet.server.settings", "wsfleet.listeners"}
+    core = {
+        "wsfleet.server.server",
+        "wsfleet.server.socket",
+        "wsfleet.server.rooms",
+        "wsfleet.server.settings",
+        "wsfleet.listeners",
+    }
     for mod in core:
         assert not any(n.split(".")[0] == "aiohttp" for n in modules()[mod]), mod
-
-

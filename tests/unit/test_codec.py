@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -33,10 +34,14 @@ CLIENT_FRAMES = [
     ),
     ('{"event":"say","payload":"hi"}', ClientEvent("say", "hi")),
     ('{"event":"n","payload":0,"callbackId":"x"}', ClientEvent("n", 0, "x")),
-    ('{"event":"e","payload":[1,2],"callbackId":"' + "a" * 64 + '"}',
-     ClientEvent("e", [1, 2], "a" * 64)),
-    ('{"event":"e","payload":1,"callbackId":"' + "a" * 65 + '"}',
-     ClientEvent("e", 1, None, bad_callback_id=True)),
+    (
+        '{"event":"e","payload":[1,2],"callbackId":"' + "a" * 64 + '"}',
+        ClientEvent("e", [1, 2], "a" * 64),
+    ),
+    (
+        '{"event":"e","payload":1,"callbackId":"' + "a" * 65 + '"}',
+        ClientEvent("e", 1, None, bad_callback_id=True),
+    ),
     ('{"event":"e","payload":1,"callbackId":""}', ClientEvent("e", 1, None, bad_callback_id=True)),
     ('{"event":"e","payload":1,"callbackId":7}', ClientEvent("e", 1, None, bad_callback_id=True)),
     ('{"event":"e"}', ClientEvent("e", None)),
@@ -132,9 +137,14 @@ def test_callback_id_validity() -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text()
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.text()
     | st.floats(allow_nan=False, allow_infinity=False),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
+    ),
     max_leaves=20,
 )
 event_names = st.text(min_size=1, max_size=40)
@@ -160,7 +170,5 @@ def test_acks_round_trip(callback_id: str, payload: Any) -> None:
 @given(st.binary(max_size=300) | st.text(max_size=300))
 def test_arbitrary_input_raises_only_frame_error(data: bytes | str) -> None:
     for decode in (decode_client_frame, decode_server_frame):
-        try:
+        with contextlib.suppress(FrameError):
             decode(data)
-        except FrameError:
-            pass

@@ -12,9 +12,9 @@ def test_on_once_off_with_tags() -> None:
     table.add("e", f1, tag="t")
     table.add("e", f2, once=True)
     first = table.take("e")
-    assert first is not None and [l.fn for l in first] == [f1, f2]
+    assert first is not None and [entry.fn for entry in first] == [f1, f2]
     second = table.take("e")
-    assert second is not None and [l.fn for l in second] == [f1]
+    assert second is not None and [entry.fn for entry in second] == [f1]
     assert table.remove("e", "t") == 1
     assert table.take("e") is None
 

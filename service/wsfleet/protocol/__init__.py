@@ -5,7 +5,6 @@ Nothing here touches a socket or an event loop. The byte formats are those of th
 JavaScript ``WebSocketConnector`` works unchanged against a wsfleet server.
 """
 
-from wsfleet.protocol.codes import RESERVED_FOR_CLIENT, CloseCode, is_terminal_close
 from wsfleet.protocol.codec import (
     MISSING,
     Ack,
@@ -19,6 +18,7 @@ from wsfleet.protocol.codec import (
     encode_event,
     is_valid_callback_id,
 )
+from wsfleet.protocol.codes import RESERVED_FOR_CLIENT, CloseCode, is_terminal_close
 from wsfleet.protocol.errors import EncodeError, FrameError, WsfleetError
 from wsfleet.protocol.params import RequestParams, parse_ws_request_params
 from wsfleet.protocol.wsframe import build_close_frame, build_text_frame

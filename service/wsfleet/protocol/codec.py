@@ -45,7 +45,7 @@ HEARTBEAT: Final = Heartbeat()
 
 @dataclass(frozen=True, slots=True)
 class ClientEvent:
-    """An event sent by a client. ``callback_id`` is set only when it is a valid 1-64 char string."""
+    """An event sent by a client; ``callback_id`` is set only when it is a valid 1-64 char id."""
 
     event: str
     payload: Any

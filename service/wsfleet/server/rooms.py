@@ -115,7 +115,9 @@ class RoomIndex:
                 if rid.startswith(room_id):
                     yield members
 
-    def socket_count(self, namespace: str, room_id: str | None = None, *, exact: bool = True) -> int:
+    def socket_count(
+        self, namespace: str, room_id: str | None = None, *, exact: bool = True
+    ) -> int:
         return sum(len(m) for m in self._matching(namespace, room_id, exact))
 
     def socket_ids(

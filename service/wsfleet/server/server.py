@@ -103,7 +103,9 @@ class Server:
     # -- event registration ------------------------------------------------------------------
 
     @overload
-    def on(self, event: str, handler: None = None, *, tag: Tag | None = None) -> Callable[[H], H]: ...
+    def on(
+        self, event: str, handler: None = None, *, tag: Tag | None = None
+    ) -> Callable[[H], H]: ...
     @overload
     def on(self, event: str, handler: H, *, tag: Tag | None = None) -> H: ...
     def on(self, event: str, handler: Any = None, *, tag: Tag | None = None) -> Any:
@@ -123,7 +125,15 @@ class Server:
         """Remove client-event handlers: all of ``event``, one function, or those with a tag."""
         return self._events.remove(event, handler_or_tag)
 
-    def on_system(self, event: SystemEvent | str, handler: Any = None, *, tag: Tag | None = None) -> Any:
+    @overload
+    def on_system(
+        self, event: SystemEvent | str, handler: None = None, *, tag: Tag | None = None
+    ) -> Callable[[H], H]: ...
+    @overload
+    def on_system(self, event: SystemEvent | str, handler: H, *, tag: Tag | None = None) -> H: ...
+    def on_system(
+        self, event: SystemEvent | str, handler: Any = None, *, tag: Tag | None = None
+    ) -> Any:
         """Register a handler for a system event (see :class:`SystemEvent` for the signatures)."""
         return self._register(self._system, _system_name(event), handler, once=False, tag=tag)
 
@@ -324,7 +334,8 @@ class Server:
         frame: bytes | None = None
         sent = 0
         for socket_id in socket_ids:
-            socket = self._sockets.get(socket_id) if isinstance(socket_id, str) else None
+            key: object = socket_id  # callers from untyped code pass anything
+            socket = self._sockets.get(socket_id) if isinstance(key, str) else None
             if socket is None:
                 continue
             if frame is None:
@@ -471,9 +482,7 @@ class Server:
         request: UpgradeRequest,
         socket_id: str | None,
     ) -> Socket:
-        socket = Socket(
-            self, transport, closer, request, next(_ids), self.settings.max_send_buffer
-        )
+        socket = Socket(self, transport, closer, request, next(_ids), self.settings.max_send_buffer)
         self._connections.add(socket)
         self.stats.connections_accepted += 1
         if self.settings.rate_limit_per_second is not None:

@@ -6,10 +6,10 @@ Every buffer a client can fill is bounded here, each with its overflow policy.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from enum import Enum
+from enum import StrEnum
 
 
-class DuplicatePolicy(str, Enum):
+class DuplicatePolicy(StrEnum):
     """What ``set_user_socket`` does when the id is already held by another live socket."""
 
     #: Close the older socket with 4012 and keep the new one (default).
@@ -20,7 +20,7 @@ class DuplicatePolicy(str, Enum):
     REPLACE = "replace"
 
 
-class RateLimitPolicy(str, Enum):
+class RateLimitPolicy(StrEnum):
     """What happens to a socket that sends faster than ``rate_limit_per_second``."""
 
     #: Close the socket with 4004.
@@ -32,16 +32,16 @@ class RateLimitPolicy(str, Enum):
 @dataclass(frozen=True, kw_only=True)
 class ServerSettings:
     heartbeat: str = ""
-    """Application heartbeat text; a frame equal to it is echoed, never parsed. Must equal the
-    clients' ``pingMsg``."""
+    """Application heartbeat text; a frame equal to it is echoed, never parsed.
+    Must equal the clients' ``pingMsg``."""
 
     server_ping_interval: float = 20.0
     """Seconds between protocol pings. A socket that has not answered (pong or any frame) since the
     previous tick is aborted (the client sees 1006), so a dead peer goes within two intervals."""
 
     enter_background_close_time: float = 10.0
-    """A socket marked with :meth:`Socket.mark_background` is aborted at the first ping tick after it
-    has been in the background this long."""
+    """A socket marked with :meth:`Socket.mark_background` is aborted at the first ping tick
+    after it has been in the background this long."""
 
     max_message_size: int = 1 << 20
     """Largest inbound message in bytes; a bigger one closes the socket with 1009."""
@@ -86,7 +86,8 @@ class ServerSettings:
                     continue
                 if value <= 0:
                     problems.append(f"{f.name} must be positive, got {value!r}")
-        if not isinstance(self.heartbeat, str):
+        heartbeat: object = self.heartbeat
+        if not isinstance(heartbeat, str):
             problems.append(f"heartbeat must be a string, got {self.heartbeat!r}")
         if not (1000 <= self.shutdown_close_code <= 4999):
             problems.append(

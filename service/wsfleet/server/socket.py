@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from wsfleet.protocol.codec import MISSING, encode_ack, encode_event
 from wsfleet.protocol.codes import CloseCode
@@ -201,5 +201,3 @@ class Acknowledge:
             return False
         self.sent = True
         return self._socket.ack(self.callback_id, payload)
-
-

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 
-class SystemEvent(str, Enum):
+class SystemEvent(StrEnum):
     """Handler signatures: ``connection(socket)``, ``close(socket, code, reason)``,
     ``error(socket, exc)``, ``pong(socket, data)``, ``message(socket, raw)`` (every data frame,
     after handling), ``client-ping(socket)`` (application heartbeat), ``listening()``,

@@ -115,7 +115,7 @@ async def _read_loop(server: Server, socket: Socket, ws: web.WebSocketResponse) 
 
 
 def _make_closer(
-    ws: web.WebSocketResponse, transport: asyncio.BaseTransport, timeout: float
+    ws: web.WebSocketResponse, transport: asyncio.Transport, timeout: float
 ) -> Callable[[int, str], None]:
     tasks: set[asyncio.Task[None]] = set()
 
