@@ -194,6 +194,7 @@ def serve(config: dict[str, Any]) -> int:
             pass
     server = Server(config["settings"])
     static_dir = None
+    prepare = None
     if config["app"] is None:
         demo_setup(server)
         static_dir = STATIC_DIR
@@ -201,7 +202,7 @@ def serve(config: dict[str, Any]) -> int:
         factory = load_app(config["app"])
         result = factory(server)
         if inspect.isawaitable(result):
-            asyncio.run(_await(result))
+            prepare = result
     host = config["host"]
 
     def listening(port: int) -> None:
@@ -212,12 +213,10 @@ def serve(config: dict[str, Any]) -> int:
             flush=True,
         )
 
-    server.run(host, config["port"], static_dir=static_dir, on_listening=listening)
+    server.run(
+        host, config["port"], static_dir=static_dir, on_listening=listening, prepare=prepare
+    )
     return 0
-
-
-async def _await(result: Any) -> None:
-    await result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

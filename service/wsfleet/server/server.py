@@ -401,11 +401,15 @@ class Server:
         *,
         static_dir: Path | None = None,
         on_listening: Callable[[int], None] | None = None,
+        prepare: Awaitable[Any] | None = None,
     ) -> None:
-        """Blocking: listen until SIGINT/SIGTERM, then close every socket and return."""
+        """Blocking: listen until SIGINT/SIGTERM, then close every socket and return.
+        ``prepare`` is awaited on the server's event loop before it listens."""
         from wsfleet.server import transport
 
-        transport.run(self, host, port, static_dir=static_dir, on_listening=on_listening)
+        transport.run(
+            self, host, port, static_dir=static_dir, on_listening=on_listening, prepare=prepare
+        )
 
     def set_authenticator(self, authenticate: Authenticator | None) -> None:
         """Install (or remove) the hook that admits or refuses upgrades (see the constructor)."""

@@ -196,8 +196,11 @@ def run(
     *,
     static_dir: Path | None = None,
     on_listening: Callable[[int], None] | None = None,
+    prepare: Awaitable[Any] | None = None,
 ) -> None:
     async def main() -> None:
+        if prepare is not None:
+            await prepare
         bound = await server.start(host, port, static_dir=static_dir)
         if on_listening is not None:
             on_listening(bound)

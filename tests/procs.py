@@ -1,0 +1,78 @@
+"""Start real ``wsfleet`` processes for tests and stop exactly those, by pid."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+LISTENING = re.compile(rb"listening on http://[\d.]+:(\d+)")
+
+
+@dataclass
+class NodeProcess:
+    proc: asyncio.subprocess.Process
+    port: int
+    output: list[bytes] = field(default_factory=list)
+
+    def url(self, path: str = "/ws", query: str = "") -> str:
+        return f"ws://127.0.0.1:{self.port}{path}" + (f"?{query}" if query else "")
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+
+async def start_node(
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    timeout: float = 20.0,
+) -> NodeProcess:
+    """Run ``python -m wsfleet serve --port 0 ARGS`` and wait for its "listening on" line."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wsfleet",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    lines: list[bytes] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                line = await proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(
+                        "wsfleet exited before listening:\n" + b"".join(lines).decode()
+                    )
+                lines.append(line)
+                match = LISTENING.search(line)
+                if match:
+                    break
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    node = NodeProcess(proc, int(match.group(1)), lines)
+    asyncio.get_running_loop().create_task(_drain(node), name=f"drain-{proc.pid}")
+    return node
+
+
+async def _drain(node: NodeProcess) -> None:
+    assert node.proc.stdout is not None
+    while line := await node.proc.stdout.readline():
+        node.output.append(line)
