@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-
 from tests.conftest import Connect
 from tests.procs import NodeProcess, start_node
 
