@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.redis_procs import RedisProcess, free_port
 from wsfleet.server import Server, ServerSettings
 
 WAIT = 5.0
@@ -102,6 +104,30 @@ async def connect() -> AsyncIterator[Connect]:
         if not client.ws.closed:
             await client.ws.close()
     await session.close()
+
+
+@pytest.fixture
+async def redis_factory(tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[RedisProcess]]]:
+    started: list[RedisProcess] = []
+
+    async def start() -> RedisProcess:
+        workdir = tmp_path / f"redis{len(started)}"
+        workdir.mkdir()
+        node = RedisProcess(free_port(), workdir)
+        started.append(node)
+        await node.start()
+        return node
+
+    yield start
+    for node in started:
+        if node.stopped:
+            node.resume()
+        await node.kill()
+
+
+@pytest.fixture
+async def redis(redis_factory: Callable[[], Awaitable[RedisProcess]]) -> RedisProcess:
+    return await redis_factory()
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Final, TypeVar, overload
 
+from wsfleet.bus.settings import FleetSettings
 from wsfleet.listeners import ListenerTable, Tag
 from wsfleet.protocol.codec import (
     ClientEvent,
@@ -26,6 +27,8 @@ from wsfleet.protocol.codes import CloseCode
 from wsfleet.protocol.errors import FrameError, WsfleetError
 from wsfleet.protocol.params import RequestParams, parse_ws_request_params
 from wsfleet.protocol.wsframe import PING_FRAME, build_pong_frame, build_text_frame
+from wsfleet.server.fleet import Fleet
+from wsfleet.server.fleet_api import FleetAPI
 from wsfleet.server.ratelimit import TokenBucket
 from wsfleet.server.rooms import RoomIndex
 from wsfleet.server.settings import DuplicatePolicy, RateLimitPolicy, ServerSettings
@@ -68,7 +71,7 @@ def _check_name(kind: str, value: object) -> str:
     return value
 
 
-class Server:
+class Server(FleetAPI):
     """A wsfleet node. Run it on its own port (``await start()``/``run()``), mount it on an
     aiohttp application (``attach()``), or call ``handle(request)`` from your own route.
 
@@ -81,6 +84,7 @@ class Server:
         self,
         settings: ServerSettings | None = None,
         *,
+        fleet: FleetSettings | None = None,
         authenticate: Authenticator | None = None,
     ) -> None:
         self.settings = settings or ServerSettings()
@@ -99,6 +103,8 @@ class Server:
         self._ports: list[int] = []
         self._accepting = True
         self._closed_once = False
+        self.fleet: Fleet | None = Fleet(self, fleet) if fleet is not None else None
+        self._fleet_started = False
 
     # -- event registration ------------------------------------------------------------------
 
@@ -191,6 +197,8 @@ class Server:
             socket._auth_timer.cancel()
             socket._auth_timer = None
         self._sockets[socket_id] = socket
+        if self.fleet is not None:
+            self.fleet.claim(socket_id)
 
     def remove_user_socket(self, socket_id: str, socket: Socket | None = None) -> bool:
         """Forget ``socket_id`` and leave all its rooms. With ``socket``, only if the id still
@@ -201,14 +209,19 @@ class Server:
         self._unregister(current)
         return True
 
-    def _unregister(self, socket: Socket) -> None:
+    def _unregister(self, socket: Socket, *, release: bool = True) -> None:
         socket_id = socket.id
         if socket_id is None:
             return
         socket.id = None
         if self._sockets.get(socket_id) is socket:
             del self._sockets[socket_id]
-            self._rooms.remove_socket(socket_id)
+            emptied = self._rooms.remove_socket(socket_id)
+            if self.fleet is not None:
+                if release:
+                    self.fleet.release(socket_id)
+                for namespace in emptied:
+                    self.fleet.namespace_emptied(namespace)
 
     def get_socket(self, socket_id: str) -> Socket | None:
         return self._sockets.get(socket_id)
@@ -232,23 +245,28 @@ class Server:
         _check_name("namespace", namespace)
         _check_name("room_id", room_id)
         _check_name("socket_id", socket_id)
+        Fleet.check_namespace(namespace)
         if socket_id not in self._sockets:
             raise UnknownSocketError(
                 f"socket id {socket_id!r} is not registered on this node; "
                 "call set_user_socket() before join_room()"
             )
-        self._rooms.join(namespace, room_id, socket_id)
+        if self._rooms.join(namespace, room_id, socket_id) and self.fleet is not None:
+            self.fleet.namespace_used(namespace)
 
     def leave_room(self, namespace: str, room_id: str, socket_id: str) -> bool:
         _check_name("namespace", namespace)
         _check_name("room_id", room_id)
         _check_name("socket_id", socket_id)
         was = self._rooms.is_joined(socket_id, namespace, room_id)
-        self._rooms.leave(namespace, room_id, socket_id)
+        if self._rooms.leave(namespace, room_id, socket_id) and self.fleet is not None:
+            self.fleet.namespace_emptied(namespace)
         return was
 
     def remove_room(self, namespace: str, room_id: str) -> None:
-        self._rooms.remove_room(namespace, room_id)
+        """Remove a room on this node (its members stay connected)."""
+        if self._rooms.remove_room(namespace, room_id) and self.fleet is not None:
+            self.fleet.namespace_emptied(namespace)
 
     def get_socket_count_in_room(
         self, namespace: str, room_id: str | None = None, *, exact: bool = True
@@ -278,10 +296,17 @@ class Server:
     # -- sending -----------------------------------------------------------------------------
 
     def broadcast(self, event: str, payload: Any = None, *, local_only: bool = False) -> int:
-        """Push an event to every accepted socket; returns how many local sockets got it."""
+        """Push an event to every accepted socket of the fleet (encoded once); returns how many
+        local sockets got it. With ``local_only``, this node's sockets only."""
         _check_name("event", event)
-        frame = build_text_frame(encode_event(event, payload))
+        text = encode_event(event, payload)
         self.stats.broadcasts += 1
+        sent = self._broadcast_frame(build_text_frame(text))
+        if self.fleet is not None and not local_only:
+            self.fleet.publish_broadcast(text)
+        return sent
+
+    def _broadcast_frame(self, frame: bytes) -> int:
         sent = 0
         for socket in list(self._sockets.values()):
             if socket.send_frame(frame):
@@ -299,50 +324,76 @@ class Server:
         local_only: bool = False,
         destroy: bool = False,
     ) -> int:
-        """Push an event to the members of one room, minus ``exclude``; returns local deliveries.
-        With ``destroy``, the room is removed after sending."""
+        """Push an event to the members of one room on every node, minus ``exclude``; returns
+        local deliveries. With ``destroy``, the room is removed on this node after sending."""
         _check_name("namespace", namespace)
         _check_name("room_id", room_id)
         _check_name("event", event)
-        members = self._rooms.members(namespace, room_id)
-        sent = 0
-        if members:
-            frame = build_text_frame(encode_event(event, payload))
-            excluded = exclude if isinstance(exclude, set | frozenset) else frozenset(exclude)
-            sockets = self._sockets
-            for socket_id in list(members):
-                if socket_id in excluded:
-                    continue
-                socket = sockets.get(socket_id)
-                if socket is not None and socket.send_frame(frame):
-                    sent += 1
+        excluded = list(exclude)
+        text = encode_event(event, payload)
+        sent = self._room_frame(namespace, room_id, build_text_frame(text), excluded)
+        if self.fleet is not None and not local_only:
+            self.fleet.publish_room(namespace, room_id, text, excluded)
         if destroy:
-            self._rooms.remove_room(namespace, room_id)
+            self.remove_room(namespace, room_id)
+        return sent
+
+    def _room_frame(
+        self, namespace: str, room_id: str | None, frame: bytes, exclude: Iterable[str]
+    ) -> int:
+        if room_id is None:
+            members: Iterable[str] = self._rooms.socket_ids(namespace)
+        else:
+            live = self._rooms.members(namespace, room_id)
+            if not live:
+                return 0
+            members = list(live)
+        excluded = exclude if isinstance(exclude, set | frozenset) else frozenset(exclude)
+        sockets = self._sockets
+        sent = 0
+        for socket_id in members:
+            if socket_id in excluded:
+                continue
+            socket = sockets.get(socket_id)
+            if socket is not None and socket.send_frame(frame):
+                sent += 1
         return sent
 
     def to_socket_id(self, socket_id: str, event: str, payload: Any = None) -> bool:
-        """Push an event to one socket by id; True if it was written to an open local socket."""
+        """Push an event to one socket, on whatever node it is connected. True when it was
+        written locally or handed to the bus; False when the id is unknown (single node)."""
         _check_name("event", event)
         socket = self._sockets.get(socket_id)
-        if socket is None:
+        if socket is not None:
+            return socket.send_frame(build_text_frame(encode_event(event, payload)))
+        if self.fleet is None:
             return False
-        return socket.send_frame(build_text_frame(encode_event(event, payload)))
+        self.fleet.send_private([socket_id], encode_event(event, payload))
+        return True
 
     def to_socket_ids(self, socket_ids: Iterable[str], event: str, payload: Any = None) -> int:
-        """Push one event to several sockets (encoded once); returns how many got it."""
+        """Push one event (encoded once) to several sockets, on whatever nodes they are; returns
+        how many were written locally."""
         _check_name("event", event)
-        frame: bytes | None = None
+        text = encode_event(event, payload)
+        sent, missing = self._deliver_ids(socket_ids, build_text_frame(text))
+        if missing and self.fleet is not None:
+            self.fleet.send_private(missing, text)
+        return sent
+
+    def _deliver_ids(self, socket_ids: Iterable[str], frame: bytes) -> tuple[int, list[str]]:
         sent = 0
+        missing: list[str] = []
         for socket_id in socket_ids:
             key: object = socket_id  # callers from untyped code pass anything
-            socket = self._sockets.get(socket_id) if isinstance(key, str) else None
-            if socket is None:
+            if not isinstance(key, str):
                 continue
-            if frame is None:
-                frame = build_text_frame(encode_event(event, payload))
-            if socket.send_frame(frame):
+            socket = self._sockets.get(socket_id)
+            if socket is None:
+                missing.append(socket_id)
+            elif socket.send_frame(frame):
                 sent += 1
-        return sent
+        return sent, missing
 
     @staticmethod
     def parse_ws_request_params(
@@ -416,7 +467,11 @@ class Server:
         self._authenticate = authenticate
 
     async def startup(self) -> None:
-        """Start the node's background work (the protocol ping loop). Idempotent."""
+        """Start the node's background work (ping loop; with a fleet, the bus and registry).
+        Raises ``DuplicateNodeError`` when another live node has this node's name."""
+        if self.fleet is not None and not self._fleet_started:
+            await self.fleet.start()
+            self._fleet_started = True
         self._accepting = True
         self._closed_once = False
         if self._ping_task is None:
@@ -439,6 +494,9 @@ class Server:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        if self.fleet is not None and self._fleet_started:
+            self._fleet_started = False
+            await self.fleet.aclose()
         await self._emit_system_async(SystemEvent.SERVER_CLOSE.value)
 
     @property

@@ -1,0 +1,465 @@
+"""The cross-server bus: every Redis node of the fleet, seen as one ordered, failure-tolerant pipe.
+
+- **Subscribe on all, publish through one.** Each Redis node has a :class:`RedisLink`; every link
+  subscribes to every channel the node needs (reference-counted), and each publish goes through the
+  link the :class:`Router` picks for its routing key.
+- **No silent loss.** A publish that fails on one link is re-routed to another healthy link (up to
+  ``max_publish_attempts``); with no usable link it waits in the bounded :class:`OutageBuffer` and
+  is flushed in order when a link comes back. Callers that ask for a future get the outcome.
+  Receivers drop the duplicates a retry can create (sender boot id + sequence number).
+- **End-to-end probe.** Each link is probed by publishing to this node's inbox through that link
+  and receiving it on that link's own subscription; a link that stays deaf is resubscribed.
+- **Hot-plug.** Links can be added (subscribe first, publish only once the fleet listens) and
+  removed (stop publishing, keep listening for ``drain_grace``, then disconnect) at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsfleet.bus.codec import BusCodec, BusDecodeError
+from wsfleet.bus.dedup import DuplicateFilter
+from wsfleet.bus.envelopes import meta_of, sender_of
+from wsfleet.bus.nodes import RedisNode
+from wsfleet.bus.outage import OutageBuffer
+from wsfleet.bus.redis_link import Command, LinkError, LinkTimings, RedisLink
+from wsfleet.bus.routing import Router
+from wsfleet.bus.settings import FleetSettings
+from wsfleet.protocol.errors import WsfleetError
+
+log = logging.getLogger("wsfleet.bus")
+
+MessageHandler = Callable[[str, dict[str, Any]], None]
+HealthListener = Callable[[bool, dict[str, Any]], None]
+
+
+class BusUnavailableError(WsfleetError):
+    """A publish could not be delivered to any Redis node (buffer full, too old, or no node)."""
+
+
+@dataclass(slots=True)
+class BusStats:
+    published: int = 0
+    publish_retries: int = 0
+    publish_failures: int = 0
+    received: int = 0
+    decode_errors: int = 0
+    self_echo_dropped: int = 0
+    probes_sent: int = 0
+    probes_failed: int = 0
+    deaf_repairs: int = 0
+    probe_rtt: dict[str, float] = field(default_factory=dict)
+    outage_refused: int = 0
+    outage_expired: int = 0
+
+
+class Bus:
+    def __init__(self, settings: FleetSettings, on_message: MessageHandler) -> None:
+        self.settings = settings
+        self.name = settings.server_name
+        self.boot = secrets.token_hex(6)
+        self.codec = BusCodec(settings.serialization)
+        self.router = Router(settings.strategy)
+        self.key_router = Router()  # keyed commands always hash: a key lives on one Redis node
+        self.dedup = DuplicateFilter()
+        self.outage: OutageBuffer[Command] = OutageBuffer(
+            settings.outage_buffer_size, settings.outage_buffer_max_age
+        )
+        self.stats = BusStats()
+        self.links: dict[str, RedisLink] = {}
+        self.health_listeners: list[HealthListener] = []
+        self._on_message = on_message
+        self._seq = itertools.count(1)
+        self._refcounts: dict[str, int] = {}
+        self._permanent: set[str] = set()
+        self._desired: set[bytes] = set()
+        self._probe_waiters: dict[str, asyncio.Future[float]] = {}
+        self._probe_ok: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        self._timings = LinkTimings(
+            connect_timeout=settings.command_timeout,
+            command_timeout=settings.command_timeout,
+            ping_interval=settings.redis_ping_interval,
+            ping_timeout=settings.redis_ping_timeout,
+        )
+        self.inbox = settings.inbox_channel(self.name)
+        self.keep_subscribed(self.inbox, settings.control_channel)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for node in self.settings.redis:
+            self._add_link(node, publishable=True)
+        self._tasks.append(
+            asyncio.create_task(self._maintenance_loop(), name="wsfleet-bus-maintenance")
+        )
+        self._tasks.append(asyncio.create_task(self._probe_loop(), name="wsfleet-bus-probe"))
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until at least one link publishes and every link listens to every channel."""
+        async with asyncio.timeout(timeout):
+            while True:
+                usable = self.usable_links()
+                if usable and all(
+                    link.is_subscribed(self._desired) for link in self.links.values()
+                ):
+                    return
+                waits = [
+                    asyncio.ensure_future(link.wait_subscribed(self._desired))
+                    for link in self.links.values()
+                ]
+                if not waits:
+                    raise BusUnavailableError("no Redis node is configured")
+                try:
+                    await asyncio.wait(waits, timeout=0.05)
+                finally:
+                    for w in waits:
+                        w.cancel()
+
+    async def aclose(self) -> None:
+        """Flush what is queued (best effort), then disconnect every link."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        links = list(self.links.values())
+        self.links.clear()
+        await asyncio.gather(*(link.aclose() for link in links), return_exceptions=True)
+        for command in self.outage.drain():
+            self._fail(command, BusUnavailableError("the bus was closed"))
+        self._started = False
+
+    # -- links and hot-plug ------------------------------------------------------------------
+
+    def _add_link(self, node: RedisNode, *, publishable: bool) -> RedisLink:
+        link = RedisLink(
+            node,
+            on_message=self._receive,
+            on_health=self._health_changed,
+            on_failed=self._failed,
+            timings=self._timings,
+        )
+        link.publishable = publishable
+        link.set_channels(self._desired)
+        self.links[link.key] = link
+        link.start()
+        return link
+
+    def usable_links(self) -> list[RedisLink]:
+        return [link for link in self.links.values() if link.publishable and link.publisher_healthy]
+
+    async def add_redis_node(
+        self, node: RedisNode, *, ready: Callable[[str], bool] | None = None
+    ) -> bool:
+        """Hot-add a Redis node: subscribe on it, then publish through it once ``ready(key)``
+        says the whole fleet listens on it (or after ``hot_add_grace``). False if known already."""
+        if node.key in self.links:
+            return False
+        link = self._add_link(node, publishable=False)
+        try:
+            async with asyncio.timeout(self.settings.hot_add_grace):
+                await link.wait_subscribed(self._desired)
+        except TimeoutError:
+            log.warning("Redis %s: not subscribed within %.1fs", node, self.settings.hot_add_grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.hot_add_grace
+        # Other nodes report their subscriptions through the registry: poll it, bounded.
+        while ready is not None and not ready(link.key) and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(min(0.1, self.settings.lease_refresh))
+        if link.key in self.links:
+            link.publishable = True
+            log.info("Redis %s added", node)
+            self._flush_outage()
+        return True
+
+    async def remove_redis_node(self, key: str) -> bool:
+        """Hot-remove: stop publishing through it, keep listening for ``drain_grace``, then
+        disconnect. Messages queued on it are re-routed. False if unknown."""
+        link = self.links.get(key)
+        if link is None:
+            return False
+        link.publishable = False
+        await asyncio.sleep(self.settings.drain_grace)
+        self.links.pop(key, None)
+        await link.aclose()
+        log.info("Redis %s removed", link.node)
+        return True
+
+    def subscribed_on(self) -> list[str]:
+        """Keys of the links that listen to every channel of this node (for the registry)."""
+        return [k for k, link in self.links.items() if link.is_subscribed(self._desired)]
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def keep_subscribed(self, *channels: str) -> None:
+        """Channels subscribed for the whole life of the bus (inbox, bridge, presets)."""
+        for channel in channels:
+            self._permanent.add(channel)
+        self._sync_channels()
+
+    def subscribe(self, channel: str) -> None:
+        self._refcounts[channel] = self._refcounts.get(channel, 0) + 1
+        if self._refcounts[channel] == 1:
+            self._sync_channels()
+
+    def unsubscribe(self, channel: str) -> None:
+        count = self._refcounts.get(channel, 0) - 1
+        if count > 0:
+            self._refcounts[channel] = count
+            return
+        self._refcounts.pop(channel, None)
+        self._sync_channels()
+
+    def is_subscribed_everywhere(self, channel: str) -> bool:
+        raw = channel.encode()
+        return bool(self.links) and all(link.is_subscribed((raw,)) for link in self.links.values())
+
+    async def wait_subscribed(self, *channels: str) -> None:
+        raw = [c.encode() for c in channels]
+        await asyncio.gather(*(link.wait_subscribed(raw) for link in self.links.values()))
+
+    def _sync_channels(self) -> None:
+        desired = {c.encode() for c in self._permanent} | {c.encode() for c in self._refcounts}
+        if desired == self._desired:
+            return
+        self._desired = desired
+        for link in self.links.values():
+            link.set_channels(desired)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def meta(self, **extra: Any) -> dict[str, Any]:
+        return {"b": self.boot, "s": next(self._seq), **extra}
+
+    def publish(
+        self,
+        channel: str,
+        message: dict[str, Any],
+        routing_key: str,
+        *,
+        want_result: bool = False,
+    ) -> asyncio.Future[Any] | None:
+        """Publish ``message`` (already holding its ``wsf`` meta) through one Redis node.
+
+        Returns a future of the receiver count when ``want_result``; otherwise failures are
+        counted and logged, never silent. Raises :class:`BusDecodeError` for unencodable data.
+        """
+        data = self.codec.dumps(message)
+        future = asyncio.get_running_loop().create_future() if want_result else None
+        self.stats.published += 1
+        self._dispatch(Command(("PUBLISH", channel, data), future, routing_key))
+        return future
+
+    def publish_raw(self, channel: str, data: bytes, routing_key: str) -> None:
+        self.stats.published += 1
+        self._dispatch(Command(("PUBLISH", channel, data), None, routing_key))
+
+    def execute(
+        self, args: tuple[Any, ...], routing_key: str, *, want_result: bool = True
+    ) -> asyncio.Future[Any] | None:
+        """Run a command on the Redis node that holds ``routing_key`` (rendezvous hash over the
+        usable nodes, whatever the publish strategy)."""
+        future = asyncio.get_running_loop().create_future() if want_result else None
+        command = Command(args, future, routing_key, retry=True)
+        link = self.key_router.pick(self.usable_links(), routing_key)
+        if link is None:
+            self._dispatch(command)
+        else:
+            link.submit(command)
+        return future
+
+    def link_for_key(self, routing_key: str) -> RedisLink | None:
+        return self.key_router.pick(self.usable_links(), routing_key)
+
+    def _dispatch(self, command: Command, exclude: RedisLink | None = None) -> None:
+        candidates = self.usable_links()
+        if exclude is not None and len(candidates) > 1:
+            candidates = [c for c in candidates if c is not exclude]
+        link = self.router.pick(candidates, command.routing_key)
+        if link is not None:
+            link.submit(command)
+            return
+        if not self.outage.offer(command, asyncio.get_running_loop().time()):
+            self.stats.outage_refused += 1
+            self._fail(
+                command,
+                BusUnavailableError("no Redis node is usable and the outage buffer is full"),
+            )
+
+    def _failed(self, link: RedisLink, commands: list[Command], error: BaseException) -> None:
+        for command in commands:
+            if command.pinned:
+                self._fail(command, LinkError(f"{link.node}: {error}"))
+                continue
+            command.attempts += 1
+            if not command.retry or command.attempts >= self.settings.max_publish_attempts:
+                self._fail(command, BusUnavailableError(f"publish failed on {link.node}: {error}"))
+                continue
+            self.stats.publish_retries += 1
+            self._dispatch(command, exclude=link)
+
+    def _fail(self, command: Command, error: BaseException) -> None:
+        if command.args and command.args[0] == "PUBLISH":
+            self.stats.publish_failures += 1
+        future = command.future
+        if future is not None:
+            if not future.done():
+                future.set_exception(error)
+        else:
+            log.warning("dropped a publish to %r: %s", command.args[1:2], error)
+
+    def _flush_outage(self) -> None:
+        if len(self.outage) and self.usable_links():
+            for command in self.outage.drain():
+                self._dispatch(command)
+
+    def _health_changed(
+        self, link: RedisLink, role: str, healthy: bool, event: str, error: str | None
+    ) -> None:
+        if healthy and role == "publisher":
+            self._flush_outage()
+        links = list(self.links.values())
+        info = {
+            "host": link.node.host,
+            "port": link.node.port,
+            "serverName": self.name,
+            "event": event,
+            "isHealthy": healthy,
+            "error": error,
+            "healthySubscriberCount": sum(1 for lk in links if lk.subscriber_healthy),
+            "healthyPublisherCount": sum(1 for lk in links if lk.publisher_healthy),
+            "totalNodeCount": len(links),
+            "type": role,
+        }
+        log.log(
+            logging.INFO if healthy or event == "close" else logging.WARNING,
+            "Redis %s %s %s",
+            link.node,
+            role,
+            "healthy" if healthy else f"unhealthy ({error})",
+        )
+        for listener in list(self.health_listeners):
+            try:
+                listener(healthy, info)
+            except Exception:
+                log.exception("Redis health listener failed")
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _receive(self, link: RedisLink, channel_raw: bytes, data: bytes) -> None:
+        self.stats.received += 1
+        try:
+            message = self.codec.loads(data)
+        except BusDecodeError as exc:
+            self.stats.decode_errors += 1
+            log.debug("undecodable message on %r: %s", channel_raw, exc)
+            return
+        channel = channel_raw.decode("utf-8", "replace")
+        if channel == self.inbox and message.get("action") == "probe":
+            self._probe_returned(link, message)
+            return
+        if sender_of(message) == self.name:
+            self.stats.self_echo_dropped += 1
+            return
+        meta = meta_of(message)
+        if (
+            meta.boot is not None
+            and meta.seq is not None
+            and not self.dedup.is_new(meta.boot, meta.seq)
+        ):
+            return
+        self._on_message(channel, message)
+
+    # -- end-to-end probe --------------------------------------------------------------------
+
+    async def probe(self, link: RedisLink) -> float:
+        """Publish through ``link`` to our inbox and wait to read it back on ``link``."""
+        token = secrets.token_hex(6)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[float] = loop.create_future()
+        self._probe_waiters[token] = future
+        start = loop.time()
+        data = self.codec.dumps({"action": "probe", "args": {"t": token, "l": link.key}})
+        self.stats.probes_sent += 1
+        try:
+            link.submit(Command(("PUBLISH", self.inbox, data), None, pinned=True, retry=False))
+            async with asyncio.timeout(self.settings.probe_timeout):
+                await future
+            rtt = loop.time() - start
+            self.stats.probe_rtt[link.key] = rtt
+            self._probe_ok[link.key] = loop.time()
+            return rtt
+        finally:
+            self._probe_waiters.pop(token, None)
+
+    def _probe_returned(self, link: RedisLink, message: dict[str, Any]) -> None:
+        args = message.get("args")
+        if not isinstance(args, dict) or args.get("l") != link.key:
+            return
+        future = self._probe_waiters.get(str(args.get("t")))
+        if future is not None and not future.done():
+            future.set_result(0.0)
+
+    def probe_healthy(self) -> bool:
+        """True when some link passed its end-to-end probe within two probe intervals."""
+        loop = asyncio.get_running_loop()
+        limit = 2 * self.settings.probe_interval + self.settings.probe_timeout
+        return any(
+            loop.time() - self._probe_ok.get(key, -1e9) < limit and link.publisher_healthy
+            for key, link in self.links.items()
+        )
+
+    async def probe_all(self) -> dict[str, float | None]:
+        results: dict[str, float | None] = {}
+
+        async def one(link: RedisLink) -> None:
+            try:
+                results[link.key] = await self.probe(link)
+            except (TimeoutError, LinkError):
+                results[link.key] = None
+                self.stats.probes_failed += 1
+                if link.subscriber_healthy and link.publisher_healthy:
+                    self.stats.deaf_repairs += 1
+                    log.warning("Redis %s: probe lost, resubscribing", link.node)
+                    link.force_resubscribe()
+
+        inbox = (self.inbox.encode(),)
+        ready = [link for link in self.links.values() if link.is_subscribed(inbox)]
+        for link in self.links.values():
+            if link not in ready:
+                results[link.key] = None
+        await asyncio.gather(*(one(link) for link in ready))
+        return results
+
+    async def _probe_loop(self) -> None:
+        while True:
+            try:
+                await self.probe_all()
+            except Exception:
+                log.exception("bus probe failed")
+            await asyncio.sleep(self.settings.probe_interval)
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            now = asyncio.get_running_loop().time()
+
+            def expired(command: Command) -> None:
+                self.stats.outage_expired += 1
+                self._fail(command, BusUnavailableError("no Redis node came back in time"))
+
+            self.outage.expire(now, expired)
+            self._flush_outage()
+
+    def link_keys(self) -> Iterable[str]:
+        return list(self.links)

@@ -1,0 +1,146 @@
+"""Where each socket id is connected: ``<p>wsfleet:sock:<id>`` -> node name, with a lease.
+
+A key lives on the Redis node that the socket id hashes to, and every command about that id goes
+to the same node, so a claim, a direct message and a release for one socket stay in order.
+
+- ``claim`` writes the location and, when another node held the id, publishes a ``duplicate``
+  control message to that node's inbox in the same script (the cluster-wide duplicate login).
+- ``send`` looks the node up and publishes to its inbox in one script; an unknown id falls back
+  to the shared ``ws:private_socket`` channel, which original nodes also read.
+- Keys expire after ``lease_ttl`` unless refreshed, so a dead node's sockets vanish by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+
+from wsfleet.bus.bus import Bus
+from wsfleet.bus.redis_link import Command, LinkError
+
+log = logging.getLogger("wsfleet.bus")
+
+_CLAIM = """
+local previous = redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'GET')
+if previous and previous ~= ARGV[1] then
+  redis.call('PUBLISH', ARGV[3] .. previous, ARGV[4])
+end
+return previous
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_REFRESH = """
+local lost = 0
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  if current == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+  elseif current == false then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+  else
+    lost = lost + 1
+  end
+end
+return lost
+"""
+
+_SEND = """
+local node = redis.call('GET', KEYS[1])
+if node then return redis.call('PUBLISH', ARGV[1] .. node, ARGV[2]) end
+return redis.call('PUBLISH', ARGV[3], ARGV[2])
+"""
+
+REFRESH_BATCH = 500
+
+
+class SocketDirectory:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.settings = bus.settings
+        self._inbox_prefix = self.settings.inbox_channel("")
+        self._ttl_ms = int(self.settings.lease_ttl * 1000)
+
+    def _key(self, socket_id: str) -> str:
+        return self.settings.key("sock", socket_id)
+
+    def claim(self, socket_id: str, duplicate_notice: bytes) -> None:
+        self.bus.execute(
+            (
+                "EVAL",
+                _CLAIM,
+                1,
+                self._key(socket_id),
+                self.bus.name,
+                self._ttl_ms,
+                self._inbox_prefix,
+                duplicate_notice,
+            ),
+            socket_id,
+            want_result=False,
+        )
+
+    def release(self, socket_id: str) -> None:
+        self.bus.execute(
+            ("EVAL", _RELEASE, 1, self._key(socket_id), self.bus.name), socket_id, want_result=False
+        )
+
+    def send(self, socket_id: str, envelope: bytes) -> None:
+        """Deliver a private-message envelope to the node holding ``socket_id``."""
+        self.bus.stats.published += 1
+        self.bus.execute(
+            (
+                "EVAL",
+                _SEND,
+                1,
+                self._key(socket_id),
+                self._inbox_prefix,
+                envelope,
+                self.settings.private_channel,
+            ),
+            socket_id,
+            want_result=False,
+        )
+
+    async def locate(self, socket_id: str) -> str | None:
+        future = self.bus.execute(("GET", self._key(socket_id)), socket_id)
+        assert future is not None
+        value = await asyncio.wait_for(future, self.settings.command_timeout * 2)
+        return value.decode() if isinstance(value, bytes) else None
+
+    async def refresh(self, socket_ids: Iterable[str]) -> int:
+        """Extend the lease of every local socket (re-creating lost keys); returns how many ids
+        are now held by another node."""
+        by_link: dict[str, list[str]] = defaultdict(list)
+        links = {}
+        for socket_id in socket_ids:
+            link = self.bus.link_for_key(socket_id)
+            if link is not None:
+                by_link[link.key].append(self._key(socket_id))
+                links[link.key] = link
+        futures = []
+        loop = asyncio.get_running_loop()
+        for key, keys in by_link.items():
+            for i in range(0, len(keys), REFRESH_BATCH):
+                chunk = keys[i : i + REFRESH_BATCH]
+                future: asyncio.Future[object] = loop.create_future()
+                links[key].submit(
+                    Command(
+                        ("EVAL", _REFRESH, len(chunk), *chunk, self.bus.name, self._ttl_ms),
+                        future,
+                        pinned=True,
+                    )
+                )
+                futures.append(future)
+        lost = 0
+        for result in await asyncio.gather(*futures, return_exceptions=True):
+            if isinstance(result, int):
+                lost += result
+            elif isinstance(result, LinkError | TimeoutError):
+                log.debug("socket lease refresh failed: %r", result)
+        return lost

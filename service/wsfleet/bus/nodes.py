@@ -1,0 +1,55 @@
+"""Addresses of Redis nodes, parsed from ``host:port`` or ``redis://`` / ``rediss://`` URLs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+
+@dataclass(frozen=True, slots=True)
+class RedisNode:
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the node, used for routing and in metric labels."""
+        return f"{self.host}:{self.port}/{self.db}"
+
+    def __str__(self) -> str:
+        scheme = "rediss" if self.tls else "redis"
+        auth = "***@" if self.password else ""
+        return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
+
+    @classmethod
+    def parse(cls, text: str) -> RedisNode:
+        """``host:port``, ``host``, ``redis://[user:pass@]host[:port][/db]`` or ``rediss://…``."""
+        value = text.strip()
+        if not value:
+            raise ValueError("empty Redis node address")
+        if "://" not in value:
+            value = "redis://" + value
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"Redis node {text!r}: scheme must be redis:// or rediss://")
+        if not parts.hostname:
+            raise ValueError(f"Redis node {text!r} has no host")
+        try:
+            port = parts.port or 6379
+        except ValueError:
+            raise ValueError(f"Redis node {text!r} has an invalid port") from None
+        db_text = parts.path.lstrip("/") or "0"
+        if not db_text.isdigit():
+            raise ValueError(f"Redis node {text!r}: database must be a number, got {db_text!r}")
+        return cls(
+            host=parts.hostname,
+            port=port,
+            db=int(db_text),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=parts.scheme == "rediss",
+        )

@@ -1,0 +1,169 @@
+"""The node registry: each node holds a lease in Redis, refreshed while it lives.
+
+On every Redis node: ``<p>wsfleet:lease:<name>`` (this node's boot id, with a TTL), a sorted set
+``<p>wsfleet:nodes`` (name -> lease expiry in ms) and a hash ``<p>wsfleet:nodeinfo`` (name -> JSON
+with the node's version, boot id, socket count and the Redis nodes it listens on). Live nodes are
+the union over the Redis nodes of the names whose lease has not expired, so a node that dies
+vanishes within one ``lease_ttl``, and a clean shutdown removes it at once.
+
+Two live nodes with the same name is an error: the second fails to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from wsfleet.bus.bus import Bus
+from wsfleet.bus.redis_link import LinkError, RedisLink
+from wsfleet.protocol.errors import WsfleetError
+
+log = logging.getLogger("wsfleet.bus")
+
+_REFRESH = """
+local current = redis.call('GET', KEYS[1])
+if current == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+elseif current ~= ARGV[1] then
+  return current
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])
+return false
+"""
+
+_LIVE = """
+local names = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
+local out = {}
+for i, name in ipairs(names) do
+  out[#out + 1] = name
+  out[#out + 1] = redis.call('HGET', KEYS[2], name) or ''
+end
+return out
+"""
+
+_LEAVE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+return 1
+"""
+
+
+class DuplicateNodeError(WsfleetError):
+    """Another live node already uses this server name."""
+
+
+class Registry:
+    def __init__(self, bus: Bus, describe: Callable[[], dict[str, Any]]) -> None:
+        self.bus = bus
+        self.settings = bus.settings
+        self.name = bus.name
+        self._describe = describe
+        self._live: dict[str, dict[str, Any]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.conflicts = 0
+        self.changed = asyncio.Event()
+
+    @property
+    def live(self) -> dict[str, dict[str, Any]]:
+        """Live nodes (name -> info) as of the last refresh, this node included."""
+        return self._live
+
+    def live_names(self) -> set[str]:
+        return set(self._live)
+
+    def _keys(self) -> tuple[str, str, str]:
+        s = self.settings
+        return s.key("lease", self.name), s.key("nodes"), s.key("nodeinfo")
+
+    async def start(self) -> None:
+        """Register; raises :class:`DuplicateNodeError` if the name is taken by a live node."""
+        await self.refresh(raise_on_conflict=True)
+        self._task = asyncio.create_task(self._loop(), name="wsfleet-registry")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        lease, nodes, info = self._keys()
+        await asyncio.gather(
+            *(
+                self._call(link, "EVAL", _LEAVE, 3, lease, nodes, info, self.bus.boot, self.name)
+                for link in self._links()
+            ),
+            return_exceptions=True,
+        )
+
+    def _links(self) -> list[RedisLink]:
+        return [link for link in self.bus.links.values() if link.publisher_healthy]
+
+    async def _call(self, link: RedisLink, *args: Any) -> Any:
+        return await link.call(*args, timeout=self.settings.command_timeout)
+
+    async def refresh(self, *, raise_on_conflict: bool = False) -> None:
+        lease, nodes, info = self._keys()
+        ttl_ms = int(self.settings.lease_ttl * 1000)
+        now_ms = int(time.time() * 1000)
+        description = orjson.dumps(
+            {**self._describe(), "boot": self.bus.boot, "redis": self.bus.subscribed_on()}
+        )
+        live: dict[str, dict[str, Any]] = {}
+        for link in self._links():
+            try:
+                holder = await self._call(
+                    link,
+                    "EVAL",
+                    _REFRESH,
+                    3,
+                    lease,
+                    nodes,
+                    info,
+                    self.bus.boot,
+                    ttl_ms,
+                    now_ms + ttl_ms,
+                    self.name,
+                    description,
+                    now_ms,
+                )
+                if holder is not None:
+                    self.conflicts += 1
+                    message = (
+                        f"another live node is already named {self.name!r} (Redis {link.node}); "
+                        "give every node a unique server name (POD_NAME, --server-name)"
+                    )
+                    if raise_on_conflict:
+                        raise DuplicateNodeError(message)
+                    log.error("%s", message)
+                flat = await self._call(link, "EVAL", _LIVE, 2, nodes, info, now_ms)
+            except (LinkError, TimeoutError) as exc:
+                log.debug("registry refresh on %s failed: %r", link.node, exc)
+                continue
+            for i in range(0, len(flat), 2):
+                name = flat[i].decode()
+                raw = flat[i + 1]
+                try:
+                    live[name] = orjson.loads(raw) if raw else {}
+                except orjson.JSONDecodeError:
+                    live[name] = {}
+        if self._links():
+            if set(live) != set(self._live):
+                self.changed.set()
+            self._live = live
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_refresh)
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("registry refresh failed")

@@ -1,0 +1,232 @@
+"""Pending cross-server calls: ids, deadlines, replies, outcomes. No I/O.
+
+Every call has one timer, cancelled whatever ends the call (last reply, timeout, cancel), so no
+entry or timer outlives its call (W1 of the original crashed on exactly that). The table is
+bounded: beyond ``max_pending`` a new call fails at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from wsfleet.protocol.errors import WsfleetError
+
+TIMEOUT_MESSAGE = "Cross-server callback timed out."
+
+
+class CallMode(StrEnum):
+    COUNT = "count"
+    """Done after ``expected_responses`` replies (the original's rule; each reply counts)."""
+    ALL = "all"
+    """Done when every expected node answered (all live nodes from the registry, or targets)."""
+    FIRST = "first"
+    """Done at the first reply."""
+    QUORUM = "quorum"
+    """Done when ``quorum`` distinct nodes answered."""
+
+
+class Outcome(StrEnum):
+    ANSWERED = "answered"
+    TIMED_OUT = "timed-out"
+    LEFT = "left"
+    """The node left the fleet (its lease expired or it deregistered) before answering."""
+
+
+class TooManyPendingCallsError(WsfleetError):
+    """The pending-call table is full."""
+
+
+@dataclass(slots=True)
+class CrossServerResult:
+    """The outcome of an awaited cross-server call."""
+
+    success: bool
+    callback_id: str
+    responses: dict[str, Any] = field(default_factory=dict)
+    """Reply envelope data by responding server (the original's ``responses``)."""
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    """Per expected node: answered, timed out or left (modes ``all`` and ``quorum``)."""
+    unresponded_count: int = 0
+    message: str | None = None
+
+    @property
+    def payloads(self) -> dict[str, Any]:
+        """Just the replied values, by server."""
+        return {name: data.get("payload") for name, data in self.responses.items()}
+
+    def to_original(self) -> dict[str, Any]:
+        """The original ``emitCrossServerWithPromise`` result shape."""
+        if self.success:
+            return {"success": True, "responses": self.responses}
+        result: dict[str, Any] = {"success": False, "message": self.message or TIMEOUT_MESSAGE}
+        if self.message == TIMEOUT_MESSAGE or self.message is None:
+            result["responses"] = self.responses
+            result["unrespondedCount"] = self.unresponded_count
+        return result
+
+
+OriginalCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class PendingCall:
+    callback_id: str
+    mode: CallMode
+    expected: int
+    expected_nodes: frozenset[str] | None
+    future: asyncio.Future[CrossServerResult] | None
+    callback: OriginalCallback | None
+    timer: asyncio.TimerHandle | None = None
+    replies: dict[str, Any] = field(default_factory=dict)
+    count: int = 0
+
+    def remaining(self) -> int:
+        if self.mode is CallMode.COUNT:
+            return max(self.expected - self.count, 0)
+        if self.mode is CallMode.FIRST:
+            return 0 if self.count else 1
+        if self.mode is CallMode.QUORUM:
+            return max(self.expected - len(self.replies), 0)
+        assert self.expected_nodes is not None
+        return len(self.expected_nodes - self.replies.keys())
+
+
+class PendingCalls:
+    def __init__(self, server_name: str, max_pending: int = 10_000) -> None:
+        self._calls: dict[str, PendingCall] = {}
+        self._counter = itertools.count(1)
+        self._prefix = server_name[-6:]
+        self.max_pending = max_pending
+        self.is_alive: Callable[[str], bool] = lambda name: True
+        self.completed = 0
+        self.timed_out = 0
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def new_id(self) -> str:
+        """The original id format: ``<name[-6:]>-<ms base36>-<4 random>-<n base36>``."""
+        rand = "".join(random.choices("0123456789abcdefghijklmnopqrstuvwxyz", k=4))
+        return f"{self._prefix}-{_b36(int(time.time() * 1000))}-{rand}-{_b36(next(self._counter))}"
+
+    def open(
+        self,
+        *,
+        mode: CallMode,
+        expected: int,
+        expected_nodes: frozenset[str] | None,
+        timeout: float,
+        want_future: bool,
+        callback: OriginalCallback | None = None,
+    ) -> PendingCall:
+        if len(self._calls) >= self.max_pending:
+            raise TooManyPendingCallsError(
+                f"{self.max_pending} cross-server calls are already waiting for replies"
+            )
+        loop = asyncio.get_running_loop()
+        call = PendingCall(
+            callback_id=self.new_id(),
+            mode=mode,
+            expected=expected,
+            expected_nodes=expected_nodes,
+            future=loop.create_future() if want_future else None,
+            callback=callback,
+        )
+        call.timer = loop.call_later(timeout, self._expire, call.callback_id)
+        self._calls[call.callback_id] = call
+        return call
+
+    def resolve(self, callback_id: str, sender: str, data: dict[str, Any]) -> bool:
+        """Record one reply; False when no such call is pending (late or foreign reply)."""
+        call = self._calls.get(callback_id)
+        if call is None:
+            return False
+        call.count += 1
+        call.replies[sender] = data
+        remaining = call.remaining()
+        if call.callback is not None:
+            call.callback({"success": True, "data": data, "remainingResponses": remaining})
+        if remaining <= 0:
+            self._finish(call, success=True)
+        return True
+
+    def resolve_empty(self, call: PendingCall) -> None:
+        """A call that expects nobody (e.g. ``all`` with no other live node) is done at once."""
+        self._finish(call, success=True)
+
+    def cancel(self, callback_id: str) -> bool:
+        """Forget a call and its timer (``deleteCrossServerCallback``); its awaiter is cancelled."""
+        call = self._calls.pop(callback_id, None)
+        if call is None:
+            return False
+        if call.timer is not None:
+            call.timer.cancel()
+        if call.future is not None and not call.future.done():
+            call.future.cancel()
+        return True
+
+    def fail_all(self, message: str) -> None:
+        for callback_id in list(self._calls):
+            call = self._calls[callback_id]
+            self._finish(call, success=False, message=message)
+
+    def _expire(self, callback_id: str) -> None:
+        call = self._calls.get(callback_id)
+        if call is None:
+            return
+        call.timer = None
+        self.timed_out += 1
+        if call.callback is not None:
+            call.callback(
+                {
+                    "success": False,
+                    "error": TIMEOUT_MESSAGE,
+                    "callbackId": callback_id,
+                    "unrespondedCount": call.remaining(),
+                }
+            )
+        self._finish(call, success=False, message=TIMEOUT_MESSAGE)
+
+    def _finish(self, call: PendingCall, *, success: bool, message: str | None = None) -> None:
+        self._calls.pop(call.callback_id, None)
+        if call.timer is not None:
+            call.timer.cancel()
+            call.timer = None
+        self.completed += 1
+        outcomes: dict[str, Outcome] = {}
+        if call.expected_nodes is not None:
+            for name in call.expected_nodes:
+                if name in call.replies:
+                    outcomes[name] = Outcome.ANSWERED
+                else:
+                    outcomes[name] = Outcome.TIMED_OUT if self.is_alive(name) else Outcome.LEFT
+        for name in call.replies:
+            outcomes.setdefault(name, Outcome.ANSWERED)
+        if call.future is not None and not call.future.done():
+            call.future.set_result(
+                CrossServerResult(
+                    success=success,
+                    callback_id=call.callback_id,
+                    responses=dict(call.replies),
+                    outcomes=outcomes,
+                    unresponded_count=call.remaining(),
+                    message=message,
+                )
+            )
+
+
+def _b36(value: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        value, rem = divmod(value, 36)
+        out = digits[rem] + out
+        if not value:
+            return out

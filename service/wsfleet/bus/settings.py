@@ -1,0 +1,146 @@
+"""Settings of the cross-server bus. Durations are float seconds."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wsfleet.bus.codec import Serialization
+from wsfleet.bus.nodes import RedisNode
+from wsfleet.bus.routing import Strategy
+
+RESERVED_NAMESPACES = frozenset({"broadcast", "private_socket"})
+
+
+def default_server_name() -> str:
+    """``POD_NAME`` (Kubernetes downward API) when set, else ``hostname-pid``."""
+    pod = os.environ.get("POD_NAME")
+    if pod:
+        return pod
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetSettings:
+    redis: tuple[RedisNode, ...] = ()
+    """The Redis nodes every node of the fleet subscribes on. Must be the same on every node."""
+
+    server_name: str = field(default_factory=default_server_name)
+    """Unique name of this node in the fleet (``serverName`` of the original)."""
+
+    bridge_prefix: str = "csbp:"
+    """Prefix of the cross-server channel (``csbp:server_bridge``) and of wsfleet's own channels."""
+
+    ws_prefix: str = "ws:"
+    """Prefix of the WebSocket routing channels (``ws:broadcast``, ``ws:<namespace>``)."""
+
+    serialization: Serialization = Serialization.MSGPACK
+    """MessagePack (the original's default, ``enableRedisDataCompression``) or JSON."""
+
+    strategy: Strategy = Strategy.HASH
+    """How the Redis node of each publish is chosen; ``hash`` keeps per-target order."""
+
+    preset_room_namespaces: tuple[str, ...] = ()
+    """Room namespaces subscribed at start and never unsubscribed."""
+
+    auto_unsubscribe: bool = True
+    """Unsubscribe a namespace's channel when its last local room empties."""
+
+    custom_channels: tuple[str, ...] = ()
+    """Channels subscribed verbatim, for ``publish_redis_message`` and the custom handler."""
+
+    redis_ping_interval: float = 5.0
+    redis_ping_timeout: float = 2.0
+    command_timeout: float = 2.0
+    """A publish batch with no answer within this time fails over to another Redis node."""
+
+    max_publish_attempts: int = 3
+    outage_buffer_size: int = 10_000
+    """Publishes kept while no Redis node is usable; beyond it publishes fail at once."""
+
+    outage_buffer_max_age: float = 30.0
+    """Buffered publishes older than this fail (their callers get ``BusUnavailableError``)."""
+
+    lease_ttl: float = 10.0
+    """Lifetime of this node's registry entry and socket locations without a refresh."""
+
+    lease_refresh: float = 3.0
+    probe_interval: float = 5.0
+    """How often each Redis node is probed end to end (publish -> own subscription)."""
+
+    probe_timeout: float = 2.0
+    hot_add_grace: float = 10.0
+    """Longest wait for every live node to subscribe on a hot-added Redis node before it is used
+    for publishing anyway (nodes that do not report subscriptions, such as original ones)."""
+
+    drain_grace: float = 5.0
+    """How long a removed Redis node is still listened to after the last publish through it."""
+
+    max_pending_calls: int = 10_000
+    """Cross-server calls waiting for replies; beyond it new calls fail at once."""
+
+    config_dir: Path | None = None
+    """A directory holding a ``redis`` file (one address per line) watched for hot-plug."""
+
+    config_poll_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not self.server_name:
+            problems.append("server_name must not be empty")
+        if self.bridge_prefix == self.ws_prefix:
+            problems.append("bridge_prefix and ws_prefix must differ")
+        for name in (
+            "redis_ping_interval",
+            "redis_ping_timeout",
+            "command_timeout",
+            "outage_buffer_max_age",
+            "lease_ttl",
+            "lease_refresh",
+            "probe_interval",
+            "probe_timeout",
+            "hot_add_grace",
+            "drain_grace",
+            "config_poll_interval",
+        ):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive")
+        if self.lease_refresh >= self.lease_ttl:
+            problems.append("lease_refresh must be shorter than lease_ttl")
+        keys = [n.key for n in self.redis]
+        if len(keys) != len(set(keys)):
+            problems.append("a Redis node is listed twice")
+        if problems:
+            raise ValueError("invalid FleetSettings: " + "; ".join(problems))
+
+    # -- channel names -----------------------------------------------------------------------
+
+    @property
+    def bridge_channel(self) -> str:
+        return self.bridge_prefix + "server_bridge"
+
+    @property
+    def private_channel(self) -> str:
+        return self.ws_prefix + "private_socket"
+
+    @property
+    def broadcast_channel(self) -> str:
+        return self.ws_prefix + "broadcast"
+
+    @property
+    def control_channel(self) -> str:
+        return self.bridge_prefix + "wsfleet:control"
+
+    def inbox_channel(self, server_name: str) -> str:
+        return f"{self.bridge_prefix}wsfleet:node:{server_name}"
+
+    def room_channel(self, namespace: str) -> str:
+        if namespace.startswith(self.ws_prefix):
+            return namespace
+        return self.ws_prefix + namespace
+
+    def key(self, *parts: str) -> str:
+        """A Redis key in wsfleet's key space."""
+        return self.bridge_prefix + "wsfleet:" + ":".join(parts)

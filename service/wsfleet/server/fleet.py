@@ -1,0 +1,411 @@
+"""A node's membership in a fleet: the glue between :class:`Server` and the Redis bus.
+
+It turns local sends into bus envelopes (original formats, so original nodes understand them),
+delivers what other nodes publish to local sockets, runs cross-server events and calls, keeps
+room-namespace subscriptions reference-counted, and answers cluster-wide queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+from wsfleet import __version__
+from wsfleet.bus import envelopes as env
+from wsfleet.bus.bus import Bus
+from wsfleet.bus.codec import BusDecodeError
+from wsfleet.bus.directory import SocketDirectory
+from wsfleet.bus.nodes import RedisNode
+from wsfleet.bus.registry import Registry
+from wsfleet.bus.rpc import CallMode, CrossServerResult, PendingCalls
+from wsfleet.bus.settings import RESERVED_NAMESPACES, FleetSettings
+from wsfleet.listeners import ListenerTable
+from wsfleet.protocol.codes import CloseCode
+from wsfleet.protocol.wsframe import build_text_frame
+from wsfleet.server.settings import DuplicatePolicy
+
+if TYPE_CHECKING:
+    from wsfleet.server.server import Server
+
+log = logging.getLogger("wsfleet.fleet")
+
+CrossHandler = Callable[[dict[str, Any], Callable[[Any], None] | None], Any]
+CustomHandler = Callable[[str, dict[str, Any]], Any]
+
+QUERY_EVENT: Final = "__wsfleet.query"
+
+
+class Fleet:
+    def __init__(self, server: Server, settings: FleetSettings) -> None:
+        self.server = server
+        self.settings = settings
+        self.name = settings.server_name
+        self.bus = Bus(settings, self._on_bus_message)
+        self.registry = Registry(self.bus, self._describe)
+        self.directory = SocketDirectory(self.bus)
+        self.calls = PendingCalls(self.name, settings.max_pending_calls)
+        self.calls.is_alive = lambda name: name in self.registry.live
+        self.listeners: ListenerTable[CrossHandler] = ListenerTable()
+        self.custom_handler: CustomHandler | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ns_subscribed: set[str] = set()
+        self._routes: dict[str, Callable[[dict[str, Any]], None]] = {
+            settings.bridge_channel: self._on_bridge,
+            settings.private_channel: self._on_private,
+            settings.broadcast_channel: self._on_broadcast,
+            self.bus.inbox: self._on_inbox,
+            settings.control_channel: self._on_control,
+        }
+        self.bus.keep_subscribed(
+            settings.bridge_channel, settings.private_channel, settings.broadcast_channel
+        )
+        for namespace in settings.preset_room_namespaces:
+            self.bus.keep_subscribed(settings.room_channel(namespace))
+        for channel in settings.custom_channels:
+            self.bus.keep_subscribed(channel)
+        self.listeners.add(QUERY_EVENT, self._answer_query)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, ready_timeout: float = 10.0) -> None:
+        await self.bus.start()
+        try:
+            await self.bus.wait_ready(ready_timeout)
+        except TimeoutError:
+            log.warning("no Redis node answered within %.0fs; starting not ready", ready_timeout)
+        await self.registry.start()
+        self._tasks.append(asyncio.create_task(self._lease_loop(), name="wsfleet-socket-leases"))
+        log.info("node %s joined the fleet (%d Redis nodes)", self.name, len(self.bus.links))
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self.calls.fail_all("this node is shutting down")
+        try:
+            await self.registry.aclose()
+        finally:
+            await self.bus.aclose()
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "sockets": self.server.socket_count,
+            "connections": self.server.connection_count,
+        }
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_refresh)
+            try:
+                lost = await self.directory.refresh(list(self.server._sockets))
+                if lost:
+                    log.info("%d socket ids are now held by other nodes", lost)
+            except Exception:
+                log.exception("socket lease refresh failed")
+
+    # -- outgoing ----------------------------------------------------------------------------
+
+    def publish_broadcast(self, frame: bytes) -> None:
+        message = env.broadcast(frame.decode(), self.name, self.bus.meta())
+        self.bus.publish(self.settings.broadcast_channel, message, "*broadcast")
+
+    def publish_room(self, namespace: str, room_id: str, frame: bytes, exclude: list[str]) -> None:
+        message = env.room(frame.decode(), namespace, room_id, self.name, exclude, self.bus.meta())
+        channel = self.settings.room_channel(namespace)
+        self.bus.publish(channel, message, f"room:{namespace}:{room_id}")
+
+    def send_private(self, socket_ids: Iterable[str], frame: bytes) -> None:
+        text = frame.decode()
+        for socket_id in socket_ids:
+            data = self.bus.codec.dumps(env.private(text, [socket_id], self.name, self.bus.meta()))
+            self.directory.send(socket_id, data)
+
+    def claim(self, socket_id: str) -> None:
+        notice = self.bus.codec.dumps(
+            env.control("duplicate", {"socketId": socket_id}, self.name, self.bus.meta())
+        )
+        self.directory.claim(socket_id, notice)
+
+    def release(self, socket_id: str) -> None:
+        self.directory.release(socket_id)
+
+    def namespace_used(self, namespace: str) -> None:
+        if namespace not in self._ns_subscribed:
+            self._ns_subscribed.add(namespace)
+            self.bus.subscribe(self.settings.room_channel(namespace))
+
+    def namespace_emptied(self, namespace: str) -> None:
+        if not self.settings.auto_unsubscribe or namespace not in self._ns_subscribed:
+            return
+        self._ns_subscribed.discard(namespace)
+        self.bus.unsubscribe(self.settings.room_channel(namespace))
+
+    @staticmethod
+    def check_namespace(namespace: str) -> None:
+        if namespace in RESERVED_NAMESPACES:
+            raise ValueError(
+                f"room namespace {namespace!r} is reserved: its channel would collide with the "
+                "built-in broadcast or private-message channel"
+            )
+
+    # -- cross-server events -----------------------------------------------------------------
+
+    def emit(
+        self,
+        event: str,
+        message: Any,
+        *,
+        target_server: str | Iterable[str] | None = None,
+        exclude_self: bool = False,
+        mode: CallMode = CallMode.COUNT,
+        expected_responses: int | None = None,
+        timeout: float = 5.0,
+        want_reply: bool,
+        want_future: bool,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+    ) -> asyncio.Future[CrossServerResult] | str | None:
+        name: object = event  # callers from untyped code pass anything
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"event must be a non-empty string, got {event!r}")
+        if message is None:
+            raise TypeError("message must not be None")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        targets = _targets(target_server)
+        broadcast = not targets
+        to_self = (broadcast and not exclude_self) or self.name in targets
+        call = None
+        if want_reply:
+            expected_nodes: frozenset[str] | None = None
+            if mode is CallMode.ALL or mode is CallMode.QUORUM:
+                nodes = set(targets) if targets else set(self.registry.live)
+                if not targets:
+                    nodes.add(self.name)
+                if exclude_self:
+                    nodes.discard(self.name)
+                expected_nodes = frozenset(nodes)
+            if mode is CallMode.COUNT:
+                expected = len(targets) if targets else max(int(expected_responses or 1), 1)
+            elif mode is CallMode.QUORUM:
+                expected = max(int(expected_responses or 1), 1)
+            elif mode is CallMode.FIRST:
+                expected = 1
+            else:
+                expected = len(expected_nodes or ())
+            call = self.calls.open(
+                mode=mode,
+                expected=expected,
+                expected_nodes=expected_nodes,
+                timeout=timeout,
+                want_future=want_future,
+                callback=callback,
+            )
+            if expected == 0 and call.future is not None:
+                self.calls.resolve_empty(call)
+        callback_id = call.callback_id if call is not None else None
+        meta = self.bus.meta(r=self.bus.inbox) if callback_id else self.bus.meta()
+        envelope = env.request(event, self.name, message, targets, callback_id, meta)
+        encoded = self.bus.codec.dumps(envelope)  # before local listeners can change `message`
+        if to_self:
+            self._run_listeners(
+                env.CrossRequest(
+                    event, self.name, message, targets, callback_id, envelope["data"], env.Meta()
+                ),
+                local=True,
+            )
+        if not (to_self and targets == [self.name]):
+            self.bus.publish_raw(self.settings.bridge_channel, encoded, self.name)
+        if call is None:
+            return None
+        return call.future if want_future else call.callback_id
+
+    def _run_listeners(self, request: env.CrossRequest, *, local: bool) -> None:
+        listeners = self.listeners.take(request.event)
+        if listeners is None:
+            return
+        reply = self._replier(request, local) if request.callback_id else None
+        for listener in listeners:
+            data = request.data if not local else dict(request.data)
+            try:
+                result = listener.fn(data, reply)
+            except Exception:
+                log.exception("cross-server listener for %r failed", request.event)
+                continue
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                task.add_done_callback(_reply_with_result(reply, request.event))
+            elif result is not None and reply is not None:
+                reply(result)
+
+    def _replier(self, request: env.CrossRequest, local: bool) -> Callable[[Any], None]:
+        callback_id = request.callback_id
+        assert callback_id is not None
+
+        def reply(payload: Any = None) -> None:
+            meta = self.bus.meta()
+            message = env.reply(self.name, callback_id, payload, meta)
+            if local:
+                self.calls.resolve(callback_id, self.name, message["data"])
+                return
+            if request.meta.reply_to is not None:
+                self.bus.publish(request.meta.reply_to, message, request.sender)
+            else:
+                self.bus.publish(self.settings.bridge_channel, message, request.sender)
+
+        return reply
+
+    # -- incoming ----------------------------------------------------------------------------
+
+    def _on_bus_message(self, channel: str, message: dict[str, Any]) -> None:
+        route = self._routes.get(channel)
+        try:
+            if route is not None:
+                route(message)
+            elif channel.startswith(self.settings.ws_prefix):
+                self._on_room(message)
+            elif self.custom_handler is not None:
+                result = self.custom_handler(channel, message)
+                if inspect.isawaitable(result):
+                    asyncio.ensure_future(result).add_done_callback(_log_failure)
+        except BusDecodeError as exc:
+            self.bus.stats.decode_errors += 1
+            log.debug("invalid message on %r: %s", channel, exc)
+
+    def _on_bridge(self, message: dict[str, Any]) -> None:
+        parsed = env.parse_bridge(message)
+        if isinstance(parsed, env.CrossReply):
+            self.calls.resolve(parsed.callback_id, parsed.sender, parsed.data)
+            return
+        if parsed.targets and self.name not in parsed.targets:
+            return
+        self._run_listeners(parsed, local=False)
+
+    def _on_inbox(self, message: dict[str, Any]) -> None:
+        if "action" in message:
+            self._on_control(message)
+        elif isinstance(message.get("data"), dict):
+            self._on_bridge(message)
+        else:
+            self._on_private(message)
+
+    def _on_private(self, message: dict[str, Any]) -> None:
+        parsed = env.parse_private(message)
+        self.server._deliver_ids(parsed.socket_ids, build_text_frame(parsed.frame.encode()))
+
+    def _on_broadcast(self, message: dict[str, Any]) -> None:
+        parsed = env.parse_broadcast(message)
+        self.server._broadcast_frame(build_text_frame(parsed.frame.encode()))
+
+    def _on_room(self, message: dict[str, Any]) -> None:
+        parsed = env.parse_room(message)
+        self.server._room_frame(
+            parsed.namespace,
+            parsed.room_id,
+            build_text_frame(parsed.frame.encode()),
+            parsed.exclude,
+        )
+
+    def _on_control(self, message: dict[str, Any]) -> None:
+        control = env.parse_control(message)
+        action, args = control.action, control.args
+        if action == "duplicate":
+            socket_id = args.get("socketId")
+            socket = self.server.get_socket(socket_id) if isinstance(socket_id, str) else None
+            if socket is None:
+                return
+            self.server.stats.duplicate_logins += 1
+            self.server._unregister(socket, release=False)
+            if self.server.settings.duplicate_policy is not DuplicatePolicy.REPLACE:
+                socket.close(CloseCode.DUPLICATE_LOGIN, "logged in elsewhere")
+        elif action == "redis.add":
+            node = RedisNode.parse(str(args.get("address", "")))
+            self._spawn(self.add_redis_node(node), f"wsfleet-redis-add-{node.key}")
+        elif action == "redis.remove":
+            key = RedisNode.parse(str(args.get("address", ""))).key
+            self._spawn(self.bus.remove_redis_node(key), f"wsfleet-redis-remove-{key}")
+        else:
+            log.debug("unknown control action %r from %s", action, control.sender)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        task.add_done_callback(_log_failure)
+
+    # -- hot-plug ----------------------------------------------------------------------------
+
+    async def add_redis_node(self, node: RedisNode) -> bool:
+        def fleet_listens(key: str) -> bool:
+            live = self.registry.live
+            return all(
+                key in (info.get("redis") or ()) for name, info in live.items() if name != self.name
+            )
+
+        added = await self.bus.add_redis_node(node, ready=fleet_listens)
+        await self.registry.refresh()
+        return added
+
+    def announce(self, action: str, address: str) -> None:
+        message = env.control(action, {"address": address}, self.name, self.bus.meta())
+        self.bus.publish(self.settings.control_channel, message, "*control")
+
+    # -- cluster-wide queries ----------------------------------------------------------------
+
+    def _answer_query(self, data: dict[str, Any], reply: Callable[[Any], None] | None) -> Any:
+        payload = data.get("payload")
+        if reply is None or not isinstance(payload, dict):
+            return None
+        kind = payload.get("q")
+        server = self.server
+        if kind == "online":
+            return {"sockets": server.socket_count, "connections": server.connection_count}
+        if kind == "room":
+            return sorted(server.get_room_socket_ids(str(payload.get("ns")), payload.get("room")))
+        if kind == "rooms":
+            return server.get_room_ids(str(payload.get("ns")))
+        return None
+
+    async def query(self, question: dict[str, Any], timeout: float) -> CrossServerResult:
+        future = self.emit(
+            QUERY_EVENT,
+            question,
+            mode=CallMode.ALL,
+            timeout=timeout,
+            want_reply=True,
+            want_future=True,
+        )
+        assert isinstance(future, asyncio.Future)
+        return await future
+
+
+def _targets(target_server: str | Iterable[str] | None) -> list[str]:
+    if target_server is None:
+        return []
+    if isinstance(target_server, str):
+        return [target_server] if target_server else []
+    names: Iterable[object] = target_server
+    return [t for t in names if isinstance(t, str) and t]
+
+
+def _reply_with_result(
+    reply: Callable[[Any], None] | None, event: str
+) -> Callable[[asyncio.Future[Any]], None]:
+    def done(task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("cross-server listener for %r failed", event, exc_info=exc)
+        elif reply is not None and task.result() is not None:
+            reply(task.result())
+
+    return done
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background fleet task failed", exc_info=task.exception())
