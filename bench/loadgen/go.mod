@@ -1,0 +1,3 @@
+module wsfleet.local/bench/loadgen
+
+go 1.21

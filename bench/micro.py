@@ -1,0 +1,175 @@
+"""In-process cost of wsfleet's hot paths, stage by stage, next to the bare aiohttp equivalent.
+
+``python -m bench.micro`` - no sockets: transports are stubs whose ``write`` does nothing, so the
+figures are the Python work per message that the end-to-end benchmarks (``bench.run``) add on top
+of the kernel's. Each figure is the best of several rounds (the least disturbed by other work on
+the machine). This is a diagnostic: it calls wsfleet internals (``Server._on_frame`` & co.), so it
+follows them when they change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType
+from aiohttp._websocket.writer import WebSocketWriter
+
+from bench.servers import build_wsfleet
+from wsfleet.protocol.codec import ClientEvent, decode_client_frame, encode_ack, encode_event
+from wsfleet.protocol.wsframe import build_text_frame
+from wsfleet.server import Server
+from wsfleet.server.socket import Socket, UpgradeRequest
+
+ECHO = (
+    '{"event":"echo","payload":{"seq":1234567,"pad":"xxxxxxxxxxxxxxxxxxxxxx"},'
+    '"callbackId":"99-1234567"}'
+)
+TICK = {"ts": 1_732_000_000_000_000_000, "seq": 123, "pad": "x" * 40}
+
+
+class StubTransport:
+    """Accepts every write and never pushes back."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class StubProtocol:
+    _paused = False
+
+    async def _drain_helper(self) -> None:
+        pass
+
+
+def best_us(fn: Callable[[], Any], n: int, rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - start) / n)
+    return best * 1e6
+
+
+async def best_us_async(fn: Callable[[], Awaitable[Any]], n: int, rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(n):
+            await fn()
+        best = min(best, (time.perf_counter() - start) / n)
+    return best * 1e6
+
+
+def open_socket(server: Server, socket_id: str) -> Socket:
+    request = UpgradeRequest(
+        path="ws",
+        params={"id": socket_id},
+        query_string=f"id={socket_id}",
+        headers={},
+        cookies={},
+        remote=None,
+    )
+    return server._open(StubTransport(), lambda code, reason: None, request, socket_id)  # type: ignore[arg-type]
+
+
+async def run(n: int, rounds: int, fanout: int) -> list[tuple[str, float]]:
+    rows: list[tuple[str, float]] = []
+    server = build_wsfleet()
+    socket = open_socket(server, "a")
+    frame = decode_client_frame(ECHO)
+    assert isinstance(frame, ClientEvent)
+    ack_frame = build_text_frame(encode_ack("99-1234567", {"seq": 1}))
+
+    def add(label: str, fn: Callable[[], Any]) -> None:
+        rows.append((label, best_us(fn, n, rounds)))
+
+    add(
+        "S2 wsfleet: Server._on_frame(echo) - whole ack path",
+        lambda: server._on_frame(socket, ECHO),
+    )
+    add("  decode_client_frame", lambda: decode_client_frame(ECHO))
+    add("    of which orjson.loads", lambda: orjson.loads(ECHO))
+    add("  Server._dispatch (handler, Acknowledge, ack)", lambda: server._dispatch(socket, frame))
+    add("    ListenerTable.take", lambda: server._events.take("echo"))
+    add("    Socket.ack", lambda: socket.ack("99-1234567", {"seq": 1}))
+    add(
+        "      build_text_frame(encode_ack(...))",
+        lambda: build_text_frame(encode_ack("99-1234567", {"seq": 1})),
+    )
+    add("      Socket.send_frame", lambda: socket.send_frame(ack_frame))
+    add("  Server._emit_message", lambda: server._emit_message(socket, ECHO))
+
+    writer = WebSocketWriter(StubProtocol(), StubTransport())  # type: ignore[arg-type]
+
+    async def raw_on_text() -> None:
+        obj = orjson.loads(ECHO)
+        if isinstance(obj, dict) and obj.get("event") == "echo":
+            callback_id = obj.get("callbackId")
+            if isinstance(callback_id, str):
+                ack = {"payload": obj.get("payload"), "callbackId": callback_id}
+                await writer.send_frame(orjson.dumps(ack), WSMsgType.TEXT)
+
+    rows.append(
+        (
+            "S2 raw: orjson.loads/dumps + await send_frame",
+            await best_us_async(raw_on_text, n, rounds),
+        )
+    )
+
+    # Fan-out: cost per recipient of one broadcast to `fanout` sockets.
+    for i in range(fanout):
+        open_socket(server, f"f{i}")
+    recipients = len(server._sockets)
+    per = best_us(lambda: server.broadcast("tick", TICK), max(1, n // recipients), rounds)
+    rows.append((f"S1 wsfleet: Server.broadcast, per recipient ({recipients})", per / recipients))
+    frame_bytes = build_text_frame(encode_event("tick", TICK))
+    sockets = list(server._sockets.values())
+
+    def send_all() -> None:
+        for s in sockets:
+            s.send_frame(frame_bytes)
+
+    rows.append(
+        (
+            "  Socket.send_frame loop only",
+            best_us(send_all, max(1, n // recipients), rounds) / recipients,
+        )
+    )
+    writers = [WebSocketWriter(StubProtocol(), StubTransport()) for _ in range(recipients)]  # type: ignore[arg-type]
+
+    async def raw_broadcast() -> None:
+        data = orjson.dumps({"event": "tick", "payload": TICK})
+        for w in writers:
+            await w.send_frame(data, WSMsgType.TEXT)
+
+    per = await best_us_async(raw_broadcast, max(1, n // recipients), rounds)
+    rows.append((f"S1 raw: await send_frame per recipient ({recipients})", per / recipients))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__)
+    parser.add_argument("-n", type=int, default=50_000, help="calls per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--fanout", type=int, default=1000, help="sockets for the broadcast rows")
+    args = parser.parse_args(argv)
+    rows = asyncio.run(run(args.n, args.rounds, args.fanout))
+    width = max(len(label) for label, _ in rows)
+    for label, us in rows:
+        print(f"{label:<{width}}  {us:6.2f} µs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""One benchmark server process: ``python -m bench.server --kind wsfleet|raw --port N``.
+
+Prints ``LISTENING <port> <loop>`` on stdout once it accepts connections, runs until SIGTERM or
+SIGINT, then closes its connections (bounded) and exits. ``--profile FILE`` runs the server under
+cProfile from the moment it listens and writes the stats to FILE on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from bench.servers import KINDS, RawServer, build_wsfleet
+
+
+def new_loop_factory(name: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
+    """``(loop factory, loop name)``: uvloop when asked for and installed, else asyncio's."""
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            return None, "asyncio"
+        return uvloop.new_event_loop, "uvloop"
+    return None, "asyncio"
+
+
+async def serve(args: argparse.Namespace, loop_name: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    shutdown: Callable[[], Coroutine[Any, Any, None]]
+    if args.kind == "wsfleet":
+        server = build_wsfleet()
+        port = await server.start(args.host, args.port)
+        shutdown = server.close
+    else:
+        raw = RawServer(send=args.raw_send)
+        runner = web.AppRunner(raw.app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, args.host, args.port)
+        await site.start()
+        port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+
+        async def shutdown() -> None:
+            await raw.close_all()
+            await runner.cleanup()
+
+    profiler = cProfile.Profile() if args.profile else None
+    print(f"LISTENING {port} {loop_name}", flush=True)
+    if profiler is not None:
+        profiler.enable()
+    try:
+        await stop.wait()
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await shutdown()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.server", description=__doc__)
+    parser.add_argument("--kind", choices=KINDS, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument(
+        "--raw-send",
+        choices=("frame", "str"),
+        default="frame",
+        help="raw server: ws.send_frame(bytes, TEXT) or ws.send_str(text)",
+    )
+    parser.add_argument("--profile", metavar="FILE", help="write cProfile stats here on exit")
+    args = parser.parse_args(argv)
+    factory, loop_name = new_loop_factory(args.loop)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(args, loop_name))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The two servers the benchmarks compare, with the same observable behaviour.
+
+* ``wsfleet``: a :class:`wsfleet.server.Server` with two handlers.
+* ``raw``: the bare aiohttp reference - one ``WebSocketResponse`` per connection, a dict of them
+  keyed by ``?id=``, ``orjson`` for JSON, and ``await ws.send_frame(data, WSMsgType.TEXT)`` for
+  every outgoing message (``--raw-send str`` switches to ``await ws.send_str(text)``).
+
+Both speak the wsfleet client protocol:
+
+* a connection is accepted with ``?id=<socket id>`` and registered under it;
+* ``{"event":"echo","payload":P,"callbackId":C}`` is acked with ``{"payload":P,"callbackId":C}``;
+* ``{"event":"trigger","payload":{"count":N,"size":B}}`` broadcasts N pushed events
+  ``{"event":"tick","payload":{"ts":<time.time_ns()>,"seq":i,"pad":"xx…"}}`` of about B bytes each
+  to every registered connection. The timestamp is taken just before each broadcast is encoded,
+  and each broadcast yields to the event loop once (``await asyncio.sleep(0)``) before the next;
+* the heartbeat text frame ``""`` is echoed as ``""``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, Literal
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from wsfleet.server import Acknowledge, Server, ServerSettings, Socket, UpgradeRequest
+
+Kind = Literal["wsfleet", "raw"]
+KINDS: tuple[Kind, ...] = ("raw", "wsfleet")
+TICK_EVENT = "tick"
+MAX_COUNT = 100_000
+
+
+def burst_params(payload: Any) -> tuple[int, str]:
+    """``(count, pad)`` from a trigger payload; ``pad`` makes each tick frame ``size`` bytes."""
+    count: object = 200
+    size: object = 100
+    if isinstance(payload, dict):
+        count = payload.get("count", count)
+        size = payload.get("size", size)
+    if not isinstance(count, int) or not isinstance(size, int):
+        raise ValueError("trigger needs integer 'count' and 'size'")
+    count = max(1, min(count, MAX_COUNT))
+    size = max(1, min(size, 1 << 16))
+    base = orjson.dumps(
+        {"event": TICK_EVENT, "payload": {"ts": time.time_ns(), "seq": count - 1, "pad": ""}}
+    )
+    return count, "x" * max(0, size - len(base))
+
+
+# -- wsfleet ----------------------------------------------------------------------------------
+
+
+def authenticate(request: UpgradeRequest) -> str | None:
+    return request.param("id")
+
+
+def build_wsfleet(settings: ServerSettings | None = None) -> Server:
+    server = Server(settings or ServerSettings(), authenticate=authenticate)
+
+    @server.on("echo")
+    def echo(socket: Socket, payload: Any, ack: Acknowledge | None) -> Any:
+        return payload
+
+    @server.on("trigger")
+    async def trigger(socket: Socket, payload: Any, ack: Acknowledge | None) -> Any:
+        count, pad = burst_params(payload)
+        for seq in range(count):
+            server.broadcast(TICK_EVENT, {"ts": time.time_ns(), "seq": seq, "pad": pad})
+            await asyncio.sleep(0)
+        return {"sent": count}
+
+    return server
+
+
+# -- the bare aiohttp reference ---------------------------------------------------------------
+
+
+class RawServer:
+    """The idiomatic bare-aiohttp equivalent of :func:`build_wsfleet`."""
+
+    def __init__(self, send: Literal["frame", "str"] = "frame") -> None:
+        self.clients: dict[str, web.WebSocketResponse] = {}
+        self.send_mode = send
+        self.app = web.Application()
+        self.app.router.add_get("/{tail:.*}", self.handle)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(compress=False, max_msg_size=1 << 20, timeout=5.0)
+        await ws.prepare(request)
+        socket_id = request.query.get("id")
+        if socket_id:
+            self.clients[socket_id] = ws
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    await self.on_text(ws, msg.data)
+        finally:
+            if socket_id and self.clients.get(socket_id) is ws:
+                del self.clients[socket_id]
+        return ws
+
+    async def on_text(self, ws: web.WebSocketResponse, data: str) -> None:
+        if data == "":
+            await ws.send_str("")
+            return
+        try:
+            frame = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(frame, dict):
+            return
+        event = frame.get("event")
+        if event == "echo":
+            callback_id = frame.get("callbackId")
+            if isinstance(callback_id, str):
+                ack = orjson.dumps({"payload": frame.get("payload"), "callbackId": callback_id})
+                if self.send_mode == "frame":
+                    await ws.send_frame(ack, WSMsgType.TEXT)
+                else:
+                    await ws.send_str(ack.decode())
+        elif event == "trigger":
+            task = asyncio.create_task(self.burst(frame.get("payload")))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def burst(self, payload: Any) -> None:
+        count, pad = burst_params(payload)
+        text_mode = self.send_mode == "str"
+        for seq in range(count):
+            data = orjson.dumps(
+                {"event": TICK_EVENT, "payload": {"ts": time.time_ns(), "seq": seq, "pad": pad}}
+            )
+            if text_mode:
+                text = data.decode()
+                for ws in list(self.clients.values()):
+                    try:  # noqa: SIM105 - contextlib.suppress costs ~0.5 µs per send
+                        await ws.send_str(text)
+                    except ConnectionError:  # closed meanwhile
+                        pass
+            else:
+                for ws in list(self.clients.values()):
+                    try:  # noqa: SIM105 - contextlib.suppress costs ~0.5 µs per send
+                        await ws.send_frame(data, WSMsgType.TEXT)
+                    except ConnectionError:  # closed meanwhile
+                        pass
+            await asyncio.sleep(0)
+
+    async def close_all(self) -> None:
+        for ws in list(self.clients.values()):
+            with contextlib.suppress(Exception):
+                await ws.close(code=1001, message=b"server shutting down")
