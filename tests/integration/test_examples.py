@@ -1,0 +1,78 @@
+"""The examples run exactly as their READMEs say, and show what the READMEs promise."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+from tests.procs import LISTENING
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+async def run_client(*args: str, timeout: float = 30) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "client.py",
+        *args,
+        cwd=EXAMPLES / "single-server",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def test_single_server_example() -> None:
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "server.py",
+        "--port",
+        "0",
+        "--broadcast-every",
+        "0.3",
+        "--room-every",
+        "0.2",
+        cwd=EXAMPLES / "single-server",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert server.stdout is not None
+    try:
+        async with asyncio.timeout(20):
+            while not (match := LISTENING.search(await server.stdout.readline())):
+                pass
+        port = match.group(1).decode()
+        out = await run_client("--port", port, "--id", "16", "--scale", "0.2", "--run-for", "2")
+        lines = out.splitlines()
+        assert lines[:2] == [f"Using configured values - port: {port}, id: 16", "Connect success"]
+        assert (
+            "Received promise response: {'success': True, 'data': "
+            "{'msg': 'I am a callback for your say event'}}"
+        ) in lines
+        assert "Received callback response: {'msg': 'I am a callback for your say event'}" in lines
+        assert "JoinRoom Received callback response: {'msg': 'JoinRoom successfully'}" in lines
+        assert (
+            "Received serverSay event: {'msg': \"I'm sending this message to everyone\"}" in lines
+        )
+        joined = lines.index(
+            "JoinRoom Received callback response: {'msg': 'JoinRoom successfully'}"
+        )
+        assert (
+            "Received roomSay event: {'msg': 'This is a message sent to the test room'}"
+            in (lines[joined:])
+        )
+        refused = await run_client("--port", port, "--id", "", "--run-for", "10")
+        assert "onCode event: 4011 Auth failure" in refused
+        assert "No reconnection." in refused and "Preparing for reconnection" not in refused
+    finally:
+        server.terminate()
+        output = (await asyncio.wait_for(server.communicate(), 10))[0].decode()
+    assert server.returncode == 0
+    assert "The client's ID is: 16" in output
+    assert "Received 'joinRoom' event from client 16" in output
