@@ -102,3 +102,15 @@ class RedisProcess:
         line = await reader.readline()
         writer.close()
         return line.rstrip()
+
+    async def numsub(self, channel: str) -> int:
+        """How many connections are subscribed to ``channel`` on this Redis node."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        data = channel.encode()
+        writer.write(b"*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n$%d\r\n%s\r\n" % (len(data), data))
+        await writer.drain()
+        while True:
+            line = await reader.readline()
+            if line.startswith(b":"):
+                writer.close()
+                return int(line[1:])
