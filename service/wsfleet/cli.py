@@ -1,44 +1,61 @@
 """The ``wsfleet`` command line.
 
-``wsfleet serve`` runs one node. Every :class:`ServerSettings` field is a flag
-(``--server-ping-interval 20``) and a ``WSFLEET_*`` environment variable
-(``WSFLEET_SERVER_PING_INTERVAL=20``); flags win over the environment.
+``wsfleet serve`` runs one node. Every field of :class:`ServerSettings` and :class:`FleetSettings`
+is a flag (``--server-ping-interval 20``, ``--redis 127.0.0.1:6379``) and a ``WSFLEET_*``
+environment variable (``WSFLEET_SERVER_PING_INTERVAL=20``); flags win over the environment.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import dataclasses
 import importlib
 import inspect
+import itertools
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
+from pathlib import Path
 from typing import Any, get_type_hints
 
 from wsfleet import __version__
+from wsfleet.protocol.errors import WsfleetError
 
 ENV_PREFIX = "WSFLEET_"
 
 
-def _settings_fields() -> list[tuple[dataclasses.Field[Any], Any]]:
+def _groups() -> list[tuple[str, type[Any]]]:
+    from wsfleet.bus.settings import FleetSettings
     from wsfleet.server.settings import ServerSettings
 
-    hints = get_type_hints(ServerSettings)
-    return [(f, hints[f.name]) for f in dataclasses.fields(ServerSettings)]
+    return [("server", ServerSettings), ("fleet", FleetSettings)]
+
+
+def _fields(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any]]:
+    hints = get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
 
 
 def _converter(hint: Any) -> Callable[[str], Any]:
+    from wsfleet.bus.nodes import RedisNode
+
     args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
-    base = args[0] if args else hint
+    origin = getattr(hint, "__origin__", None)
     optional = type(None) in getattr(hint, "__args__", ())
+    base = hint if origin is tuple else (args[0] if args else hint)
 
     def convert(text: str) -> Any:
         if optional and text.lower() in ("", "none", "off"):
             return None
+        if getattr(base, "__origin__", None) is tuple:
+            item = base.__args__[0]
+            parts = [p.strip() for p in text.replace("\n", ",").split(",") if p.strip()]
+            return tuple(RedisNode.parse(p) if item is RedisNode else p for p in parts)
         if isinstance(base, type) and issubclass(base, Enum):
             return base(text)
         if base is bool:
@@ -47,24 +64,39 @@ def _converter(hint: Any) -> Callable[[str], Any]:
             return int(text)
         if base is float:
             return float(text)
+        if base is Path:
+            return Path(text)
         return text
 
     return convert
 
 
-def _field_doc(name: str) -> str:
-    from wsfleet.server import settings as module
+def _field_doc(cls: type[Any], name: str) -> str:
+    """The attribute docstring under a dataclass field (the string right after it)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+    for node, following in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == name
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            return " ".join(following.value.value.split())
+    return ""
 
-    source = inspect.getsource(module.ServerSettings)
-    marker = f"    {name}:"
-    start = source.find(marker)
-    if start < 0:
-        return ""
-    doc_start = source.find('"""', start)
-    doc_end = source.find('"""', doc_start + 3)
-    if doc_start < 0 or doc_end < 0:
-        return ""
-    return " ".join(source[doc_start + 3 : doc_end].split())
+
+def _default_text(f: dataclasses.Field[Any]) -> str:
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+        if isinstance(value, Enum):
+            return str(value.value)
+        if isinstance(value, tuple):
+            return ",".join(str(v) for v in value) or "none"
+        return repr(value)
+    return "computed"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
             "page at http://HOST:PORT/). Every option can also be set by the environment "
             "variable shown in brackets; flags win."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     serve.add_argument("--host", help="address to bind [WSFLEET_HOST]", default=None)
     serve.add_argument("--port", type=int, help="port to bind, 0 = any free port [WSFLEET_PORT]")
@@ -103,17 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="use asyncio's default event loop instead of uvloop [WSFLEET_NO_UVLOOP=1]",
     )
-    for f, hint in _settings_fields():
-        flag = "--" + f.name.replace("_", "-")
-        env = ENV_PREFIX + f.name.upper()
-        serve.add_argument(
-            flag,
-            dest=f"setting_{f.name}",
-            type=_converter(hint),
-            default=None,
-            metavar=f.name.upper(),
-            help=f"{_field_doc(f.name)} (default: {f.default!r}) [{env}]",
+    for title, cls in _groups():
+        group = serve.add_argument_group(
+            f"{title} settings",
+            "fleet mode is on when --redis (or --config-dir) names at least one Redis node"
+            if title == "fleet"
+            else None,
         )
+        for f, hint in _fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            env = ENV_PREFIX + f.name.upper()
+            group.add_argument(
+                flag,
+                dest=f"{title}_{f.name}",
+                type=_converter(hint),
+                default=None,
+                metavar=f.name.upper(),
+                help=f"{_field_doc(cls, f.name)} (default: {_default_text(f)}) [{env}]",
+            )
     return parser
 
 
@@ -123,7 +161,6 @@ class ConfigError(Exception):
 
 def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
     """Merge flags over ``WSFLEET_*`` variables over defaults; raises ConfigError."""
-    from wsfleet.server.settings import ServerSettings
 
     def pick(flag_value: Any, env_name: str, convert: Callable[[str], Any], default: Any) -> Any:
         if flag_value is not None:
@@ -136,25 +173,32 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, A
         except ValueError as exc:
             raise ConfigError(f"{ENV_PREFIX}{env_name}={raw!r} is invalid: {exc}") from None
 
-    values: dict[str, Any] = {}
-    for f, hint in _settings_fields():
-        value = pick(
-            getattr(args, f"setting_{f.name}"),
-            f.name.upper(),
-            _converter(hint),
-            dataclasses.MISSING,
-        )
-        if value is not dataclasses.MISSING:
-            values[f.name] = value
-    try:
-        settings = ServerSettings(**values)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    built: dict[str, Any] = {}
+    for title, cls in _groups():
+        values: dict[str, Any] = {}
+        for f, hint in _fields(cls):
+            value = pick(
+                getattr(args, f"{title}_{f.name}"),
+                f.name.upper(),
+                _converter(hint),
+                dataclasses.MISSING,
+            )
+            if value is not dataclasses.MISSING:
+                values[f.name] = value
+        if title == "fleet" and not values.get("redis") and values.get("config_dir") is None:
+            built[title] = None
+            continue
+        try:
+            built[title] = cls(**values)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc)) from None
+    settings = built["server"]
     port = pick(args.port, "PORT", int, 9000)
     if not 0 <= port <= 65535:
         raise ConfigError(f"port must be between 0 and 65535, got {port}")
     return {
         "settings": settings,
+        "fleet": built["fleet"],
         "host": pick(args.host, "HOST", str, "127.0.0.1"),
         "port": port,
         "app": pick(args.app, "APP", str, None),
@@ -192,7 +236,7 @@ def serve(config: dict[str, Any]) -> int:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         except ImportError:
             pass
-    server = Server(config["settings"])
+    server = Server(config["settings"], fleet=config["fleet"])
     static_dir = None
     prepare = None
     if config["app"] is None:
@@ -213,9 +257,7 @@ def serve(config: dict[str, Any]) -> int:
             flush=True,
         )
 
-    server.run(
-        host, config["port"], static_dir=static_dir, on_listening=listening, prepare=prepare
-    )
+    server.run(host, config["port"], static_dir=static_dir, on_listening=listening, prepare=prepare)
     return 0
 
 
@@ -231,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"wsfleet: configuration error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, WsfleetError) as exc:
         print(f"wsfleet: cannot start: {exc}", file=sys.stderr)
         return 1
 

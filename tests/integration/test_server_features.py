@@ -47,7 +47,7 @@ async def connected(running: Running, connect: Connect, *ids: str) -> list[RawCl
 # -- registry and broadcasts -------------------------------------------------------------------
 
 
-async def test_only_accepted_sockets_receive_broadcasts(
+async def test_w3_only_accepted_sockets_receive_broadcasts(
     start_server: StartServer, connect: Connect
 ) -> None:
     running = await start_server(authenticate=by_id)
@@ -180,7 +180,7 @@ async def test_remove_user_socket_with_a_stale_socket_is_a_no_op(
 # -- handlers ----------------------------------------------------------------------------------
 
 
-async def test_handler_failures_and_unknown_events_never_break_the_connection(
+async def test_w12_handler_failures_and_unknown_events_never_break_the_connection(
     start_server: StartServer, connect: Connect
 ) -> None:
     running = await start_server()
@@ -248,7 +248,7 @@ async def test_async_handlers_pause_reading_at_the_inflight_limit(
 # -- limits ------------------------------------------------------------------------------------
 
 
-async def test_oversized_message_closes_with_1009(
+async def test_w12_oversized_message_closes_with_1009(
     start_server: StartServer, connect: Connect
 ) -> None:
     running = await start_server(ServerSettings(max_message_size=1024))
@@ -257,7 +257,7 @@ async def test_oversized_message_closes_with_1009(
     assert await client.closed() == 1009
 
 
-async def test_slow_consumer_is_closed_with_4003(
+async def test_w12_slow_consumer_is_closed_with_4003(
     start_server: StartServer, connect: Connect
 ) -> None:
     running = await start_server(ServerSettings(max_send_buffer=256 * 1024), authenticate=by_id)
@@ -274,7 +274,7 @@ async def test_slow_consumer_is_closed_with_4003(
     assert await client.closed(timeout=10) == CloseCode.SLOW_CONSUMER
 
 
-async def test_rate_limit_closes_with_4004(start_server: StartServer, connect: Connect) -> None:
+async def test_w12_rate_limit_closes_with_4004(start_server: StartServer, connect: Connect) -> None:
     running = await start_server(ServerSettings(rate_limit_per_second=1, rate_limit_burst=3))
     client = await connect(running.url())
     for _ in range(10):

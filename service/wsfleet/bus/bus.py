@@ -39,6 +39,10 @@ MessageHandler = Callable[[str, dict[str, Any]], None]
 HealthListener = Callable[[bool, dict[str, Any]], None]
 
 
+REORDER_GUARD = 0.05
+"""Seconds a returning Redis node waits after the others flushed, before it is used again."""
+
+
 class BusUnavailableError(WsfleetError):
     """A publish could not be delivered to any Redis node (buffer full, too old, or no node)."""
 
@@ -73,6 +77,7 @@ class Bus:
         )
         self.stats = BusStats()
         self.links: dict[str, RedisLink] = {}
+        self.configured: list[RedisNode] = list(settings.redis)
         self.health_listeners: list[HealthListener] = []
         self._on_message = on_message
         self._seq = itertools.count(1)
@@ -98,7 +103,7 @@ class Bus:
         if self._started:
             return
         self._started = True
-        for node in self.settings.redis:
+        for node in self.configured:
             self._add_link(node, publishable=True)
         self._tasks.append(
             asyncio.create_task(self._maintenance_loop(), name="wsfleet-bus-maintenance")
@@ -318,6 +323,30 @@ class Bus:
         else:
             log.warning("dropped a publish to %r: %s", command.args[1:2], error)
 
+    def _readmit(self, link: RedisLink) -> None:
+        """A link that comes back takes its routing keys back only once the links that covered
+        for it have flushed what they were sending, so no target sees its messages reordered."""
+        link.publishable = False
+
+        async def readmit() -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.settings.command_timeout
+            others = [lk for lk in self.links.values() if lk is not link]
+            while any(lk.in_flight for lk in others) and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(REORDER_GUARD)
+            if self.links.get(link.key) is link:
+                link.publishable = True
+                self._flush_outage()
+
+        task = asyncio.create_task(readmit(), name=f"wsfleet-readmit-{link.key}")
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+
     def _flush_outage(self) -> None:
         if len(self.outage) and self.usable_links():
             for command in self.outage.drain():
@@ -327,7 +356,10 @@ class Bus:
         self, link: RedisLink, role: str, healthy: bool, event: str, error: str | None
     ) -> None:
         if healthy and role == "publisher":
-            self._flush_outage()
+            if link.publisher_connects > 1 and link.publishable and len(self.links) > 1:
+                self._readmit(link)
+            else:
+                self._flush_outage()
         links = list(self.links.values())
         info = {
             "host": link.node.host,

@@ -123,6 +123,8 @@ class RedisLink:
         self.health = _Health()
         self.publishable = True
         """False while the link warms up after a hot-add or drains before a removal."""
+        self.publisher_connects = 0
+        self._in_flight = 0
 
     # -- state -------------------------------------------------------------------------------
 
@@ -141,6 +143,11 @@ class RedisLink:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """Commands queued or sent and not answered yet."""
+        return len(self._queue) + self._in_flight
 
     def __repr__(self) -> str:
         return f"<RedisLink {self.node}>"
@@ -214,6 +221,7 @@ class RedisLink:
                     backoff = min(backoff * 2, self.timings.backoff_max)
                     continue
                 backoff = self.timings.backoff_initial
+                self.publisher_connects += 1
                 self._set_health("publisher", True, "connect", None)
             if not self._queue:
                 self._wakeup.clear()
@@ -222,6 +230,7 @@ class RedisLink:
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
             conn = self._pub
             answered = 0
+            self._in_flight = len(batch)
             try:
                 async with asyncio.timeout(self.timings.command_timeout):
                     await conn.send_packed_command(
@@ -248,6 +257,8 @@ class RedisLink:
                 self._set_health("publisher", False, "error", str(error))
                 self._on_failed(self, batch[answered:], error)
                 self._fail_queued(error)
+            finally:
+                self._in_flight = 0
 
     def _fail_queued(self, error: BaseException) -> None:
         if self._queue:

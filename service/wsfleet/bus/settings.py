@@ -52,11 +52,17 @@ class FleetSettings:
     """Channels subscribed verbatim, for ``publish_redis_message`` and the custom handler."""
 
     redis_ping_interval: float = 5.0
+    """Seconds between PINGs on each Redis connection (latency for ``fastest``, hung sockets)."""
+
     redis_ping_timeout: float = 2.0
+    """A connection whose PING gets no answer within this time is treated as down."""
+
     command_timeout: float = 2.0
     """A publish batch with no answer within this time fails over to another Redis node."""
 
     max_publish_attempts: int = 3
+    """Redis nodes a publish is tried on before its caller gets ``BusUnavailableError``."""
+
     outage_buffer_size: int = 10_000
     """Publishes kept while no Redis node is usable; beyond it publishes fail at once."""
 
@@ -67,10 +73,14 @@ class FleetSettings:
     """Lifetime of this node's registry entry and socket locations without a refresh."""
 
     lease_refresh: float = 3.0
+    """Seconds between lease refreshes (registry entry, socket locations)."""
+
     probe_interval: float = 5.0
     """How often each Redis node is probed end to end (publish -> own subscription)."""
 
     probe_timeout: float = 2.0
+    """A probe not read back within this time counts as lost; the link is resubscribed."""
+
     hot_add_grace: float = 10.0
     """Longest wait for every live node to subscribe on a hot-added Redis node before it is used
     for publishing anyway (nodes that do not report subscriptions, such as original ones)."""
@@ -85,6 +95,7 @@ class FleetSettings:
     """A directory holding a ``redis`` file (one address per line) watched for hot-plug."""
 
     config_poll_interval: float = 1.0
+    """Seconds between checks of ``config_dir`` for a changed Redis node list."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []

@@ -18,6 +18,7 @@ from wsfleet.bus import envelopes as env
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.codec import BusDecodeError
 from wsfleet.bus.directory import SocketDirectory
+from wsfleet.bus.nodelist import read_node_list
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.registry import Registry
 from wsfleet.bus.rpc import CallMode, CrossServerResult, PendingCalls
@@ -71,6 +72,11 @@ class Fleet:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self, ready_timeout: float = 10.0) -> None:
+        if self.settings.config_dir is not None:
+            listed = read_node_list(self.settings.config_dir) or ()
+            for node in listed:
+                if node.key not in {n.key for n in self.bus.configured}:
+                    self.bus.configured.append(node)
         await self.bus.start()
         try:
             await self.bus.wait_ready(ready_timeout)
@@ -348,6 +354,35 @@ class Fleet:
         added = await self.bus.add_redis_node(node, ready=fleet_listens)
         await self.registry.refresh()
         return added
+
+    async def _watch_config_dir(self) -> None:
+        directory = self.settings.config_dir
+        assert directory is not None
+        while True:
+            await asyncio.sleep(self.settings.config_poll_interval)
+            try:
+                listed = read_node_list(directory)
+            except (OSError, ValueError) as exc:
+                log.warning("cannot read the Redis node list in %s: %s", directory, exc)
+                continue
+            if listed is None:
+                continue
+            await self.apply_node_list(listed)
+
+    async def apply_node_list(self, nodes: Iterable[RedisNode]) -> None:
+        """Make the bus use exactly ``nodes``: hot-add the new ones, then hot-remove the rest."""
+        wanted = {node.key: node for node in nodes}
+        if not wanted:
+            log.warning("ignoring an empty Redis node list")
+            return
+        current = set(self.bus.links)
+        added = [node for key, node in wanted.items() if key not in current]
+        removed = [key for key in current if key not in wanted]
+        if not added and not removed:
+            return
+        log.info("Redis node list changed: +%s -%s", [str(n) for n in added], removed)
+        await asyncio.gather(*(self.add_redis_node(node) for node in added))
+        await asyncio.gather(*(self.bus.remove_redis_node(key) for key in removed))
 
     def announce(self, action: str, address: str) -> None:
         message = env.control(action, {"address": address}, self.name, self.bus.meta())
