@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
 from tests.conftest import Connect, RawClient
 from tests.redis_procs import RedisProcess
+
 from wsfleet.bus import FleetSettings, RedisNode
 from wsfleet.server import Server, ServerSettings, UpgradeRequest
 

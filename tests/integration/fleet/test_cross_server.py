@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from tests.integration.fleet.conftest import MakeFleet, Node
 from tests.redis_procs import RedisProcess
+
 from wsfleet.bus import CallMode, Outcome
 
 pytestmark = pytest.mark.integration
@@ -20,8 +20,9 @@ def answer_with_name(node: Node) -> None:
         return {"answer": node.name, "q": data["payload"]}
 
 
-async def test_original_callback_variant_and_result_shapes(redis: RedisProcess,
-                                                          make_fleet: MakeFleet) -> None:
+async def test_original_callback_variant_and_result_shapes(
+    redis: RedisProcess, make_fleet: MakeFleet
+) -> None:
     a, b, c = await make_fleet([redis], 3)
     for node in (a, b, c):
         answer_with_name(node)
@@ -42,8 +43,9 @@ async def test_original_callback_variant_and_result_shapes(redis: RedisProcess,
     assert first["event"] == "_Cs_Cb_" and first["isCallback"] is True
 
 
-async def test_promise_variant_times_out_with_the_original_shape(redis: RedisProcess,
-                                                                make_fleet: MakeFleet) -> None:
+async def test_promise_variant_times_out_with_the_original_shape(
+    redis: RedisProcess, make_fleet: MakeFleet
+) -> None:
     a, b = await make_fleet([redis], 2)
     answer_with_name(b)
     result = await a.server.emit_cross_server_with_promise(
@@ -65,15 +67,18 @@ async def test_targeted_call_and_exclude_self(redis: RedisProcess, make_fleet: M
     assert result.success and set(result.payloads) == {b.name, c.name}
 
 
-async def test_all_live_nodes_mode_reports_each_node(redis: RedisProcess,
-                                                    make_fleet: MakeFleet) -> None:
+async def test_all_live_nodes_mode_reports_each_node(
+    redis: RedisProcess, make_fleet: MakeFleet
+) -> None:
     a, b, c = await make_fleet([redis], 3)
     answer_with_name(a)
     answer_with_name(b)  # c has no handler: it never answers
     result = await a.server.emit_cross_server_async("ask", 4, mode=CallMode.ALL, timeout=0.5)
     assert not result.success
     assert result.outcomes == {
-        a.name: Outcome.ANSWERED, b.name: Outcome.ANSWERED, c.name: Outcome.TIMED_OUT,
+        a.name: Outcome.ANSWERED,
+        b.name: Outcome.ANSWERED,
+        c.name: Outcome.TIMED_OUT,
     }
 
 
@@ -89,8 +94,9 @@ async def test_first_and_quorum_modes(redis: RedisProcess, make_fleet: MakeFleet
     assert quorum.success and set(quorum.responses) == {b.name, c.name}
 
 
-async def test_w1_deleting_a_pending_callback_is_safe(redis: RedisProcess,
-                                                     make_fleet: MakeFleet) -> None:
+async def test_w1_deleting_a_pending_callback_is_safe(
+    redis: RedisProcess, make_fleet: MakeFleet
+) -> None:
     (a,) = await make_fleet([redis], 1)
     calls: list[dict[str, Any]] = []
     callback_id = a.server.emit_cross_server("nobody", 1, calls.append, timeout=0.1)
@@ -102,8 +108,9 @@ async def test_w1_deleting_a_pending_callback_is_safe(redis: RedisProcess,
     assert len(a.server.fleet.calls) == 0  # type: ignore[union-attr]
 
 
-async def test_cancelling_an_awaited_call_cleans_up(redis: RedisProcess,
-                                                   make_fleet: MakeFleet) -> None:
+async def test_cancelling_an_awaited_call_cleans_up(
+    redis: RedisProcess, make_fleet: MakeFleet
+) -> None:
     (a,) = await make_fleet([redis], 1)
     task = asyncio.create_task(a.server.emit_cross_server_async("nobody", 1, timeout=30))
     await asyncio.sleep(0.05)
@@ -114,8 +121,9 @@ async def test_cancelling_an_awaited_call_cleans_up(redis: RedisProcess,
     assert len(a.server.fleet.calls) == 0  # type: ignore[union-attr]
 
 
-async def test_w2_replies_go_to_the_callers_inbox_only(redis: RedisProcess,
-                                                      make_fleet: MakeFleet) -> None:
+async def test_w2_replies_go_to_the_callers_inbox_only(
+    redis: RedisProcess, make_fleet: MakeFleet
+) -> None:
     a, b, c = await make_fleet([redis], 3)
     answer_with_name(b)
     c_bus = c.server.fleet.bus  # type: ignore[union-attr]
@@ -140,12 +148,15 @@ async def test_w18_local_listeners_cannot_change_what_other_nodes_receive(
     def reader(data: dict[str, Any], reply: Any) -> Any:
         return data["payload"]
 
-    result = await a.server.emit_cross_server_async("mutate", {"x": "original"}, target_server=[a.name, b.name])
+    result = await a.server.emit_cross_server_async(
+        "mutate", {"x": "original"}, target_server=[a.name, b.name]
+    )
     assert result.payloads[b.name] == {"x": "original"}
 
 
-async def test_local_first_self_reply_is_not_published(redis: RedisProcess,
-                                                      make_fleet: MakeFleet) -> None:
+async def test_local_first_self_reply_is_not_published(
+    redis: RedisProcess, make_fleet: MakeFleet
+) -> None:
     (a,) = await make_fleet([redis], 1)
     answer_with_name(a)
     bus = a.server.fleet.bus  # type: ignore[union-attr]

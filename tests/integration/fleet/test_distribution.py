@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-
 from tests.conftest import Connect
 from tests.integration.fleet.conftest import MakeFleet, join
 from tests.redis_procs import RedisProcess
@@ -13,8 +10,9 @@ from tests.redis_procs import RedisProcess
 pytestmark = pytest.mark.integration
 
 
-async def test_broadcast_reaches_every_node(redis: RedisProcess, make_fleet: MakeFleet,
-                                            connect: Connect) -> None:
+async def test_broadcast_reaches_every_node(
+    redis: RedisProcess, make_fleet: MakeFleet, connect: Connect
+) -> None:
     a, b, c = await make_fleet([redis], 3)
     clients = [await join(connect, node, f"u{i}") for i, node in enumerate((a, b, c))]
     assert a.server.broadcast("news", {"n": 1}) == 1
@@ -22,8 +20,9 @@ async def test_broadcast_reaches_every_node(redis: RedisProcess, make_fleet: Mak
         assert await client.recv() == '{"event":"news","payload":{"n":1}}'
 
 
-async def test_local_only_broadcast_stays_on_its_node(redis: RedisProcess, make_fleet: MakeFleet,
-                                                     connect: Connect) -> None:
+async def test_local_only_broadcast_stays_on_its_node(
+    redis: RedisProcess, make_fleet: MakeFleet, connect: Connect
+) -> None:
     a, b = await make_fleet([redis], 2)
     ca, cb = await join(connect, a, "a1"), await join(connect, b, "b1")
     a.server.broadcast("local", 1, local_only=True)
@@ -59,11 +58,15 @@ async def test_unknown_socket_falls_back_to_the_shared_channel(
     assert await client.recv() == '{"event":"hello","payload":"via shared channel"}'
 
 
-async def test_to_socket_ids_across_nodes(redis: RedisProcess, make_fleet: MakeFleet,
-                                          connect: Connect) -> None:
+async def test_to_socket_ids_across_nodes(
+    redis: RedisProcess, make_fleet: MakeFleet, connect: Connect
+) -> None:
     a, b = await make_fleet([redis], 2)
-    a1, b1, b2 = (await join(connect, a, "a1"), await join(connect, b, "b1"),
-                  await join(connect, b, "b2"))
+    a1, b1, b2 = (
+        await join(connect, a, "a1"),
+        await join(connect, b, "b1"),
+        await join(connect, b, "b2"),
+    )
     assert a.server.to_socket_ids(["a1", "b1", "b2", "ghost"], "multi", [1]) == 1
     for client in (a1, b1, b2):
         assert await client.recv() == '{"event":"multi","payload":[1]}'
@@ -73,8 +76,11 @@ async def test_room_broadcast_reaches_members_on_every_node_minus_excluded(
     redis: RedisProcess, make_fleet: MakeFleet, connect: Connect
 ) -> None:
     a, b = await make_fleet([redis], 2)
-    a1, b1, b2 = (await join(connect, a, "a1"), await join(connect, b, "b1"),
-                  await join(connect, b, "b2"))
+    a1, b1, b2 = (
+        await join(connect, a, "a1"),
+        await join(connect, b, "b1"),
+        await join(connect, b, "b2"),
+    )
     outsider = await join(connect, b, "out")
     a.server.join_room("game", "r1", "a1")
     b.server.join_room("game", "r1", "b1")

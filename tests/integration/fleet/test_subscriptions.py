@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.conftest import Connect, wait_until
 from tests.integration.fleet.conftest import MakeFleet, join
 from tests.redis_procs import RedisProcess
@@ -31,9 +30,9 @@ async def test_w10_leave_then_join_at_once_keeps_the_namespace_subscribed(
     assert await subscribed(redis, "ws:game") == 1
 
 
-async def test_w8_last_member_disconnecting_unsubscribes(redis: RedisProcess,
-                                                        make_fleet: MakeFleet,
-                                                        connect: Connect) -> None:
+async def test_w8_last_member_disconnecting_unsubscribes(
+    redis: RedisProcess, make_fleet: MakeFleet, connect: Connect
+) -> None:
     (a,) = await make_fleet([redis], 1)
     client = await join(connect, a, "u")
     a.server.join_room("chat", "r", "u")
@@ -52,8 +51,9 @@ async def test_w8_last_member_disconnecting_unsubscribes(redis: RedisProcess,
     assert await gone()
 
 
-async def test_w7_preset_namespaces_stay_subscribed(redis: RedisProcess, make_fleet: MakeFleet,
-                                                   connect: Connect) -> None:
+async def test_w7_preset_namespaces_stay_subscribed(
+    redis: RedisProcess, make_fleet: MakeFleet, connect: Connect
+) -> None:
     (a,) = await make_fleet([redis], 1, preset_room_namespaces=("lobby",))
     await a.server.fleet.bus.wait_subscribed("ws:lobby")  # type: ignore[union-attr]
     await join(connect, a, "u")
@@ -63,8 +63,9 @@ async def test_w7_preset_namespaces_stay_subscribed(redis: RedisProcess, make_fl
     assert await subscribed(redis, "ws:lobby") == 1
 
 
-async def test_w13_reserved_namespaces_are_refused(redis: RedisProcess, make_fleet: MakeFleet,
-                                                  connect: Connect) -> None:
+async def test_w13_reserved_namespaces_are_refused(
+    redis: RedisProcess, make_fleet: MakeFleet, connect: Connect
+) -> None:
     (a,) = await make_fleet([redis], 1)
     await join(connect, a, "u")
     for namespace in ("broadcast", "private_socket"):
