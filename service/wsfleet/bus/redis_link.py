@@ -210,7 +210,7 @@ class RedisLink:
 
     async def _writer_loop(self) -> None:
         backoff = self.timings.backoff_initial
-        while True:
+        while not self._closed:  # also ends if redis-py swallowed a cancel
             if self._pub is None:
                 try:
                     self._pub = await self._connect_publisher()
@@ -285,7 +285,7 @@ class RedisLink:
 
     async def _reader_loop(self) -> None:
         backoff = self.timings.backoff_initial
-        while True:
+        while not self._closed:  # also ends if redis-py swallowed a cancel
             conn = _connection(self.node, self.timings)
             try:
                 async with asyncio.timeout(self.timings.connect_timeout):
@@ -321,6 +321,9 @@ class RedisLink:
         while True:
             # push_request: pub/sub pushes are returned instead of going to a push handler
             response = await conn.read_response(push_request=True)
+            if response == b"PONG":  # PING answered in subscribed mode (parser-dependent shape)
+                self._last_sub_pong = loop.time()
+                continue
             if not isinstance(response, list) or not response:
                 continue
             kind = response[0]
@@ -351,7 +354,7 @@ class RedisLink:
         self._confirm_waiters = still
 
     async def _reconcile_loop(self) -> None:
-        while True:
+        while not self._closed:  # also ends if redis-py swallowed a cancel
             await self._sub_changed.wait()
             self._sub_changed.clear()
             conn = self._sub
@@ -380,7 +383,7 @@ class RedisLink:
     async def _ping_loop(self) -> None:
         loop = asyncio.get_running_loop()
         interval = self.timings.ping_interval
-        while True:
+        while not self._closed:  # also ends if redis-py swallowed a cancel
             await asyncio.sleep(interval)
             if self._pub is not None:
                 start = loop.time()
