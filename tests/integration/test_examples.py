@@ -76,3 +76,50 @@ async def test_single_server_example() -> None:
     assert server.returncode == 0
     assert "The client's ID is: 16" in output
     assert "Received 'joinRoom' event from client 16" in output
+
+
+async def _spawn(directory: str, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        *args,
+        cwd=EXAMPLES / directory,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def test_cross_server_example(redis) -> None:  # type: ignore[no-untyped-def]
+    names = ["serverA", "serverB", "serverC", "serverD", "serverE"]
+    servers = [
+        await _spawn("cross-server", "cserver.py", "--name", n, "--redis", redis.address)
+        for n in names
+    ]
+    try:
+        for name, proc in zip(names, servers, strict=True):
+            assert proc.stdout is not None
+            async with asyncio.timeout(20):
+                while (await proc.stdout.readline()).strip() != f"{name} ready".encode():
+                    pass
+        clash = await _spawn(
+            "cross-server", "cserver.py", "--name", "serverA", "--redis", redis.address
+        )
+        clash_out = (await asyncio.wait_for(clash.communicate(), 20))[0].decode()
+        assert clash.returncode != 0
+        assert "another live node is already named 'serverA'" in clash_out
+        sender = await _spawn(
+            "cross-server", "sender.py", "--redis", redis.address, "--scale", "0.1"
+        )
+        out = (await asyncio.wait_for(sender.communicate(), 30))[0].decode()
+        assert sender.returncode == 0, out
+        lines = out.splitlines()
+        remaining = [line for line in lines if line.startswith("Number of servers yet to respond")]
+        assert remaining == [f"Number of servers yet to respond: {n}" for n in (2, 1, 0)]
+        promise = next(line for line in lines if line.startswith("All expected nodes responded"))
+        assert promise.count("'") == 6  # three server names
+    finally:
+        outputs = []
+        for proc in servers:
+            proc.terminate()
+            outputs.append((await asyncio.wait_for(proc.communicate(), 10))[0].decode())
+    for output in outputs:
+        assert output.count('Received "say" event from another server') == 3, output
