@@ -123,3 +123,86 @@ async def test_cross_server_example(redis) -> None:  # type: ignore[no-untyped-d
             outputs.append((await asyncio.wait_for(proc.communicate(), 10))[0].decode())
     for output in outputs:
         assert output.count('Received "say" event from another server') == 3, output
+
+
+async def test_ws_cross_server_example(redis) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    servers, ports = [], []
+    clients = boss = None
+    try:
+        for i in range(5):
+            proc = await _spawn(
+                "ws-cross-server",
+                "wsserver.py",
+                "--name",
+                f"server{i}",
+                "--port",
+                "0",
+                "--redis",
+                redis.address,
+            )
+            assert proc.stdout is not None
+            async with asyncio.timeout(20):
+                while not (match := LISTENING.search(await proc.stdout.readline())):
+                    pass
+            servers.append(proc)
+            ports.append(match.group(1).decode())
+        clients = await _spawn(
+            "ws-cross-server",
+            "clients.py",
+            "--ports",
+            ",".join(ports),
+            "--seed",
+            "7",
+            "--run-for",
+            "60",
+        )
+        assert clients.stdout is not None
+        lines: list[str] = []
+
+        async def read_until(predicate) -> None:  # type: ignore[no-untyped-def]
+            async with asyncio.timeout(30):
+                while not predicate():
+                    line = await clients.stdout.readline()  # type: ignore[union-attr]
+                    assert line, "\n".join(lines)
+                    lines.append(line.decode().rstrip())
+
+        await read_until(
+            lambda: (
+                sum("Connect success" in x for x in lines) == 50
+                and sum("joinRoom callback" in x for x in lines) == 10
+            )
+        )
+        in_1000 = {
+            int(m.group(1))
+            for x in lines
+            if "roomId:1000" in x and (m := re.match(r"\[Client (\d+),", x))
+        }
+        boss = await _spawn("ws-cross-server", "boss.py", "--port", ports[0], "--scale", "0.1")
+        boss_out = (await asyncio.wait_for(boss.communicate(), 30))[0].decode()
+        assert boss.returncode == 0, boss_out
+        assert boss_out.count("Message sent successfully") == 4
+
+        def received(action: str) -> set[int]:
+            return {
+                int(m.group(1))
+                for x in lines
+                if f"'action': '{action}'" in x and (m := re.match(r"\[Client (\d+),", x))
+            }
+
+        expected = {
+            "broadcast": set(range(1, 51)),
+            "toPlayer": {13},
+            "toPlayers": {3, 10, 25, 37},
+            "toRoom": in_1000,
+        }
+        await read_until(lambda: all(received(a) >= ids for a, ids in expected.items()))
+        for action, ids in expected.items():
+            assert received(action) == ids, action
+        assert "Received say event: {'action': 'broadcast', 'msg': 'Hello every one'}" in boss_out
+    finally:
+        for proc in [*servers, clients]:
+            if proc is not None and proc.returncode is None:
+                proc.terminate()
+                await asyncio.wait_for(proc.communicate(), 10)
