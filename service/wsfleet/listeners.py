@@ -24,11 +24,14 @@ class Listener(Generic[F]):
 class ListenerTable(Generic[F]):
     """Listeners by event name. Snapshots are returned, so listeners may change the table."""
 
-    __slots__ = ("_by_event", "_max_per_event")
+    __slots__ = ("_by_event", "_max_per_event", "_with_once")
 
     def __init__(self, max_per_event: int = 10_000) -> None:
         self._by_event: dict[str, list[Listener[F]]] = {}
         self._max_per_event = max_per_event
+        # Events with at least one ``once`` listener, so that ``take`` (called for every event)
+        # need not scan the listeners.
+        self._with_once: set[str] = set()
 
     def add(self, event: str, fn: F, *, once: bool = False, tag: Tag | None = None) -> None:
         if not _is_name(event):
@@ -45,6 +48,8 @@ class ListenerTable(Generic[F]):
             )
         # Copy on write: a dispatch iterating the old list is not affected.
         self._by_event[event] = [*entries, Listener(fn, once, tag)]
+        if once:
+            self._with_once.add(event)
 
     def remove(self, event: str, fn_or_tag: F | Tag | None = None) -> int:
         """Remove listeners; returns how many were removed."""
@@ -62,6 +67,8 @@ class ListenerTable(Generic[F]):
             self._by_event[event] = kept
         else:
             del self._by_event[event]
+        if not any(e.once for e in kept):
+            self._with_once.discard(event)
         return removed
 
     def take(self, event: str) -> list[Listener[F]] | None:
@@ -69,13 +76,13 @@ class ListenerTable(Generic[F]):
         entries = self._by_event.get(event)
         if not entries:
             return None
-        if any(e.once for e in entries):
+        if event in self._with_once:
+            self._with_once.discard(event)
             kept = [e for e in entries if not e.once]
             if kept:
                 self._by_event[event] = kept
             else:
                 del self._by_event[event]
-            return entries
         return entries
 
     def has(self, event: str) -> bool:

@@ -43,9 +43,14 @@ class Heartbeat:
 HEARTBEAT: Final = Heartbeat()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which costs ~0.8 µs
+# per decoded event. Treat instances as immutable; unsafe_hash keeps them hashable as before.
+@dataclass(slots=True, unsafe_hash=True)
 class ClientEvent:
-    """An event sent by a client; ``callback_id`` is set only when it is a valid 1-64 char id."""
+    """An event sent by a client; ``callback_id`` is set only when it is a valid 1-64 char id.
+
+    Immutable by convention (not enforced, for speed: one is built for every client frame).
+    """
 
     event: str
     payload: Any
@@ -91,8 +96,9 @@ def encode_event(event: str, payload: Any) -> bytes:
 def encode_ack(callback_id: str, payload: Any = MISSING) -> bytes:
     """An ack frame: ``{"payload":…,"callbackId":…}``; without payload, ``{"callbackId":…}``."""
     if payload is MISSING:
-        return b'{"callbackId":' + dumps(callback_id) + b"}"
-    return b'{"payload":' + dumps(payload) + b',"callbackId":' + dumps(callback_id) + b"}"
+        return dumps({"callbackId": callback_id})
+    # One dumps of the whole object (keys keep this order): every acked event comes through here.
+    return dumps({"payload": payload, "callbackId": callback_id})
 
 
 def encode_client_event(event: str, payload: Any, callback_id: str | None = None) -> bytes:
@@ -103,14 +109,21 @@ def encode_client_event(event: str, payload: Any, callback_id: str | None = None
     return head + b',"callbackId":' + dumps(callback_id) + b"}"
 
 
+_LOADS_ERRORS: Final = (orjson.JSONDecodeError, UnicodeEncodeError, RecursionError)
+
+
+def _frame_error(exc: Exception) -> FrameError:
+    """The :class:`FrameError` for one of ``_LOADS_ERRORS``."""
+    if isinstance(exc, orjson.JSONDecodeError):
+        return FrameError("utf8" if "utf-8" in str(exc).lower() else "json", str(exc))
+    return FrameError("json", str(exc))
+
+
 def _loads(data: str | bytes) -> Any:
     try:
         return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        reason = "utf8" if "utf-8" in str(exc).lower() else "json"
-        raise FrameError(reason, str(exc)) from None
-    except (UnicodeEncodeError, RecursionError) as exc:
-        raise FrameError("json", str(exc)) from None
+    except _LOADS_ERRORS as exc:
+        raise _frame_error(exc) from None
 
 
 def _is_heartbeat(data: str | bytes, heartbeat: str) -> bool:
@@ -124,9 +137,14 @@ def decode_client_frame(data: str | bytes, heartbeat: str = "") -> Heartbeat | C
 
     The heartbeat check comes first, before any JSON parsing (spec §2.5).
     """
-    if _is_heartbeat(data, heartbeat):
+    # The helpers (_is_heartbeat, _loads, is_valid_callback_id) are inlined here: this runs for
+    # every frame a server receives, and each call costs about 0.1 µs.
+    if (data == heartbeat) if isinstance(data, str) else (data == heartbeat.encode()):
         return HEARTBEAT
-    obj = _loads(data)
+    try:
+        obj = orjson.loads(data)
+    except _LOADS_ERRORS as exc:
+        raise _frame_error(exc) from None
     if not isinstance(obj, dict):
         raise FrameError("shape", f"expected a JSON object, got {type(obj).__name__}")
     event = obj.get("event")
@@ -136,7 +154,7 @@ def decode_client_frame(data: str | bytes, heartbeat: str = "") -> Heartbeat | C
     if "callbackId" not in obj:
         return ClientEvent(event, payload)
     callback_id = obj["callbackId"]
-    if is_valid_callback_id(callback_id):
+    if isinstance(callback_id, str) and 1 <= len(callback_id) <= MAX_CALLBACK_ID_LENGTH:
         return ClientEvent(event, payload, callback_id)
     return ClientEvent(event, payload, None, bad_callback_id=True)
 

@@ -24,9 +24,17 @@ def _header(first: int, length: int) -> bytes:
     return struct.pack("!BBQ", first, 127, length)
 
 
+#: The 2-byte headers of text frames shorter than 126 bytes, built once: most frames (every ack,
+#: most events) are that short, and this skips a call and a ``bytes`` per frame.
+_SHORT_TEXT_HEADERS: Final = tuple(bytes((_FIN_TEXT, length)) for length in range(126))
+
+
 def build_text_frame(payload: bytes) -> bytes:
     """A complete unmasked text frame holding ``payload`` (which must be UTF-8)."""
-    return _header(_FIN_TEXT, len(payload)) + payload
+    length = len(payload)
+    if length < 126:
+        return _SHORT_TEXT_HEADERS[length] + payload
+    return _header(_FIN_TEXT, length) + payload
 
 
 def build_close_frame(code: int, reason: str = "") -> bytes:

@@ -14,7 +14,8 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, Final, TypeVar, overload
+from types import CoroutineType, GeneratorType
+from typing import Any, Final, TypeGuard, TypeVar, overload
 
 from wsfleet.bus.settings import FleetSettings
 from wsfleet.listeners import ListenerTable, Tag
@@ -44,6 +45,17 @@ Authenticator = Callable[[UpgradeRequest], Awaitable[str | None] | str | None]
 H = TypeVar("H", bound=Callable[..., Any])
 
 _ids: Final = itertools.count(1)
+
+# System event names as plain module constants: ``SystemEvent.X.value`` goes through the enum's
+# descriptors (~0.3 µs), and some of these are looked up for every frame.
+_CONNECTION: Final = SystemEvent.CONNECTION.value
+_CLOSE: Final = SystemEvent.CLOSE.value
+_ERROR: Final = SystemEvent.ERROR.value
+_PONG: Final = SystemEvent.PONG.value
+_MESSAGE: Final = SystemEvent.MESSAGE.value
+_CLIENT_PING: Final = SystemEvent.CLIENT_PING.value
+_LISTENING: Final = SystemEvent.LISTENING.value
+_SERVER_CLOSE: Final = SystemEvent.SERVER_CLOSE.value
 
 
 class Refuse(WsfleetError):
@@ -476,7 +488,7 @@ class Server(FleetAPI):
         self._closed_once = False
         if self._ping_task is None:
             self._ping_task = asyncio.create_task(self._ping_loop(), name="wsfleet-ping-loop")
-        await self._emit_system_async(SystemEvent.LISTENING.value)
+        await self._emit_system_async(_LISTENING)
 
     async def close(self) -> None:
         """Stop accepting, close every connection with ``shutdown_close_code``, stop loops.
@@ -497,7 +509,7 @@ class Server(FleetAPI):
         if self.fleet is not None and self._fleet_started:
             self._fleet_started = False
             await self.fleet.aclose()
-        await self._emit_system_async(SystemEvent.SERVER_CLOSE.value)
+        await self._emit_system_async(_SERVER_CLOSE)
 
     @property
     def is_accepting(self) -> bool:
@@ -566,12 +578,12 @@ class Server(FleetAPI):
             socket.close(CloseCode.AUTH_TIMEOUT, "not authenticated in time")
 
     async def _connected(self, socket: Socket) -> None:
-        await self._emit_system_async(SystemEvent.CONNECTION.value, socket)
+        await self._emit_system_async(_CONNECTION, socket)
 
     def _on_pong(self, socket: Socket, data: bytes) -> None:
         socket.alive = True
-        if self._system.has(SystemEvent.PONG.value):
-            self._emit_system(SystemEvent.PONG.value, socket, data)
+        if self._system.has(_PONG):
+            self._emit_system(_PONG, socket, data)
 
     def _on_ping(self, socket: Socket, data: bytes) -> None:
         socket.alive = True
@@ -599,8 +611,8 @@ class Server(FleetAPI):
         if not isinstance(frame, ClientEvent):
             stats.heartbeats += 1
             socket.send_frame(self._heartbeat_frame)
-            if self._system.has(SystemEvent.CLIENT_PING.value):
-                self._emit_system(SystemEvent.CLIENT_PING.value, socket)
+            if self._system.has(_CLIENT_PING):
+                self._emit_system(_CLIENT_PING, socket)
             self._emit_message(socket, data)
             return False
         must_wait = self._dispatch(socket, frame)
@@ -608,8 +620,8 @@ class Server(FleetAPI):
         return must_wait
 
     def _emit_message(self, socket: Socket, data: str | bytes) -> None:
-        if self._system.has(SystemEvent.MESSAGE.value):
-            self._emit_system(SystemEvent.MESSAGE.value, socket, data)
+        if self._system.has(_MESSAGE):
+            self._emit_system(_MESSAGE, socket, data)
 
     def _dispatch(self, socket: Socket, frame: ClientEvent) -> bool:
         stats = self.stats
@@ -630,20 +642,26 @@ class Server(FleetAPI):
                 stats.handler_errors += 1
                 log.exception("handler for event %r failed", frame.event)
                 continue
-            if inspect.isawaitable(result):
+            if result is None:
+                continue
+            if _is_awaitable(result):
                 self._track(socket, frame.event, result, ack)
-            elif result is not None and ack is not None:
+            elif ack is not None:
                 ack(result)
-        return len(socket._inflight) >= self.settings.max_inflight_handlers
+        inflight = socket._inflight
+        return inflight is not None and len(inflight) >= self.settings.max_inflight_handlers
 
     def _track(
         self, socket: Socket, event: str, awaitable: Awaitable[Any], ack: Acknowledge | None
     ) -> None:
         task = asyncio.ensure_future(awaitable)
-        socket._inflight.add(task)
+        if socket._inflight is None:
+            socket._inflight = set()
+        inflight = socket._inflight
+        inflight.add(task)
 
         def done(t: asyncio.Task[Any]) -> None:
-            socket._inflight.discard(t)
+            inflight.discard(t)
             if socket._slot_free is not None:
                 socket._slot_free.set()
             if t.cancelled():
@@ -661,7 +679,7 @@ class Server(FleetAPI):
 
     async def _wait_for_slot(self, socket: Socket) -> None:
         limit = self.settings.max_inflight_handlers
-        while len(socket._inflight) >= limit:
+        while socket._inflight is not None and len(socket._inflight) >= limit:
             if socket._slot_free is None:
                 socket._slot_free = asyncio.Event()
             socket._slot_free.clear()
@@ -675,14 +693,14 @@ class Server(FleetAPI):
         self._connections.discard(socket)
         socket._detach()
         try:
-            await self._emit_system_async(SystemEvent.CLOSE.value, socket, code, reason)
+            await self._emit_system_async(_CLOSE, socket, code, reason)
         finally:
             self._unregister(socket)
-            for task in list(socket._inflight):
+            for task in list(socket._inflight or ()):
                 task.cancel()
 
     def _emit_error(self, socket: Socket, exc: BaseException) -> None:
-        self._emit_system(SystemEvent.ERROR.value, socket, exc)
+        self._emit_system(_ERROR, socket, exc)
 
     def _emit_system(self, event: str, *args: Any) -> None:
         listeners = self._system.take(event)
@@ -691,7 +709,7 @@ class Server(FleetAPI):
         for listener in listeners:
             try:
                 result = listener.fn(*args)
-                if inspect.isawaitable(result):
+                if _is_awaitable(result):
                     task = asyncio.ensure_future(result)
                     task.add_done_callback(_log_task_failure)
             except Exception:
@@ -704,12 +722,22 @@ class Server(FleetAPI):
         for listener in listeners:
             try:
                 result = listener.fn(*args)
-                if inspect.isawaitable(result):
+                if _is_awaitable(result):
                     await result
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("system handler for %r failed", event)
+
+
+def _is_awaitable(value: object) -> TypeGuard[Awaitable[Any]]:
+    """``inspect.isawaitable``, with fast paths for the usual handler results: its final
+    ``isinstance(value, Awaitable)`` ABC check costs ~0.35 µs for a plain value such as a dict."""
+    if type(value) is CoroutineType:
+        return True
+    if hasattr(type(value), "__await__"):  # what the Awaitable ABC checks, minus its overhead
+        return True
+    return isinstance(value, GeneratorType) and inspect.isawaitable(value)
 
 
 def _system_name(event: SystemEvent | str) -> str:

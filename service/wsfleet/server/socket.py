@@ -58,6 +58,7 @@ class Socket:
         "_auth_timer",
         "_closer",
         "_closing",
+        "_data",
         "_inflight",
         "_max_buffer",
         "_server",
@@ -69,7 +70,6 @@ class Socket:
         "close_code",
         "close_reason",
         "connection_id",
-        "data",
         "id",
         "request",
     )
@@ -88,13 +88,14 @@ class Socket:
         self._closer = closer
         self._closing = False
         self._max_buffer = max_buffer
-        self._inflight: set[asyncio.Task[Any]] = set()
+        # Created on first use, as is ``data``: most sockets never need them (S6 memory).
+        self._inflight: set[asyncio.Task[Any]] | None = None
         self._slot_free: asyncio.Event | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
         self.request = request
         self.connection_id = connection_id
         self.id: str | None = None
-        self.data: dict[str, Any] = {}
+        self._data: dict[str, Any] | None = None
         self.alive = True
         self.background_since: float | None = None
         self.bucket: Any = None
@@ -103,6 +104,17 @@ class Socket:
 
     def __repr__(self) -> str:
         return f"<Socket #{self.connection_id} id={self.id!r} path={self.request.path!r}>"
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Application state for this connection, free for handlers to use."""
+        if self._data is None:
+            self._data = {}
+        return self._data
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:
+        self._data = value
 
     @property
     def params(self) -> Mapping[str, str | list[str]]:
