@@ -457,7 +457,7 @@ async def test_own_port_mode_serves_any_path_and_closes_clients_on_shutdown(
     running = await start_server()
     client = await connect(running.url("/any/path/at/all"))
     await hello(client)
-    await running.server.close()
-    assert await client.closed() == 1001
+    code, _ = await asyncio.gather(client.closed(), running.server.close())
+    assert code == 1001
     with pytest.raises(aiohttp.ClientError):
         await connect(running.url())

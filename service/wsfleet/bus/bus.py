@@ -7,6 +7,21 @@
   ``max_publish_attempts``); with no usable link it waits in the bounded :class:`OutageBuffer` and
   is flushed in order when a link comes back. Callers that ask for a future get the outcome.
   Receivers drop the duplicates a retry can create (sender boot id + sequence number).
+- **A link publishes only once the fleet listens on it.** When a link's publisher (re)connects it
+  is *admitted* only after its own subscriber has confirmed every channel and every other live
+  node (from the registry) has a subscriber on its inbox on that Redis node (``PUBSUB NUMSUB``;
+  the inbox is subscribed last, so the rest of that node's channels are in place too), bounded
+  by ``hot_add_grace``. Until then its routing keys stay on the other links, or in the outage
+  buffer when it is the only one.
+- **No reordering when keys move.** Whenever routing keys change hands (a link is admitted, a
+  hot-added link starts publishing, a removed one stops) new publishes are *held* in the outage
+  buffer until every link has flushed what it was sending, plus ``REORDER_GUARD``; then the buffer
+  is flushed, oldest first. Publishes that failed on a link go back *before* anything held or
+  buffered, since they are older.
+- **The limit of pub/sub.** A PUBLISH that a Redis node acknowledged is not retried: if that node
+  dies before its subscribers read the message (it was in its output buffers or in flight when
+  the process was killed), the message is lost. No client can see this; only a durable transport
+  (streams) could close it.
 - **End-to-end probe.** Each link is probed by publishing to this node's inbox through that link
   and receiving it on that link's own subscription; a link that stays deaf is resubscribed.
 - **Hot-plug.** Links can be added (subscribe first, publish only once the fleet listens) and
@@ -16,6 +31,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import secrets
@@ -88,6 +104,11 @@ class Bus:
         self._probe_ok: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        self._holds = 0
+        self._admissions: dict[str, asyncio.Task[None]] = {}
+        self.peers: Callable[[], Iterable[str]] = lambda: ()
+        """Names of the live wsfleet nodes (the fleet's registry); a (re)connected link waits
+        until each of them listens on it."""
         self._timings = LinkTimings(
             connect_timeout=settings.command_timeout,
             command_timeout=settings.command_timeout,
@@ -155,13 +176,18 @@ class Bus:
             timings=self._timings,
         )
         link.publishable = publishable
+        link.marker = self.inbox.encode()
         link.set_channels(self._desired)
         self.links[link.key] = link
         link.start()
         return link
 
     def usable_links(self) -> list[RedisLink]:
-        return [link for link in self.links.values() if link.publishable and link.publisher_healthy]
+        return [
+            link
+            for link in self.links.values()
+            if link.publishable and link.admitted and link.publisher_healthy
+        ]
 
     async def add_redis_node(
         self, node: RedisNode, *, ready: Callable[[str], bool] | None = None
@@ -181,10 +207,13 @@ class Bus:
         # Other nodes report their subscriptions through the registry: poll it, bounded.
         while ready is not None and not ready(link.key) and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(min(0.1, self.settings.lease_refresh))
-        if link.key in self.links:
-            link.publishable = True
+        if self.links.get(link.key) is link:
+
+            def publish_through_it() -> None:
+                link.publishable = True
+
+            await self._switch(after=publish_through_it)
             log.info("Redis %s added", node)
-            self._flush_outage()
         return True
 
     async def remove_redis_node(self, key: str) -> bool:
@@ -193,7 +222,14 @@ class Bus:
         link = self.links.get(key)
         if link is None:
             return False
-        link.publishable = False
+
+        def stop_publishing() -> None:
+            link.publishable = False
+            taken = link.take_queued()
+            if taken:  # older than anything held meanwhile: they go first
+                self.outage.requeue_front(taken, asyncio.get_running_loop().time())
+
+        await self._switch(before=stop_publishing)
         await asyncio.sleep(self.settings.drain_grace)
         self.links.pop(key, None)
         await link.aclose()
@@ -275,33 +311,37 @@ class Bus:
         """Run a command on the Redis node that holds ``routing_key`` (rendezvous hash over the
         usable nodes, whatever the publish strategy)."""
         future = asyncio.get_running_loop().create_future() if want_result else None
-        command = Command(args, future, routing_key, retry=True)
-        link = self.key_router.pick(self.usable_links(), routing_key)
-        if link is None:
-            self._dispatch(command)
-        else:
-            link.submit(command)
+        self._dispatch(Command(args, future, routing_key, retry=True, keyed=True))
         return future
 
     def link_for_key(self, routing_key: str) -> RedisLink | None:
         return self.key_router.pick(self.usable_links(), routing_key)
 
-    def _dispatch(self, command: Command, exclude: RedisLink | None = None) -> None:
+    def _pick(self, command: Command, exclude: RedisLink | None = None) -> RedisLink | None:
         candidates = self.usable_links()
         if exclude is not None and len(candidates) > 1:
             candidates = [c for c in candidates if c is not exclude]
-        link = self.router.pick(candidates, command.routing_key)
-        if link is not None:
-            link.submit(command)
-            return
+        router = self.key_router if command.keyed else self.router
+        return router.pick(candidates, command.routing_key)
+
+    def _dispatch(self, command: Command, exclude: RedisLink | None = None) -> None:
+        # Behind what is buffered or held, never past it: that keeps every target's order.
+        if not self._holds and not len(self.outage):
+            link = self._pick(command, exclude)
+            if link is not None:
+                link.submit(command)
+                return
         if not self.outage.offer(command, asyncio.get_running_loop().time()):
             self.stats.outage_refused += 1
             self._fail(
                 command,
                 BusUnavailableError("no Redis node is usable and the outage buffer is full"),
             )
+            return
+        self._flush_outage()
 
     def _failed(self, link: RedisLink, commands: list[Command], error: BaseException) -> None:
+        again: list[Command] = []
         for command in commands:
             if command.pinned:
                 self._fail(command, LinkError(f"{link.node}: {error}"))
@@ -311,6 +351,16 @@ class Bus:
                 self._fail(command, BusUnavailableError(f"publish failed on {link.node}: {error}"))
                 continue
             self.stats.publish_retries += 1
+            again.append(command)
+        if not again:
+            return
+        others = [lk for lk in self.usable_links() if lk is not link]
+        if self._holds or len(self.outage) or not others:
+            # Older than anything buffered or held since: they go first.
+            self.outage.requeue_front(again, asyncio.get_running_loop().time())
+            self._flush_outage()
+            return
+        for command in again:
             self._dispatch(command, exclude=link)
 
     def _fail(self, command: Command, error: BaseException) -> None:
@@ -323,43 +373,124 @@ class Bus:
         else:
             log.warning("dropped a publish to %r: %s", command.args[1:2], error)
 
-    def _readmit(self, link: RedisLink) -> None:
-        """A link that comes back takes its routing keys back only once the links that covered
-        for it have flushed what they were sending, so no target sees its messages reordered."""
-        link.publishable = False
+    async def _switch(
+        self,
+        *,
+        before: Callable[[], None] | None = None,
+        after: Callable[[], None] | None = None,
+    ) -> None:
+        """Move routing keys between links without reordering any target's messages.
 
-        async def readmit() -> None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.settings.command_timeout
-            others = [lk for lk in self.links.values() if lk is not link]
-            while any(lk.in_flight for lk in others) and loop.time() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
+        New publishes are held (in the outage buffer) while ``before`` runs, every link flushes
+        what it was sending, ``REORDER_GUARD`` passes (the receivers read Redis nodes on separate
+        sockets) and ``after`` runs; then everything held is flushed, oldest first.
+        """
+        loop = asyncio.get_running_loop()
+        self._holds += 1
+        try:
+            if before is not None:
+                before()
+            deadline = loop.time() + 2 * self.settings.command_timeout
+            while loop.time() < deadline and any(  # noqa: ASYNC110
+                lk.in_flight for lk in self.links.values() if lk.publisher_healthy
+            ):
+                await asyncio.sleep(0.002)
             await asyncio.sleep(REORDER_GUARD)
-            if self.links.get(link.key) is link:
-                link.publishable = True
-                self._flush_outage()
+            if after is not None:
+                after()
+        finally:
+            self._holds -= 1
+            self._flush_outage()
 
-        task = asyncio.create_task(readmit(), name=f"wsfleet-readmit-{link.key}")
+    def _start_admission(self, link: RedisLink) -> None:
+        self._stop_admission(link)
+        task = asyncio.create_task(self._admit(link), name=f"wsfleet-admit-{link.key}")
+        self._admissions[link.key] = task
         self._tasks.append(task)
         task.add_done_callback(self._forget_task)
+
+    def _stop_admission(self, link: RedisLink) -> None:
+        task = self._admissions.pop(link.key, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _admit(self, link: RedisLink) -> None:
+        """Let a link whose publisher (re)connected publish again, once it is safe: its own
+        subscriber has every channel back and every other live node listens on it. A publish
+        through a Redis node nobody listens to yet would be acknowledged and lost."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.hot_add_grace
+        try:
+            while not link.is_subscribed(self._desired):  # the wanted set may change meanwhile
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    log.warning("Redis %s: subscriptions not confirmed in time", link.node)
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(remaining, 0.1)):
+                        await link.wait_subscribed(self._desired)
+            await self._wait_peers(link, deadline)
+        except LinkError:
+            return  # closed meanwhile
+        if self.links.get(link.key) is not link or not link.publisher_healthy:
+            return
+
+        def admit() -> None:
+            if self.links.get(link.key) is link and link.publisher_healthy:
+                link.admitted = True
+
+        if link.publishable and any(lk is not link for lk in self.usable_links()):
+            await self._switch(after=admit)  # it takes routing keys from the other links
+        else:
+            admit()
+            self._flush_outage()
+        log.info("Redis %s publishes again", link.node)
+
+    async def _wait_peers(self, link: RedisLink, deadline: float) -> None:
+        """Until every other live node has a subscriber on its inbox on ``link``'s Redis node."""
+        loop = asyncio.get_running_loop()
+        while True:
+            names = sorted(set(self.peers()) - {self.name})
+            if not names:
+                return
+            channels = [self.settings.inbox_channel(name) for name in names]
+            try:
+                reply = await link.call(
+                    "PUBSUB", "NUMSUB", *channels, timeout=self.settings.command_timeout
+                )
+            except (LinkError, TimeoutError):
+                reply = None
+            counts = _numsub(reply)
+            missing = [n for n, c in zip(names, channels, strict=True) if counts.get(c, 0) < 1]
+            if not missing:
+                return
+            if loop.time() >= deadline:
+                log.warning("Redis %s: %s not listening on it in time", link.node, missing)
+                return
+            if not link.publisher_healthy:
+                raise LinkError(f"{link.node}: publisher lost")
+            await asyncio.sleep(0.02)
 
     def _forget_task(self, task: asyncio.Task[None]) -> None:
         if task in self._tasks:
             self._tasks.remove(task)
 
     def _flush_outage(self) -> None:
-        if len(self.outage) and self.usable_links():
-            for command in self.outage.drain():
-                self._dispatch(command)
+        if self._holds or not len(self.outage) or not self.usable_links():
+            return
+        for command in self.outage.drain():
+            self._dispatch(command)
 
     def _health_changed(
         self, link: RedisLink, role: str, healthy: bool, event: str, error: str | None
     ) -> None:
-        if healthy and role == "publisher":
-            if link.publisher_connects > 1 and link.publishable and len(self.links) > 1:
-                self._readmit(link)
+        if role == "publisher":
+            if healthy:
+                if not link.closed:
+                    self._start_admission(link)
             else:
-                self._flush_outage()
+                link.admitted = False
+                self._stop_admission(link)
         links = list(self.links.values())
         info = {
             "host": link.node.host,
@@ -495,3 +626,18 @@ class Bus:
 
     def link_keys(self) -> Iterable[str]:
         return list(self.links)
+
+
+def _numsub(reply: Any) -> dict[str, int]:
+    """``PUBSUB NUMSUB`` answers a flat list in RESP2 and a map in RESP3."""
+    if isinstance(reply, dict):
+        pairs = list(reply.items())
+    elif isinstance(reply, list):
+        pairs = list(zip(reply[::2], reply[1::2], strict=False))
+    else:
+        return {}
+    out: dict[str, int] = {}
+    for channel, count in pairs:
+        name = channel.decode() if isinstance(channel, bytes) else str(channel)
+        out[name] = int(count)
+    return out

@@ -3,6 +3,9 @@
 Bounded by count and by age. Overflow policy: the *new* publish is refused (its caller gets
 :class:`BusUnavailableError` at once) so that what is buffered keeps its order; entries older than
 ``max_age`` are expired with the same error. Both are counted.
+
+While the bus moves routing keys between Redis nodes (one returns, is hot-added or removed) it
+briefly *holds* new publishes here too, so they cannot overtake older ones still in flight.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ class OutageBuffer(Generic[T]):
             return False
         self._entries.append(_Entry(item, now))
         return True
+
+    def requeue_front(self, items: list[T], now: float) -> None:
+        """Put ``items`` (in their order) before everything kept: publishes that already failed
+        on a Redis node are older than anything buffered since. Never refused: they were
+        accepted once already."""
+        self._entries.extendleft(_Entry(item, now) for item in reversed(items))
 
     def expire(self, now: float, on_expired: Callable[[T], None]) -> int:
         count = 0

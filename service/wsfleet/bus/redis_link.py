@@ -49,6 +49,8 @@ class Command:
     retry: bool = True
     pinned: bool = False
     """Pinned commands must run on this link (probes, registry writes): never re-routed."""
+    keyed: bool = False
+    """Keyed commands (socket directory) are routed by rendezvous hash, whatever the strategy."""
 
 
 HealthCallback = Callable[["RedisLink", str, bool, str, str | None], None]
@@ -122,7 +124,13 @@ class RedisLink:
         self._last_sub_pong = 0.0
         self.health = _Health()
         self.publishable = True
-        """False while the link warms up after a hot-add or drains before a removal."""
+        """The operator's intent: False while a hot-added link warms up or a removed one drains."""
+        self.admitted = False
+        """Set by the bus once the publisher is connected, this link's subscriber has confirmed
+        every channel and the other nodes listen here again; cleared when the publisher fails."""
+        self.marker: bytes | None = None
+        """Channel subscribed last after a (re)connect: once it is confirmed, so is every other
+        channel sent before it (Redis runs one connection's commands in order)."""
         self.publisher_connects = 0
         self._in_flight = 0
 
@@ -135,6 +143,10 @@ class RedisLink:
     @property
     def publisher_healthy(self) -> bool:
         return self.health.publisher and not self._closed
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def subscriber_healthy(self) -> bool:
@@ -191,6 +203,16 @@ class RedisLink:
     def submit(self, command: Command) -> None:
         self._queue.append(command)
         self._wakeup.set()
+
+    def take_queued(self) -> list[Command]:
+        """Remove and return the commands not sent yet that may run elsewhere (not pinned), in
+        order, to re-route them."""
+        taken = [c for c in self._queue if not c.pinned]
+        if taken:
+            kept = [c for c in self._queue if c.pinned]
+            self._queue.clear()
+            self._queue.extend(kept)
+        return taken
 
     def submit_many(self, commands: Iterable[Command]) -> None:
         self._queue.extend(commands)
@@ -337,8 +359,6 @@ class RedisLink:
                 self._resolve_waiters()
             elif kind == b"unsubscribe":
                 self._confirmed.discard(response[1])
-            elif kind == b"pong":
-                self._last_sub_pong = loop.time()
 
     def _resolve_waiters(self) -> None:
         if not self._confirm_waiters:
@@ -360,7 +380,8 @@ class RedisLink:
             conn = self._sub
             if conn is None:
                 continue
-            to_add = sorted(self._desired - self._requested)
+            marker = self.marker
+            to_add = sorted(self._desired - self._requested, key=lambda c: (c == marker, c))
             to_drop = sorted(self._requested - self._desired)
             try:
                 for i in range(0, len(to_add), SUBSCRIBE_BATCH):

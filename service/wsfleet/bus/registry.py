@@ -7,6 +7,10 @@ the union over the Redis nodes of the names whose lease has not expired, so a no
 vanishes within one ``lease_ttl``, and a clean shutdown removes it at once.
 
 Two live nodes with the same name is an error: the second fails to start.
+
+A Redis node that restarts comes back empty, so for a moment it lists only the nodes that already
+refreshed on it: :meth:`Registry.recent` also remembers every node seen live within one
+``lease_ttl`` (what the bus waits for before publishing through a returning Redis node).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class Registry:
         self.name = bus.name
         self._describe = describe
         self._live: dict[str, dict[str, Any]] = {}
+        self._seen: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self.conflicts = 0
         self.changed = asyncio.Event()
@@ -80,6 +85,13 @@ class Registry:
 
     def live_names(self) -> set[str]:
         return set(self._live)
+
+    def recent(self) -> set[str]:
+        """Live nodes, and nodes seen live within one ``lease_ttl`` (this node included)."""
+        now = time.monotonic()
+        for name in [n for n, t in self._seen.items() if now - t > self.settings.lease_ttl]:
+            del self._seen[name]
+        return set(self._live) | set(self._seen)
 
     def _keys(self) -> tuple[str, str, str]:
         s = self.settings
@@ -155,10 +167,16 @@ class Registry:
                     live[name] = orjson.loads(raw) if raw else {}
                 except orjson.JSONDecodeError:
                     live[name] = {}
+        now = time.monotonic()
         if self._links():
+            for name in live:
+                self._seen[name] = now
             if set(live) != set(self._live):
                 self.changed.set()
             self._live = live
+        else:
+            for name in self._live:  # no Redis node to ask: the last view still holds
+                self._seen[name] = now
 
     async def _loop(self) -> None:
         while True:

@@ -47,6 +47,8 @@ class Fleet:
         self.bus = Bus(settings, self._on_bus_message)
         self.registry = Registry(self.bus, self._describe)
         self.directory = SocketDirectory(self.bus)
+        self.bus.peers = self.registry.recent
+        self._listed: tuple[RedisNode, ...] | None = None
         self.calls = PendingCalls(self.name, settings.max_pending_calls)
         self.calls.is_alive = lambda name: name in self.registry.live
         self.listeners: ListenerTable[CrossHandler] = ListenerTable()
@@ -73,8 +75,8 @@ class Fleet:
 
     async def start(self, ready_timeout: float = 10.0) -> None:
         if self.settings.config_dir is not None:
-            listed = read_node_list(self.settings.config_dir) or ()
-            for node in listed:
+            self._listed = read_node_list(self.settings.config_dir)
+            for node in self._listed or ():
                 if node.key not in {n.key for n in self.bus.configured}:
                     self.bus.configured.append(node)
         await self.bus.start()
@@ -84,6 +86,10 @@ class Fleet:
             log.warning("no Redis node answered within %.0fs; starting not ready", ready_timeout)
         await self.registry.start()
         self._tasks.append(asyncio.create_task(self._lease_loop(), name="wsfleet-socket-leases"))
+        if self.settings.config_dir is not None:
+            self._tasks.append(
+                asyncio.create_task(self._watch_config_dir(), name="wsfleet-config-dir")
+            )
         log.info("node %s joined the fleet (%d Redis nodes)", self.name, len(self.bus.links))
 
     async def aclose(self) -> None:
@@ -365,9 +371,15 @@ class Fleet:
             except (OSError, ValueError) as exc:
                 log.warning("cannot read the Redis node list in %s: %s", directory, exc)
                 continue
-            if listed is None:
+            # Applied when the file changes, so nodes added by a control message stay until the
+            # next edit of the list.
+            if listed is None or listed == self._listed:
                 continue
-            await self.apply_node_list(listed)
+            self._listed = listed
+            try:
+                await self.apply_node_list(listed)
+            except Exception:
+                log.exception("applying the Redis node list of %s failed", directory)
 
     async def apply_node_list(self, nodes: Iterable[RedisNode]) -> None:
         """Make the bus use exactly ``nodes``: hot-add the new ones, then hot-remove the rest."""

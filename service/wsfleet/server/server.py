@@ -117,6 +117,7 @@ class Server(FleetAPI):
         self._closed_once = False
         self.fleet: Fleet | None = Fleet(self, fleet) if fleet is not None else None
         self._fleet_started = False
+        self._all_gone: asyncio.Event | None = None
 
     # -- event registration ------------------------------------------------------------------
 
@@ -499,6 +500,9 @@ class Server(FleetAPI):
         self._accepting = False
         for socket in list(self._connections):
             socket.close(self.settings.shutdown_close_code, "server shutting down")
+        await self._wait_connections_gone(self.settings.close_timeout)
+        for socket in list(self._connections):  # peers that never answered our close frame
+            socket.terminate()
         if self._ping_task is not None:
             self._ping_task.cancel()
             await asyncio.gather(self._ping_task, return_exceptions=True)
@@ -510,6 +514,18 @@ class Server(FleetAPI):
             self._fleet_started = False
             await self.fleet.aclose()
         await self._emit_system_async(_SERVER_CLOSE)
+
+    async def _wait_connections_gone(self, timeout: float) -> None:
+        if not self._connections:
+            return
+        self._all_gone = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._all_gone.wait()
+        except TimeoutError:
+            log.info("%d connections did not close in time: dropping them", len(self._connections))
+        finally:
+            self._all_gone = None
 
     @property
     def is_accepting(self) -> bool:
@@ -691,6 +707,8 @@ class Server(FleetAPI):
         socket.close_reason = reason
         self.stats.connections_closed[code if code is not None else CloseCode.ABNORMAL] += 1
         self._connections.discard(socket)
+        if not self._connections and self._all_gone is not None:
+            self._all_gone.set()
         socket._detach()
         try:
             await self._emit_system_async(_CLOSE, socket, code, reason)

@@ -219,7 +219,13 @@ async def serve(
     app = web.Application()
     fallback = static_files(static_dir) if static_dir is not None else None
     attach(server, app, "/{tail:.*}", fallback)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # handlers are closed by Server.close() before cleanup: never wait aiohttp's default 60 s
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=server.settings.close_timeout + 1.0,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
