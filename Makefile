@@ -9,14 +9,19 @@ STAMPS := .stamps
 JS := clients/js
 JS_BUNDLE := service/wsfleet/demo/static/wsfleet-client.js
 
-.PHONY: run test lint typecheck pytest js-test bench deps system-deps venv js-build clean
+.PHONY: run test lint typecheck pytest js-test bench deps system-deps venv js-build interop-deps clean
 
 run: venv js-build
 	$(VENV)/bin/wsfleet serve
 
 test: deps lint typecheck pytest js-test
 
-deps: system-deps venv js-build
+deps: system-deps venv js-build interop-deps
+
+interop-deps: tests/interop/original-node/node_modules/.package-lock.json
+
+tests/interop/original-node/node_modules/.package-lock.json: tests/interop/original-node/package-lock.json
+	cd tests/interop/original-node && npm ci --no-audit --no-fund --loglevel=error
 
 system-deps:
 	@bash tools/ensure-system-deps.sh
@@ -45,7 +50,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-pytest: venv
+pytest: venv interop-deps
 	$(PY) -m pytest -q
 
 js-test: js-build

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +84,13 @@ async def make_fleet() -> AsyncIterator[MakeFleet]:
 
     yield make
     for node in nodes:
-        await node.server.close()
+        try:
+            async with asyncio.timeout(20):
+                await node.server.close()
+        except TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack(limit=6)
+            raise
 
 
 async def join(connect: Connect, node: Node, socket_id: str) -> RawClient:

@@ -95,7 +95,7 @@ async def test_room_broadcast_reaches_members_on_every_node_minus_excluded(
         assert await client.recv() == '{"event":"sync","payload":0}'
 
 
-async def test_room_messages_keep_their_order_with_several_redis_nodes(
+async def test_w5_room_messages_keep_their_order_with_several_redis_nodes(
     redis_factory, make_fleet: MakeFleet, connect: Connect
 ) -> None:
     redis_nodes = [await redis_factory() for _ in range(3)]

@@ -50,7 +50,7 @@ async def test_killing_and_restarting_a_redis_node_mid_stream_loses_nothing(
     assert stats.publish_failures == 0
 
 
-async def test_outage_buffer_holds_publishes_until_redis_returns(
+async def test_w4_outage_buffer_holds_publishes_until_redis_returns(
     redis: RedisProcess, make_fleet: MakeFleet, connect: Connect
 ) -> None:
     a, b = await make_fleet([redis], 2)
@@ -90,7 +90,7 @@ async def test_outage_buffer_overflow_is_reported_to_the_caller(
         assert await asyncio.wait_for(future, 10) == 0  # delivered (no subscriber on "c")
 
 
-async def test_a_frozen_redis_node_is_detected_and_traffic_moves(
+async def test_w4_a_frozen_redis_node_is_detected_and_traffic_moves(
     redis_factory, make_fleet: MakeFleet, connect: Connect
 ) -> None:
     r1, r2 = await redis_factory(), await redis_factory()
