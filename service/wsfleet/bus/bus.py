@@ -103,6 +103,7 @@ class Bus:
         self._probe_waiters: dict[str, asyncio.Future[float]] = {}
         self._probe_ok: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
         self._started = False
         self._holds = 0
         self._admissions: dict[str, asyncio.Task[None]] = {}
@@ -124,6 +125,7 @@ class Bus:
         if self._started:
             return
         self._started = True
+        self._closing = False
         for node in self.configured:
             self._add_link(node, publishable=True)
         self._tasks.append(
@@ -154,6 +156,7 @@ class Bus:
 
     async def aclose(self) -> None:
         """Flush what is queued (best effort), then disconnect every link."""
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -605,7 +608,7 @@ class Bus:
         return results
 
     async def _probe_loop(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self.probe_all()
             except Exception:
@@ -613,7 +616,7 @@ class Bus:
             await asyncio.sleep(self.settings.probe_interval)
 
     async def _maintenance_loop(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(0.5)
             now = asyncio.get_running_loop().time()
 

@@ -110,7 +110,8 @@ class SocketDirectory:
     async def locate(self, socket_id: str) -> str | None:
         future = self.bus.execute(("GET", self._key(socket_id)), socket_id)
         assert future is not None
-        value = await asyncio.wait_for(future, self.settings.command_timeout * 2)
+        async with asyncio.timeout(self.settings.command_timeout * 2):  # not wait_for (3.11)
+            value = await future
         return value.decode() if isinstance(value, bytes) else None
 
     async def refresh(self, socket_ids: Iterable[str]) -> int:

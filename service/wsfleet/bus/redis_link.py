@@ -222,7 +222,10 @@ class RedisLink:
         """Run one command on this node (pinned: never re-routed) and return its reply."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.submit(Command(args, future, pinned=True, retry=False))
-        return await asyncio.wait_for(future, timeout or self.timings.command_timeout * 2)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races
+        # with the reply, and the cancelled caller (a registry loop) would then never stop.
+        async with asyncio.timeout(timeout or self.timings.command_timeout * 2):
+            return await future
 
     async def _connect_publisher(self) -> Connection:
         conn = _connection(self.node, self.timings)

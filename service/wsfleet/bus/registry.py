@@ -75,6 +75,7 @@ class Registry:
         self._live: dict[str, dict[str, Any]] = {}
         self._seen: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.conflicts = 0
         self.changed = asyncio.Event()
 
@@ -99,10 +100,12 @@ class Registry:
 
     async def start(self) -> None:
         """Register; raises :class:`DuplicateNodeError` if the name is taken by a live node."""
+        self._stopping = False
         await self.refresh(raise_on_conflict=True)
         self._task = asyncio.create_task(self._loop(), name="wsfleet-registry")
 
     async def aclose(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -179,7 +182,7 @@ class Registry:
                 self._seen[name] = now
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:  # a cancellation swallowed by a library still ends the loop
             await asyncio.sleep(self.settings.lease_refresh)
             try:
                 await self.refresh()

@@ -54,6 +54,7 @@ class Fleet:
         self.listeners: ListenerTable[CrossHandler] = ListenerTable()
         self.custom_handler: CustomHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
         self._ns_subscribed: set[str] = set()
         self._routes: dict[str, Callable[[dict[str, Any]], None]] = {
             settings.bridge_channel: self._on_bridge,
@@ -74,6 +75,7 @@ class Fleet:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self, ready_timeout: float = 10.0) -> None:
+        self._closing = False
         if self.settings.config_dir is not None:
             self._listed = read_node_list(self.settings.config_dir)
             for node in self._listed or ():
@@ -93,6 +95,7 @@ class Fleet:
         log.info("node %s joined the fleet (%d Redis nodes)", self.name, len(self.bus.links))
 
     async def aclose(self) -> None:
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -111,7 +114,7 @@ class Fleet:
         }
 
     async def _lease_loop(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.settings.lease_refresh)
             try:
                 lost = await self.directory.refresh(list(self.server._sockets))
@@ -364,7 +367,7 @@ class Fleet:
     async def _watch_config_dir(self) -> None:
         directory = self.settings.config_dir
         assert directory is not None
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.settings.config_poll_interval)
             try:
                 listed = read_node_list(directory)
