@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -40,7 +41,15 @@ async def serve(args: argparse.Namespace, loop_name: str) -> None:
 
     shutdown: Callable[[], Coroutine[Any, Any, None]]
     if args.kind == "wsfleet":
-        server = build_wsfleet()
+        fleet = None
+        if args.redis:
+            from wsfleet.bus import FleetSettings, RedisNode
+
+            fleet = FleetSettings(
+                redis=tuple(RedisNode.parse(a) for a in args.redis.split(",")),
+                server_name=args.name or f"bench-{os.getpid()}",
+            )
+        server = build_wsfleet(fleet=fleet)
         port = await server.start(args.host, args.port)
         shutdown = server.close
     else:
@@ -82,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
         default="frame",
         help="raw server: ws.send_frame(bytes, TEXT) or ws.send_str(text)",
     )
+    parser.add_argument(
+        "--redis", metavar="HOST:PORT[,…]", help="wsfleet: join a fleet over these Redis nodes"
+    )
+    parser.add_argument("--name", help="wsfleet: this node's server name in the fleet")
     parser.add_argument("--profile", metavar="FILE", help="write cProfile stats here on exit")
     args = parser.parse_args(argv)
     factory, loop_name = new_loop_factory(args.loop)

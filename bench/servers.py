@@ -14,18 +14,31 @@ Both speak the wsfleet client protocol:
   to every registered connection. The timestamp is taken just before each broadcast is encoded,
   and each broadcast yields to the event loop once (``await asyncio.sleep(0)``) before the next;
 * the heartbeat text frame ``""`` is echoed as ``""``.
+
+In a fleet (``build_wsfleet(fleet=FleetSettings(...))``, scenarios S3-S5) the wsfleet server also
+handles:
+
+* ``{"event":"dm","payload":{"to":ID,…}}``: ``server.to_socket_id(ID, "dm", payload)`` (S4);
+* the cross-server event ``bench.rpc``, answered with its message's ``payload`` (S5);
+* ``{"event":"rpc","payload":{"callers":C,"duration":D,"nodes":N,"size":B},"callbackId":…}``:
+  waits until a ``mode="all"`` call is answered by N nodes, then runs C tasks, each awaiting
+  ``emit_cross_server_async("bench.rpc", msg, mode="all")`` in a closed loop for D seconds (after
+  a 1 s warm-up), and acks with the calls completed in the window, their latency percentiles, the
+  failures and this node's CPU over the window (S5).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from typing import Any, Literal
 
 import orjson
 from aiohttp import WSMsgType, web
 
+from wsfleet.bus import FleetSettings
 from wsfleet.server import Acknowledge, Server, ServerSettings, Socket, UpgradeRequest
 
 Kind = Literal["wsfleet", "raw"]
@@ -58,8 +71,10 @@ def authenticate(request: UpgradeRequest) -> str | None:
     return request.param("id")
 
 
-def build_wsfleet(settings: ServerSettings | None = None) -> Server:
-    server = Server(settings or ServerSettings(), authenticate=authenticate)
+def build_wsfleet(
+    settings: ServerSettings | None = None, fleet: FleetSettings | None = None
+) -> Server:
+    server = Server(settings or ServerSettings(), fleet=fleet, authenticate=authenticate)
 
     @server.on("echo")
     def echo(socket: Socket, payload: Any, ack: Acknowledge | None) -> Any:
@@ -73,7 +88,96 @@ def build_wsfleet(settings: ServerSettings | None = None) -> Server:
             await asyncio.sleep(0)
         return {"sent": count}
 
+    if fleet is not None:
+        add_fleet_handlers(server)
     return server
+
+
+RPC_EVENT = "bench.rpc"
+
+
+def _pct(sorted_ns: list[int], p: float) -> float | None:
+    if not sorted_ns:
+        return None
+    k = min(len(sorted_ns), max(1, int(p * len(sorted_ns) + 0.5)))
+    return sorted_ns[k - 1] / 1e6
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def add_fleet_handlers(server: Server) -> None:
+    @server.on("dm")
+    def dm(socket: Socket, payload: Any, ack: Acknowledge | None) -> Any:
+        if isinstance(payload, dict) and isinstance(to := payload.get("to"), str):
+            server.to_socket_id(to, "dm", payload)
+        return None
+
+    @server.on_cross_server_event(RPC_EVENT)
+    def rpc_reply(data: Any, reply: Any) -> Any:
+        return data.get("payload") if isinstance(data, dict) else None
+
+    @server.on("rpc")
+    async def rpc(socket: Socket, payload: Any, ack: Acknowledge | None) -> Any:
+        opts = payload if isinstance(payload, dict) else {}
+        callers = max(1, min(int(opts.get("callers", 32)), 1024))
+        duration = max(0.1, min(float(opts.get("duration", 10.0)), 120.0))
+        nodes = max(1, int(opts.get("nodes", 3)))
+        message = {"pad": "x" * max(0, int(opts.get("size", 100)) - 40)}
+        deadline = time.monotonic() + 20
+        while True:  # until every node has joined the registry and answers
+            res = await server.emit_cross_server_async(RPC_EVENT, message, mode="all", timeout=2)
+            if res.success and len(res.responses) >= nodes:
+                break
+            if time.monotonic() > deadline:
+                return {"error": f"only {len(res.responses)} of {nodes} nodes answer"}
+            await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 1.0
+        end = start + duration
+        lat: list[int] = []
+        failures = 0
+        short = 0
+
+        async def caller() -> None:
+            nonlocal failures, short
+            while (t0 := loop.time()) < end:
+                n0 = time.perf_counter_ns()
+                res = await server.emit_cross_server_async(
+                    RPC_EVENT, message, mode="all", timeout=5
+                )
+                n1 = time.perf_counter_ns()
+                if t0 < start or loop.time() > end:
+                    continue
+                if not res.success:
+                    failures += 1
+                elif len(res.responses) < nodes:
+                    short += 1
+                else:
+                    lat.append(n1 - n0)
+
+        tasks = [asyncio.create_task(caller()) for _ in range(callers)]
+        await asyncio.sleep(max(0.0, start - loop.time()))
+        cpu0 = _cpu_s()
+        await asyncio.sleep(max(0.0, end - loop.time()))
+        cpu1 = _cpu_s()
+        await asyncio.gather(*tasks)
+        lat.sort()
+        return {
+            "calls": len(lat),
+            "calls_per_s": len(lat) / duration,
+            "p50_ms": _pct(lat, 0.5),
+            "p99_ms": _pct(lat, 0.99),
+            "max_ms": lat[-1] / 1e6 if lat else None,
+            "failures": failures,
+            "short_answers": short,
+            "callers": callers,
+            "duration_s": duration,
+            "nodes": nodes,
+            "caller_node_cpu_s": cpu1 - cpu0,
+        }
 
 
 # -- the bare aiohttp reference ---------------------------------------------------------------

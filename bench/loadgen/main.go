@@ -30,6 +30,9 @@ import (
 
 type common struct {
 	addr      string
+	addrs     []string // -addrs: connection n goes to addrs[n % len(addrs)]
+	pids      []int    // -pids: more processes whose CPU is sampled (fleet nodes, redis-server)
+	place     func(n int) (addr, id string)
 	path      string
 	serverPid int
 	clkTck    float64
@@ -46,7 +49,31 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections being opened at once")
 	fs.DurationVar(&c.timeout, "timeout", 120*time.Second, "hard deadline of the whole run")
 	fs.StringVar(&c.idPrefix, "id-prefix", "c", "socket ids are <prefix><n>")
+	fs.Func("addrs", "comma-separated host:port list: connection n goes to the (n mod len)th", func(v string) error {
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.addrs = append(c.addrs, a)
+			}
+		}
+		return nil
+	})
+	fs.Func("pids", "comma-separated pids whose CPU time is sampled too (reported under cpu.procs)", func(v string) error {
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				n, err := strconv.Atoi(a)
+				if err != nil {
+					return err
+				}
+				c.pids = append(c.pids, n)
+			}
+		}
+		samplePids = c.pids
+		return nil
+	})
 }
+
+// samplePids are sampled by every sample() call (set by -pids).
+var samplePids []int
 
 func fatal(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "wsload: "+format+"\n", args...)
@@ -70,6 +97,7 @@ type cpuSample struct {
 	selfCPU     time.Duration
 	sysBusy     int64
 	sysTotal    int64
+	procs       map[int][2]int64 // pid -> (utime+stime, stime) ticks
 }
 
 // procTicks returns utime+stime and stime of pid, in clock ticks (-1 if unknown).
@@ -123,7 +151,12 @@ func selfCPU() time.Duration {
 func sample(pid int) cpuSample {
 	b, t := systemTicks()
 	all, sys := procTicks(pid)
-	return cpuSample{at: time.Now(), serverTicks: all, serverSys: sys, selfCPU: selfCPU(), sysBusy: b, sysTotal: t}
+	procs := make(map[int][2]int64, len(samplePids))
+	for _, p := range samplePids {
+		pa, ps := procTicks(p)
+		procs[p] = [2]int64{pa, ps}
+	}
+	return cpuSample{at: time.Now(), serverTicks: all, serverSys: sys, selfCPU: selfCPU(), sysBusy: b, sysTotal: t, procs: procs}
 }
 
 func cpuReport(a, b cpuSample, clk float64) map[string]any {
@@ -139,6 +172,20 @@ func cpuReport(a, b cpuSample, clk float64) map[string]any {
 	out["loadgen_cpu_share"] = (b.selfCPU - a.selfCPU).Seconds() / wall
 	if b.sysTotal > a.sysTotal {
 		out["machine_busy_share"] = float64(b.sysBusy-a.sysBusy) / float64(b.sysTotal-a.sysTotal)
+	}
+	if len(a.procs) > 0 {
+		procs := map[string]any{}
+		for pid, x := range a.procs {
+			y, ok := b.procs[pid]
+			if !ok || x[0] < 0 || y[0] < 0 {
+				continue
+			}
+			secs := float64(y[0]-x[0]) / clk
+			procs[strconv.Itoa(pid)] = map[string]any{
+				"cpu_s": secs, "cpu_share": secs / wall, "sys_s": float64(y[1]-x[1]) / clk,
+			}
+		}
+		out["procs"] = procs
 	}
 	return out
 }
@@ -193,7 +240,13 @@ var helloAck = []byte(`"callbackId":"hello"`)
 // open dials one connection and waits for the ack of a first echo: after it, the server has
 // registered the socket and runs its read loop.
 func open(c *common, n int) (*wsConn, error) {
-	conn, err := dial(c.addr, fmt.Sprintf("%s?id=%s%d", c.path, c.idPrefix, n), 15*time.Second)
+	addr, id := c.addr, fmt.Sprintf("%s%d", c.idPrefix, n)
+	if c.place != nil {
+		addr, id = c.place(n)
+	} else if len(c.addrs) > 0 {
+		addr = c.addrs[n%len(c.addrs)]
+	}
+	conn, err := dial(addr, fmt.Sprintf("%s?id=%s", c.path, id), 15*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -661,6 +714,10 @@ func main() {
 		runReqAck(os.Args[2:])
 	case "idle":
 		runIdle(os.Args[2:])
+	case "dm":
+		runDM(os.Args[2:])
+	case "call":
+		runCall(os.Args[2:])
 	default:
 		fatal("unknown mode %q (fanout, reqack, idle)", os.Args[1])
 	}
