@@ -101,3 +101,18 @@ def _is_name(value: object) -> bool:
 
 def _is_tag(value: object) -> bool:
     return value is None or isinstance(value, str | int)
+
+
+def register(
+    table: ListenerTable[Any], event: str, handler: Any, *, once: bool, tag: Tag | None
+) -> Any:
+    """``table.add`` for APIs usable both as ``on(event, fn)`` and as ``@on(event)``."""
+    if handler is None:
+
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            table.add(event, fn, once=once, tag=tag)
+            return fn
+
+        return decorator
+    table.add(event, handler, once=once, tag=tag)
+    return handler

@@ -10,7 +10,7 @@ from typing import Any, TypeVar, overload
 
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.rpc import CallMode, CrossServerResult
-from wsfleet.listeners import Tag
+from wsfleet.listeners import Tag, register
 from wsfleet.server.fleet import CrossHandler, CustomHandler, Fleet
 
 H = TypeVar("H", bound=Callable[..., Any])
@@ -63,15 +63,7 @@ class FleetAPI:
         table = self._require_fleet().listeners
         if event.startswith("__wsfleet."):
             raise ValueError(f"event names starting with '__wsfleet.' are reserved: {event!r}")
-        if handler is None:
-
-            def decorator(fn: H) -> H:
-                table.add(event, fn, once=once, tag=tag)
-                return fn
-
-            return decorator
-        table.add(event, handler, once=once, tag=tag)
-        return handler
+        return register(table, event, handler, once=once, tag=tag)
 
     def emit_cross_server(
         self,

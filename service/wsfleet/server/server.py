@@ -18,7 +18,7 @@ from types import CoroutineType, GeneratorType
 from typing import Any, Final, TypeGuard, TypeVar, overload
 
 from wsfleet.bus.settings import FleetSettings
-from wsfleet.listeners import ListenerTable, Tag
+from wsfleet.listeners import ListenerTable, Tag, register
 from wsfleet.protocol.codec import (
     ClientEvent,
     encode_event,
@@ -166,19 +166,7 @@ class Server(FleetAPI):
     ) -> int:
         return self._system.remove(_system_name(event), handler_or_tag)
 
-    @staticmethod
-    def _register(
-        table: ListenerTable[Any], event: str, handler: Any, *, once: bool, tag: Tag | None
-    ) -> Any:
-        if handler is None:
-
-            def decorator(fn: H) -> H:
-                table.add(event, fn, once=once, tag=tag)
-                return fn
-
-            return decorator
-        table.add(event, handler, once=once, tag=tag)
-        return handler
+    _register = staticmethod(register)
 
     # -- the socket registry -----------------------------------------------------------------
 
