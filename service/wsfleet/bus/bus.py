@@ -264,10 +264,6 @@ class Bus:
         self._refcounts.pop(channel, None)
         self._sync_channels()
 
-    def is_subscribed_everywhere(self, channel: str) -> bool:
-        raw = channel.encode()
-        return bool(self.links) and all(link.is_subscribed((raw,)) for link in self.links.values())
-
     async def wait_subscribed(self, *channels: str) -> None:
         raw = [c.encode() for c in channels]
         await asyncio.gather(*(link.wait_subscribed(raw) for link in self.links.values()))
@@ -576,15 +572,6 @@ class Bus:
         if future is not None and not future.done():
             future.set_result(0.0)
 
-    def probe_healthy(self) -> bool:
-        """True when some link passed its end-to-end probe within two probe intervals."""
-        loop = asyncio.get_running_loop()
-        limit = 2 * self.settings.probe_interval + self.settings.probe_timeout
-        return any(
-            loop.time() - self._probe_ok.get(key, -1e9) < limit and link.publisher_healthy
-            for key, link in self.links.items()
-        )
-
     async def probe_all(self) -> dict[str, float | None]:
         results: dict[str, float | None] = {}
 
@@ -626,9 +613,6 @@ class Bus:
 
             self.outage.expire(now, expired)
             self._flush_outage()
-
-    def link_keys(self) -> Iterable[str]:
-        return list(self.links)
 
 
 def _numsub(reply: Any) -> dict[str, int]:

@@ -19,7 +19,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from redis.asyncio.connection import Connection, SSLConnection
@@ -75,7 +75,6 @@ class _Health:
     reconnects: int = 0
     last_error: str | None = None
     latency: float = 0.0
-    events: list[str] = field(default_factory=list)
 
 
 def _connection(node: RedisNode, timings: LinkTimings) -> Connection:
@@ -213,10 +212,6 @@ class RedisLink:
             self._queue.clear()
             self._queue.extend(kept)
         return taken
-
-    def submit_many(self, commands: Iterable[Command]) -> None:
-        self._queue.extend(commands)
-        self._wakeup.set()
 
     async def call(self, *args: Any, timeout: float | None = None) -> Any:
         """Run one command on this node (pinned: never re-routed) and return its reply."""

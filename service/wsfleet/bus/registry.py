@@ -77,7 +77,6 @@ class Registry:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.conflicts = 0
-        self.changed = asyncio.Event()
 
     @property
     def live(self) -> dict[str, dict[str, Any]]:
@@ -174,8 +173,6 @@ class Registry:
         if self._links():
             for name in live:
                 self._seen[name] = now
-            if set(live) != set(self._live):
-                self.changed.set()
             self._live = live
         else:
             for name in self._live:  # no Redis node to ask: the last view still holds

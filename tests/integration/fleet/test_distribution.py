@@ -107,3 +107,17 @@ async def test_w5_room_messages_keep_their_order_with_several_redis_nodes(
         a.server.broadcast_to_room("chat", "lobby", "line", i)
     received = [await member.recv() for _ in range(300)]
     assert received == [f'{{"event":"line","payload":{i}}}' for i in range(300)]
+
+
+async def test_duplicate_login_on_another_node_closes_the_older_socket(
+    redis: RedisProcess, make_fleet: MakeFleet, connect: Connect
+) -> None:
+    a, b = await make_fleet([redis], 2)
+    old = await join(connect, a, "u1")
+    assert await a.server.locate_socket("u1") == a.name
+    new = await join(connect, b, "u1")
+    assert await old.closed() == 4012
+    assert a.server.get_socket("u1") is None
+    assert await a.server.locate_socket("u1") == b.name
+    a.server.to_socket_id("u1", "hi", 1)  # routed to the newer login on b
+    assert await new.recv() == '{"event":"hi","payload":1}'
