@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 LISTENING = re.compile(rb"listening on http://[\d.]+:(\d+)")
+INTERNAL = re.compile(rb"internal port on http://[\d.]+:(\d+)")
 
 
 @dataclass
@@ -18,6 +19,12 @@ class NodeProcess:
     proc: asyncio.subprocess.Process
     port: int
     output: list[bytes] = field(default_factory=list)
+    internal_port: int | None = None
+
+    @property
+    def internal_url(self) -> str:
+        assert self.internal_port is not None, "this node has no internal port"
+        return f"http://127.0.0.1:{self.internal_port}"
 
     def url(self, path: str = "/ws", query: str = "") -> str:
         return f"ws://127.0.0.1:{self.port}{path}" + (f"?{query}" if query else "")
@@ -33,7 +40,8 @@ async def start_node(
     env: Mapping[str, str] | None = None,
     timeout: float = 20.0,
 ) -> NodeProcess:
-    """Run ``python -m wsfleet serve --port 0 ARGS`` and wait for its "listening on" line."""
+    """Run ``python -m wsfleet serve --port 0 --internal-port 0 ARGS`` and wait for its
+    "listening on" line (ARGS may override the internal port)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -42,6 +50,8 @@ async def start_node(
         "--host",
         "127.0.0.1",
         "--port",
+        "0",
+        "--internal-port",
         "0",
         *args,
         stdout=asyncio.subprocess.PIPE,
@@ -67,7 +77,10 @@ async def start_node(
             proc.kill()
             await proc.wait()
         raise
-    node = NodeProcess(proc, int(match.group(1)), lines)
+    internal = next((m for m in map(INTERNAL.search, lines) if m), None)
+    node = NodeProcess(
+        proc, int(match.group(1)), lines, int(internal.group(1)) if internal else None
+    )
     asyncio.get_running_loop().create_task(_drain(node), name=f"drain-{proc.pid}")
     return node
 

@@ -1,8 +1,10 @@
 """The ``wsfleet`` command line.
 
-``wsfleet serve`` runs one node. Every field of :class:`ServerSettings` and :class:`FleetSettings`
-is a flag (``--server-ping-interval 20``, ``--redis 127.0.0.1:6379``) and a ``WSFLEET_*``
-environment variable (``WSFLEET_SERVER_PING_INTERVAL=20``); flags win over the environment.
+``wsfleet serve`` runs one node; ``wsfleet config --print`` shows the configuration it would run
+with. Every field of :class:`ServerSettings`, :class:`FleetSettings` and :class:`OpsSettings` is a
+flag (``--server-ping-interval 20``, ``--redis 127.0.0.1:6379``), a ``WSFLEET_*`` environment
+variable (``WSFLEET_SERVER_PING_INTERVAL=20``) and a key of the optional TOML file named by
+``--config``; flags win over the environment, which wins over the file.
 """
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import contextlib
 import dataclasses
+import difflib
 import importlib
 import inspect
 import itertools
-import logging
+import json
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from enum import Enum
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -31,9 +36,10 @@ ENV_PREFIX = "WSFLEET_"
 
 def _groups() -> list[tuple[str, type[Any]]]:
     from wsfleet.bus.settings import FleetSettings
+    from wsfleet.ops.settings import OpsSettings
     from wsfleet.server.settings import ServerSettings
 
-    return [("server", ServerSettings), ("fleet", FleetSettings)]
+    return [("server", ServerSettings), ("fleet", FleetSettings), ("ops", OpsSettings)]
 
 
 def _fields(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any]]:
@@ -99,43 +105,30 @@ def _default_text(f: dataclasses.Field[Any]) -> str:
     return "computed"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wsfleet",
-        description=(
-            "wsfleet: real-time WebSocket services across many servers. "
-            "Run a node with 'wsfleet serve'."
-        ),
+def _add_node_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file of settings (keys: the options below, with underscores) [WSFLEET_CONFIG]",
     )
-    parser.add_argument("--version", action="version", version=f"wsfleet {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    serve = sub.add_parser(
-        "serve",
-        help="run a node (single-node, no Redis needed) with the demo app or yours",
-        description=(
-            "Run a wsfleet node. Without --app it runs the built-in demo (echo + rooms chat, "
-            "page at http://HOST:PORT/). Every option can also be set by the environment "
-            "variable shown in brackets; flags win."
-        ),
-    )
-    serve.add_argument("--host", help="address to bind [WSFLEET_HOST]", default=None)
-    serve.add_argument("--port", type=int, help="port to bind, 0 = any free port [WSFLEET_PORT]")
-    serve.add_argument(
+    command.add_argument("--host", help="address to bind [WSFLEET_HOST]", default=None)
+    command.add_argument("--port", type=int, help="port to bind, 0 = any free port [WSFLEET_PORT]")
+    command.add_argument(
         "--app",
         help=(
             "your application as 'module:factory'; factory(server) registers handlers "
             "and may be async [WSFLEET_APP]"
         ),
     )
-    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [WSFLEET_LOG_LEVEL]")
-    serve.add_argument(
+    command.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [WSFLEET_LOG_LEVEL]")
+    command.add_argument(
         "--no-uvloop",
         action="store_true",
         default=None,
         help="use asyncio's default event loop instead of uvloop [WSFLEET_NO_UVLOOP=1]",
     )
     for title, cls in _groups():
-        group = serve.add_argument_group(
+        group = command.add_argument_group(
             f"{title} settings",
             "fleet mode is on when --redis (or --config-dir) names at least one Redis node"
             if title == "fleet"
@@ -152,37 +145,155 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar=f.name.upper(),
                 help=f"{_field_doc(cls, f.name)} (default: {_default_text(f)}) [{env}]",
             )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsfleet",
+        description=(
+            "wsfleet: real-time WebSocket services across many servers. "
+            "Run a node with 'wsfleet serve'."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"wsfleet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run a node (single-node, no Redis needed) with the demo app or yours",
+        description=(
+            "Run a wsfleet node. Without --app it runs the built-in demo (echo + rooms chat, "
+            "page at http://HOST:PORT/). Every option can also be set by the environment "
+            "variable shown in brackets or in the --config file; flags win, then the "
+            "environment, then the file."
+        ),
+    )
+    _add_node_options(serve)
+    config = sub.add_parser(
+        "config",
+        help="show the configuration 'wsfleet serve' would run with (secrets masked)",
+        description=(
+            "Resolve flags, WSFLEET_* variables and the --config file exactly as 'wsfleet serve' "
+            "does, check them, and print every setting with where its value came from."
+        ),
+    )
+    config.add_argument(
+        "--print", action="store_true", dest="print_config", help="print the configuration"
+    )
+    config.add_argument("--format", choices=("toml", "json"), default="toml")
+    _add_node_options(config)
     return parser
 
 
 class ConfigError(Exception):
-    """Invalid command-line or environment configuration."""
+    """Invalid command-line, environment or file configuration (one problem per line)."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
 
 
-def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
-    """Merge flags over ``WSFLEET_*`` variables over defaults; raises ConfigError."""
+#: Options of the node itself, outside the settings dataclasses: (name, converter, default).
+_NODE_OPTIONS: tuple[tuple[str, Callable[[str], Any], Any], ...] = (
+    ("host", str, "127.0.0.1"),
+    ("port", int, 9000),
+    ("app", str, None),
+    ("log_level", str, "INFO"),
+    ("no_uvloop", _converter(bool), False),
+)
 
-    def pick(flag_value: Any, env_name: str, convert: Callable[[str], Any], default: Any) -> Any:
-        if flag_value is not None:
-            return flag_value
-        raw = environ.get(ENV_PREFIX + env_name)
-        if raw is None:
-            return default
+
+def _from_file(value: Any, hint: Any, convert: Callable[[str], Any]) -> Any:
+    """A TOML value for a setting of type ``hint``."""
+    if isinstance(value, list):
+        return convert(",".join(str(v) for v in value))
+    if isinstance(value, str):
+        return convert(value)
+    base = [a for a in getattr(hint, "__args__", (hint,)) if a is not type(None)]
+    target = base[0] if base else hint
+    if isinstance(value, bool):
+        if target is not bool:
+            raise ValueError(f"expected {getattr(target, '__name__', target)}, got a boolean")
+        return value
+    if isinstance(value, int | float):
+        if target is int and isinstance(value, int):
+            return value
+        if target is float:
+            return float(value)
+        raise ValueError(f"expected {getattr(target, '__name__', target)}, got {value!r}")
+    raise ValueError(f"unsupported value {value!r}")
+
+
+def _setting_problems(exc: Exception) -> list[str]:
+    text = str(exc)
+    head, sep, rest = text.partition(": ")
+    if sep and head.startswith("invalid "):
+        return [f"{head}: {part}" for part in rest.split("; ")]
+    return [text]
+
+
+def resolve(
+    args: argparse.Namespace, environ: Mapping[str, str], sources: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Merge flags over ``WSFLEET_*`` variables over the ``--config`` file over defaults.
+
+    Raises :class:`ConfigError` listing every problem; fills ``sources`` (setting name -> where
+    its value came from) when given."""
+    from wsfleet.ops.config_file import ConfigFileError, load_config_file
+
+    problems: list[str] = []
+    origin: dict[str, str] = {} if sources is None else sources
+    config_path = args.config or environ.get(ENV_PREFIX + "CONFIG")
+    file_values: dict[str, Any] = {}
+    if config_path:
         try:
-            return convert(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{ENV_PREFIX}{env_name}={raw!r} is invalid: {exc}") from None
+            file_values = load_config_file(Path(config_path))
+        except ConfigFileError as exc:
+            raise ConfigError(str(exc)) from None
+    known = {name for name, _, _ in _NODE_OPTIONS}
+    for _, cls in _groups():
+        known.update(f.name for f in dataclasses.fields(cls))
+    for name in file_values:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"unknown setting {name!r} in {config_path}{hint}")
 
+    def pick(name: str, flag_value: Any, hint: Any, convert: Callable[[str], Any]) -> Any:
+        if flag_value is not None:
+            origin[name] = "flag --" + name.replace("_", "-")
+            return flag_value
+        env_name = ENV_PREFIX + name.upper()
+        raw = environ.get(env_name)
+        if raw is not None:
+            origin[name] = "env " + env_name
+            try:
+                return convert(raw)
+            except ValueError as exc:
+                problems.append(f"{env_name}={raw!r} is invalid: {exc}")
+                return dataclasses.MISSING
+        if name in file_values:
+            origin[name] = f"file {config_path}"
+            try:
+                return _from_file(file_values[name], hint, convert)
+            except ValueError as exc:
+                problems.append(
+                    f"{name} = {file_values[name]!r} in {config_path} is invalid: {exc}"
+                )
+                return dataclasses.MISSING
+        origin[name] = "default"
+        return dataclasses.MISSING
+
+    node: dict[str, Any] = {}
+    for name, convert, default in _NODE_OPTIONS:
+        value = pick(
+            name, getattr(args, name), type(default) if default is not None else str, convert
+        )
+        node[name] = default if value is dataclasses.MISSING else value
     built: dict[str, Any] = {}
     for title, cls in _groups():
         values: dict[str, Any] = {}
         for f, hint in _fields(cls):
-            value = pick(
-                getattr(args, f"{title}_{f.name}"),
-                f.name.upper(),
-                _converter(hint),
-                dataclasses.MISSING,
-            )
+            value = pick(f.name, getattr(args, f"{title}_{f.name}"), hint, _converter(hint))
             if value is not dataclasses.MISSING:
                 values[f.name] = value
         if title == "fleet" and not values.get("redis") and values.get("config_dir") is None:
@@ -191,19 +302,22 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, A
         try:
             built[title] = cls(**values)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(str(exc)) from None
-    settings = built["server"]
-    port = pick(args.port, "PORT", int, 9000)
+            problems.extend(_setting_problems(exc))
+    port = node["port"]
     if not 0 <= port <= 65535:
-        raise ConfigError(f"port must be between 0 and 65535, got {port}")
+        problems.append(f"port must be between 0 and 65535, got {port}")
+    if problems:
+        raise ConfigError(*problems)
     return {
-        "settings": settings,
+        "settings": built["server"],
         "fleet": built["fleet"],
-        "host": pick(args.host, "HOST", str, "127.0.0.1"),
+        "ops": built["ops"],
+        "host": node["host"],
         "port": port,
-        "app": pick(args.app, "APP", str, None),
-        "log_level": pick(args.log_level, "LOG_LEVEL", str, "INFO").upper(),
-        "uvloop": not pick(args.no_uvloop, "NO_UVLOOP", _converter(bool), False),
+        "app": node["app"],
+        "log_level": str(node["log_level"]).upper(),
+        "uvloop": not node["no_uvloop"],
+        "config_file": config_path,
     }
 
 
@@ -221,14 +335,67 @@ def load_app(spec: str) -> Callable[..., Any]:
     return factory  # type: ignore[no-any-return]
 
 
+class StartError(WsfleetError):
+    """The node cannot start (a port is taken, …)."""
+
+
+def _internal_port(server: Any, ops: Any) -> Callable[[], AbstractAsyncContextManager[None]]:
+    from wsfleet.ops.internal_http import internal_http
+
+    @contextlib.asynccontextmanager
+    async def sidecar() -> AsyncIterator[None]:
+        try:
+            opened = internal_http(
+                server,
+                ops.internal_host,
+                ops.internal_port,
+                room_namespaces=ops.metrics_room_namespaces,
+            )
+            http = await opened.__aenter__()
+        except OSError as exc:
+            raise StartError(
+                f"cannot open the internal port {ops.internal_host}:{ops.internal_port} "
+                f"({exc.strerror or exc}); pass --internal-port 0 for any free port or "
+                f"--internal-port off"
+            ) from None
+        print(
+            f"wsfleet: internal port on {http.url} (/metrics /healthz /readyz /cluster)",
+            flush=True,
+        )
+        try:
+            yield
+        finally:
+            await opened.__aexit__(None, None, None)
+
+    return sidecar
+
+
+def _tracing(provider: Any) -> Callable[[], AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def sidecar() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(provider.shutdown)  # flushes the last spans
+
+    return sidecar
+
+
 def serve(config: dict[str, Any]) -> int:
     from wsfleet.demo import STATIC_DIR
     from wsfleet.demo import setup as demo_setup
+    from wsfleet.ops.logs import setup_logging
+    from wsfleet.ops.tracing import TracingConfigError, provider_from_env
     from wsfleet.server import Server
 
-    logging.basicConfig(
-        level=config["log_level"], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    ops = config["ops"]
+    fleet = config["fleet"]
+    node_name = fleet.server_name if fleet is not None else None
+    setup_logging(config["log_level"], ops.log_format, node_name, ops.log_repeat_interval)
+    try:
+        provider = provider_from_env(os.environ, node_name)
+    except TracingConfigError as exc:
+        raise ConfigError(str(exc)) from None
     if config["uvloop"]:
         try:
             import uvloop
@@ -236,7 +403,13 @@ def serve(config: dict[str, Any]) -> int:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         except ImportError:
             pass
-    server = Server(config["settings"], fleet=config["fleet"])
+    server = Server(config["settings"], fleet=fleet)
+    sidecars: list[Callable[[], AbstractAsyncContextManager[None]]] = []
+    if provider is not None:
+        server.enable_tracing(provider)
+        sidecars.append(_tracing(provider))
+    if ops.internal_port is not None:
+        sidecars.append(_internal_port(server, ops))
     static_dir = None
     prepare = None
     if config["app"] is None:
@@ -257,8 +430,64 @@ def serve(config: dict[str, Any]) -> int:
             flush=True,
         )
 
-    server.run(host, config["port"], static_dir=static_dir, on_listening=listening, prepare=prepare)
+    server.run(
+        host,
+        config["port"],
+        static_dir=static_dir,
+        on_listening=listening,
+        prepare=prepare,
+        sidecars=sidecars,
+    )
     return 0
+
+
+_SECRET_WORDS = ("password", "secret", "token")
+
+
+def _shown(name: str, value: Any) -> Any:
+    """A setting's value as ``config --print`` shows it: secrets masked, TOML-friendly."""
+    if value is None:
+        return None
+    if any(word in name for word in _SECRET_WORDS):
+        return "***"
+    if isinstance(value, tuple):
+        return [str(v) for v in value]  # RedisNode's str() masks its password
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, int | float | bool | str):
+        return value
+    return str(value)
+
+
+def effective_config(
+    config: dict[str, Any], sources: Mapping[str, str]
+) -> list[tuple[str, Any, str]]:
+    """``(name, shown value, source)`` for every setting."""
+    rows: list[tuple[str, Any, str]] = []
+    for name, _, _ in _NODE_OPTIONS:
+        value = config["log_level"] if name == "log_level" else config.get(name)
+        if name == "no_uvloop":
+            value = not config["uvloop"]
+        rows.append((name, _shown(name, value), sources.get(name, "default")))
+    for title, cls in _groups():
+        settings = config["settings" if title == "server" else title]
+        for f in dataclasses.fields(cls):
+            if settings is None:
+                rows.append((f.name, None, "fleet mode off"))
+                continue
+            rows.append((f.name, _shown(f.name, getattr(settings, f.name)), sources[f.name]))
+    return rows
+
+
+def print_config(rows: list[tuple[str, Any, str]], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps({name: value for name, value, _ in rows}, indent=2))
+        return
+    for name, value, source in rows:
+        if value is None:
+            print(f"# {name} is not set ({source})")
+        else:
+            print(f"{name} = {json.dumps(value)}  # {source}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,10 +497,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        config = resolve(args, os.environ)
+        sources: dict[str, str] = {}
+        config = resolve(args, os.environ, sources)
+        if args.command == "config":
+            if not args.print_config:
+                print("wsfleet config: the configuration is valid (--print shows it)")
+                return 0
+            print_config(effective_config(config, sources), args.format)
+            return 0
         return serve(config)
     except ConfigError as exc:
-        print(f"wsfleet: configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"wsfleet: configuration error: {problem}", file=sys.stderr)
         return 2
     except (OSError, WsfleetError) as exc:
         print(f"wsfleet: cannot start: {exc}", file=sys.stderr)

@@ -37,8 +37,33 @@ def importers(prefix: str) -> set[str]:
     }
 
 
-def test_only_the_transport_imports_aiohttp_web() -> None:
-    assert importers("aiohttp.web") <= {"wsfleet.server.transport"}
+def test_only_the_two_http_adapters_import_aiohttp_web() -> None:
+    # the WebSocket port and the internal (metrics/health) port
+    assert importers("aiohttp.web") <= {"wsfleet.server.transport", "wsfleet.ops.internal_http"}
+
+
+def test_prometheus_and_opentelemetry_stay_out_of_the_core() -> None:
+    assert importers("prometheus_client") <= {"wsfleet.ops.metrics", "wsfleet.ops.internal_http"}
+    assert importers("opentelemetry") <= {"wsfleet.tracing", "wsfleet.ops.tracing"}
+
+
+def test_layers_import_downwards_only() -> None:
+    """protocol < bus < server < ops < cli: nothing imports a layer above its own."""
+    order = ["wsfleet.protocol", "wsfleet.bus", "wsfleet.server", "wsfleet.ops", "wsfleet.cli"]
+
+    def layer(name: str) -> int | None:
+        for i, prefix in enumerate(order):
+            if name == prefix or name.startswith(prefix + "."):
+                return i
+        return None
+
+    for mod, names in modules().items():
+        own = layer(mod)
+        if own is None:
+            continue
+        for name in names:
+            other = layer(name)
+            assert other is None or other <= own, f"{mod} imports {name} from a higher layer"
 
 
 def test_at_most_one_module_imports_redis() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,8 @@ class RedisNode:
 
     @classmethod
     def parse(cls, text: str) -> RedisNode:
-        """``host:port``, ``host``, ``redis://[user:pass@]host[:port][/db]`` or ``rediss://…``."""
+        """``host:port``, ``host``, ``redis://[user:pass@]host[:port][/db]`` or ``rediss://…``;
+        ``?password_file=PATH`` reads the password from a file (a mounted Secret)."""
         value = text.strip()
         if not value:
             raise ValueError("empty Redis node address")
@@ -45,11 +47,28 @@ class RedisNode:
         db_text = parts.path.lstrip("/") or "0"
         if not db_text.isdigit():
             raise ValueError(f"Redis node {text!r}: database must be a number, got {db_text!r}")
+        password = unquote(parts.password) if parts.password else None
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = sorted(set(query) - {"password_file"})
+        if unknown:
+            raise ValueError(f"Redis node {text!r}: unknown option(s) {', '.join(unknown)}")
+        if "password_file" in query:
+            password = _read_password(text, query["password_file"][-1])
         return cls(
             host=parts.hostname,
             port=port,
             db=int(db_text),
             username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
+            password=password,
             tls=parts.scheme == "rediss",
         )
+
+
+def _read_password(address: str, path: str) -> str:
+    """The password in a file (a mounted Kubernetes Secret), without its trailing newline."""
+    try:
+        return Path(path).read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(
+            f"Redis node {address!r}: cannot read password_file {path!r} ({exc.strerror or exc})"
+        ) from None

@@ -164,3 +164,14 @@ class RoomIndex:
 
     def has_namespace(self, namespace: str) -> bool:
         return namespace in self._rooms
+
+    # -- totals, for metrics (O(rooms): read at scrape time only) ----------------------------
+
+    def total_rooms(self) -> int:
+        return sum(len(rooms) for rooms in self._rooms.values())
+
+    def total_members(self) -> int:
+        return sum(len(members) for rooms in self._rooms.values() for members in rooms.values())
+
+    def member_count(self, namespace: str) -> int:
+        return sum(len(members) for members in self._rooms.get(namespace, {}).values())

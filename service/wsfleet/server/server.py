@@ -12,12 +12,15 @@ import asyncio
 import inspect
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from time import perf_counter
 from types import CoroutineType, GeneratorType
-from typing import Any, Final, TypeGuard, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeGuard, TypeVar, overload
 
 from wsfleet.bus.settings import FleetSettings
+from wsfleet.latency import OTHER_EVENT, LatencyHistogram
 from wsfleet.listeners import ListenerTable, Tag, register
 from wsfleet.protocol.codec import (
     ClientEvent,
@@ -28,6 +31,7 @@ from wsfleet.protocol.codes import CloseCode
 from wsfleet.protocol.errors import FrameError, WsfleetError
 from wsfleet.protocol.params import RequestParams, parse_ws_request_params
 from wsfleet.protocol.wsframe import PING_FRAME, build_pong_frame, build_text_frame
+from wsfleet.server.drain import drain as drain_connections
 from wsfleet.server.fleet import Fleet
 from wsfleet.server.fleet_api import FleetAPI
 from wsfleet.server.ratelimit import TokenBucket
@@ -36,6 +40,9 @@ from wsfleet.server.settings import DuplicatePolicy, RateLimitPolicy, ServerSett
 from wsfleet.server.socket import Acknowledge, Closer, Socket, UpgradeRequest
 from wsfleet.server.stats import NodeStats
 from wsfleet.server.system_events import SYSTEM_EVENTS, SystemEvent
+
+if TYPE_CHECKING:
+    from wsfleet.tracing import Tracing
 
 log = logging.getLogger("wsfleet.server")
 
@@ -114,10 +121,13 @@ class Server(FleetAPI):
         self._runner: Any = None
         self._ports: list[int] = []
         self._accepting = True
+        self._started = False
+        self._draining = False
         self._closed_once = False
         self.fleet: Fleet | None = Fleet(self, fleet) if fleet is not None else None
         self._fleet_started = False
         self._all_gone: asyncio.Event | None = None
+        self.tracing: Tracing | None = None
 
     # -- event registration ------------------------------------------------------------------
 
@@ -454,14 +464,32 @@ class Server(FleetAPI):
         static_dir: Path | None = None,
         on_listening: Callable[[int], None] | None = None,
         prepare: Awaitable[Any] | None = None,
+        sidecars: Sequence[Callable[[], AbstractAsyncContextManager[Any]]] = (),
     ) -> None:
-        """Blocking: listen until SIGINT/SIGTERM, then close every socket and return.
-        ``prepare`` is awaited on the server's event loop before it listens."""
+        """Blocking: listen until SIGINT/SIGTERM, then :meth:`drain` (a second signal closes at
+        once) and return. ``prepare`` is awaited on the server's event loop before it listens;
+        ``sidecars`` (async context managers, e.g. an internal HTTP port) run around it."""
         from wsfleet.server import transport
 
         transport.run(
-            self, host, port, static_dir=static_dir, on_listening=on_listening, prepare=prepare
+            self,
+            host,
+            port,
+            static_dir=static_dir,
+            on_listening=on_listening,
+            prepare=prepare,
+            sidecars=sidecars,
         )
+
+    def enable_tracing(self, provider: Any = None) -> None:
+        """Emit OpenTelemetry spans (client events, bus publish and receive) through
+        ``provider`` (an SDK ``TracerProvider``; default: the global one)."""
+        from wsfleet.tracing import Tracing
+
+        name = self.fleet.name if self.fleet is not None else None
+        self.tracing = Tracing(provider, name)
+        if self.fleet is not None:
+            self.fleet.bus.tracing = self.tracing
 
     def set_authenticator(self, authenticate: Authenticator | None) -> None:
         """Install (or remove) the hook that admits or refuses upgrades (see the constructor)."""
@@ -474,6 +502,8 @@ class Server(FleetAPI):
             await self.fleet.start()
             self._fleet_started = True
         self._accepting = True
+        self._draining = False
+        self._started = True
         self._closed_once = False
         if self._ping_task is None:
             self._ping_task = asyncio.create_task(self._ping_loop(), name="wsfleet-ping-loop")
@@ -486,6 +516,7 @@ class Server(FleetAPI):
             return
         self._closed_once = True
         self._accepting = False
+        self._started = False
         for socket in list(self._connections):
             socket.close(self.settings.shutdown_close_code, "server shutting down")
         await self._wait_connections_gone(self.settings.close_timeout)
@@ -515,9 +546,37 @@ class Server(FleetAPI):
         finally:
             self._all_gone = None
 
+    async def drain(self, window: float | None = None) -> None:
+        """Graceful drain, then :meth:`close`: refuse upgrades (503), close clients with 1012 in
+        batches over ``window`` seconds (default ``settings.drain_timeout``) so they reconnect to
+        other nodes, flush the bus, leave the fleet. Idempotent."""
+        if self._draining or self._closed_once:
+            return
+        self._draining = True
+        self._accepting = False
+        await drain_connections(self, self.settings.drain_timeout if window is None else window)
+        await self.close()
+
     @property
     def is_accepting(self) -> bool:
         return self._accepting
+
+    @property
+    def is_draining(self) -> bool:
+        return self._draining
+
+    @property
+    def is_closing(self) -> bool:
+        """True once :meth:`close` has started."""
+        return self._closed_once
+
+    @property
+    def is_ready(self) -> bool:
+        """Readiness: started, accepting upgrades, not draining and, in a fleet, with a working
+        path through Redis (the bus probe made the round trip recently)."""
+        if not (self._started and self._accepting) or self._draining:
+            return False
+        return self.fleet is None or bool(self.fleet.bus.working_paths())
 
     async def _ping_loop(self) -> None:
         interval = self.settings.server_ping_interval
@@ -628,6 +687,16 @@ class Server(FleetAPI):
             self._emit_system(_MESSAGE, socket, data)
 
     def _dispatch(self, socket: Socket, frame: ClientEvent) -> bool:
+        tracing = self.tracing
+        if tracing is None:
+            return self._handle(socket, frame, None)
+        span, token = tracing.start_event(frame.event, socket.id)
+        try:
+            return self._handle(socket, frame, _SpanEnd(span))
+        finally:
+            tracing.detach(token)
+
+    def _handle(self, socket: Socket, frame: ClientEvent, span: _SpanEnd | None) -> bool:
         stats = self.stats
         if frame.bad_callback_id:
             stats.bad_callback_ids += 1
@@ -636,27 +705,54 @@ class Server(FleetAPI):
         if listeners is None:
             stats.unknown_events += 1
             log.debug("no handler for event %r from %r", frame.event, socket)
+            if span is not None:
+                span.finish()
             return False
         stats.events_handled += 1
-        ack = Acknowledge(socket, frame.callback_id) if frame.callback_id is not None else None
+        start = perf_counter()
+        ack = (
+            Acknowledge(socket, frame.callback_id, start) if frame.callback_id is not None else None
+        )
+        hist = stats.handler_seconds.for_event(frame.event)
+        pending = 0
         for listener in listeners:
             try:
                 result = listener.fn(socket, frame.payload, ack)
             except Exception:
-                stats.handler_errors += 1
+                self._handler_failed(frame.event)
                 log.exception("handler for event %r failed", frame.event)
                 continue
             if result is None:
                 continue
             if _is_awaitable(result):
-                self._track(socket, frame.event, result, ack)
-            elif ack is not None:
+                pending += 1
+                self._track(socket, frame.event, result, ack, start, hist, span)
+                continue
+            if ack is not None:
                 ack(result)
+        if not pending:
+            hist.observe(perf_counter() - start)
+            if span is not None:
+                span.finish()
+        elif span is not None:
+            span.pending = pending
         inflight = socket._inflight
         return inflight is not None and len(inflight) >= self.settings.max_inflight_handlers
 
+    def _handler_failed(self, event: str) -> None:
+        stats = self.stats
+        stats.handler_errors += 1
+        stats.handler_errors_by_event[event if event in stats.handler_seconds else OTHER_EVENT] += 1
+
     def _track(
-        self, socket: Socket, event: str, awaitable: Awaitable[Any], ack: Acknowledge | None
+        self,
+        socket: Socket,
+        event: str,
+        awaitable: Awaitable[Any],
+        ack: Acknowledge | None,
+        start: float,
+        hist: LatencyHistogram,
+        span: _SpanEnd | None,
     ) -> None:
         task = asyncio.ensure_future(awaitable)
         if socket._inflight is None:
@@ -668,16 +764,21 @@ class Server(FleetAPI):
             inflight.discard(t)
             if socket._slot_free is not None:
                 socket._slot_free.set()
-            if t.cancelled():
-                return
-            exc = t.exception()
-            if exc is not None:
-                self.stats.handler_errors += 1
-                log.error("handler for event %r failed", event, exc_info=exc)
-                return
-            value = t.result()
-            if value is not None and ack is not None:
-                ack(value)
+            try:
+                if t.cancelled():
+                    return
+                hist.observe(perf_counter() - start)
+                exc = t.exception()
+                if exc is not None:
+                    self._handler_failed(event)
+                    log.error("handler for event %r failed", event, exc_info=exc)
+                    return
+                value = t.result()
+                if value is not None and ack is not None:
+                    ack(value)
+            finally:
+                if span is not None:
+                    span.one_done()
 
         task.add_done_callback(done)
 
@@ -734,6 +835,24 @@ class Server(FleetAPI):
                 raise
             except Exception:
                 log.exception("system handler for %r failed", event)
+
+
+class _SpanEnd:
+    """Ends a client event's span once its last async handler finished."""
+
+    __slots__ = ("pending", "span")
+
+    def __init__(self, span: Any) -> None:
+        self.span = span
+        self.pending = 0
+
+    def finish(self) -> None:
+        self.span.end()
+
+    def one_done(self) -> None:
+        self.pending -= 1
+        if self.pending <= 0:
+            self.span.end()
 
 
 def _is_awaitable(value: object) -> TypeGuard[Awaitable[Any]]:

@@ -77,6 +77,10 @@ class ServerSettings:
     shutdown_close_code: int = 1001
     """Close code sent to every client when the server stops."""
 
+    drain_timeout: float = 30.0
+    """Seconds a graceful drain (SIGTERM) may take: clients are closed with 1012 (reconnect
+    elsewhere) in batches spread over this window, then the node leaves the fleet and exits."""
+
     def __post_init__(self) -> None:
         problems: list[str] = []
         for f in fields(self):

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from wsfleet.protocol.codec import MISSING, encode_ack, encode_event
@@ -200,16 +201,20 @@ class Socket:
 class Acknowledge:
     """The ``ack`` passed to a handler: call it (once) to reply to the client's ``callbackId``."""
 
-    __slots__ = ("_socket", "callback_id", "sent")
+    __slots__ = ("_socket", "_start", "callback_id", "sent")
 
-    def __init__(self, socket: Socket, callback_id: str) -> None:
+    def __init__(self, socket: Socket, callback_id: str, start: float | None = None) -> None:
         self._socket = socket
         self.callback_id = callback_id
         self.sent = False
+        self._start = start
 
     def __call__(self, payload: Any = MISSING) -> bool:
         """Send the ack. Further calls are ignored (the client acts on the first one anyway)."""
         if self.sent:
             return False
         self.sent = True
-        return self._socket.ack(self.callback_id, payload)
+        socket = self._socket
+        if self._start is not None:
+            socket._server.stats.ack_seconds.observe(perf_counter() - self._start)
+        return socket.ack(self.callback_id, payload)

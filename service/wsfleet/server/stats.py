@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from wsfleet.latency import EventHistograms, LatencyHistogram
+
 
 @dataclass(slots=True)
 class NodeStats:
@@ -33,3 +35,7 @@ class NodeStats:
     dead_sockets_reaped: int = 0
     background_sockets_reaped: int = 0
     broadcasts: int = 0
+    handler_seconds: EventHistograms = field(default_factory=EventHistograms)
+    handler_errors_by_event: Counter[str] = field(default_factory=Counter)
+    ack_seconds: LatencyHistogram = field(default_factory=LatencyHistogram)
+    drained_connections: int = 0

@@ -12,7 +12,7 @@ import contextlib
 import functools
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -241,20 +241,50 @@ def run(
     static_dir: Path | None = None,
     on_listening: Callable[[int], None] | None = None,
     prepare: Awaitable[Any] | None = None,
+    sidecars: Sequence[Callable[[], contextlib.AbstractAsyncContextManager[Any]]] = (),
 ) -> None:
+    """Serve until SIGTERM/SIGINT, then drain (a second signal closes at once)."""
+
     async def main() -> None:
         if prepare is not None:
             await prepare
-        bound = await server.start(host, port, static_dir=static_dir)
-        if on_listening is not None:
-            on_listening(bound)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            await server.close()
+        async with contextlib.AsyncExitStack() as stack:
+            for sidecar in sidecars:  # e.g. the internal HTTP port: up before clients come
+                await stack.enter_async_context(sidecar())
+            bound = await server.start(host, port, static_dir=static_dir)
+            stack.push_async_callback(server.close)
+            if on_listening is not None:
+                on_listening(bound)
+            await _until_signals(server)
 
     asyncio.run(main())
+
+
+async def _until_signals(server: Server) -> None:
+    loop = asyncio.get_running_loop()
+    first, second = asyncio.Event(), asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if first.is_set():
+            log.warning("%s again: closing now", sig.name)
+            second.set()
+        else:
+            log.info("%s: draining", sig.name)
+            first.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await first.wait()
+        drain = asyncio.ensure_future(server.drain())
+        forced = asyncio.ensure_future(second.wait())
+        await asyncio.wait((drain, forced), return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
+        if not drain.done() and not server.is_closing:
+            drain.cancel()  # the caller's close() takes over
+        await asyncio.gather(drain, return_exceptions=True)
+        if not drain.cancelled() and drain.exception() is not None:
+            log.error("drain failed", exc_info=drain.exception())
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -16,7 +16,7 @@ export function startServer({ port = 0, timeoutMs = 20000, env = {} } = {}) {
   if (!existsSync(WSFLEET_BIN)) {
     return Promise.reject(new Error(`wsfleet server not found at ${WSFLEET_BIN}: install it (make) or set WSFLEET_BIN`));
   }
-  const child = spawn(WSFLEET_BIN, ['serve', '--host', '127.0.0.1', '--port', String(port)], {
+  const child = spawn(WSFLEET_BIN, ['serve', '--host', '127.0.0.1', '--port', String(port), '--internal-port', '0'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
