@@ -35,9 +35,10 @@ import contextlib
 import itertools
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsfleet.bus.codec import BusCodec, BusDecodeError
 from wsfleet.bus.dedup import DuplicateFilter
@@ -48,6 +49,9 @@ from wsfleet.bus.redis_link import Command, LinkError, LinkTimings, RedisLink
 from wsfleet.bus.routing import Router
 from wsfleet.bus.settings import FleetSettings
 from wsfleet.protocol.errors import WsfleetError
+
+if TYPE_CHECKING:
+    from wsfleet.tracing import Tracing
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -66,6 +70,10 @@ class BusUnavailableError(WsfleetError):
 @dataclass(slots=True)
 class BusStats:
     published: int = 0
+    #: Per channel name; the metrics exporter folds them into channel kinds at scrape time.
+    published_by_channel: Counter[str] = field(default_factory=Counter)
+    received_by_channel: Counter[bytes] = field(default_factory=Counter)
+    duplicates_dropped: int = 0
     publish_retries: int = 0
     publish_failures: int = 0
     received: int = 0
@@ -92,6 +100,7 @@ class Bus:
             settings.outage_buffer_size, settings.outage_buffer_max_age
         )
         self.stats = BusStats()
+        self.tracing: Tracing | None = None
         self.links: dict[str, RedisLink] = {}
         self.configured: list[RedisNode] = list(settings.redis)
         self.health_listeners: list[HealthListener] = []
@@ -294,14 +303,20 @@ class Bus:
         Returns a future of the receiver count when ``want_result``; otherwise failures are
         counted and logged, never silent. Raises :class:`BusDecodeError` for unencodable data.
         """
+        if self.tracing is not None:
+            wsf = message.get("wsf")
+            if isinstance(wsf, dict):
+                self.tracing.publish(channel, self.settings.channel_kind(channel), wsf)
         data = self.codec.dumps(message)
         future = asyncio.get_running_loop().create_future() if want_result else None
         self.stats.published += 1
+        self.stats.published_by_channel[channel] += 1
         self._dispatch(Command(("PUBLISH", channel, data), future, routing_key))
         return future
 
     def publish_raw(self, channel: str, data: bytes, routing_key: str) -> None:
         self.stats.published += 1
+        self.stats.published_by_channel[channel] += 1
         self._dispatch(Command(("PUBLISH", channel, data), None, routing_key))
 
     def execute(
@@ -520,6 +535,7 @@ class Bus:
 
     def _receive(self, link: RedisLink, channel_raw: bytes, data: bytes) -> None:
         self.stats.received += 1
+        self.stats.received_by_channel[channel_raw] += 1
         try:
             message = self.codec.loads(data)
         except BusDecodeError as exc:
@@ -539,8 +555,13 @@ class Bus:
             and meta.seq is not None
             and not self.dedup.is_new(meta.boot, meta.seq)
         ):
+            self.stats.duplicates_dropped += 1
             return
-        self._on_message(channel, message)
+        if self.tracing is None:
+            self._on_message(channel, message)
+            return
+        with self.tracing.receive(channel, self.settings.channel_kind(channel), meta.traceparent):
+            self._on_message(channel, message)
 
     # -- end-to-end probe --------------------------------------------------------------------
 
@@ -593,6 +614,31 @@ class Bus:
                 results[link.key] = None
         await asyncio.gather(*(one(link) for link in ready))
         return results
+
+    def working_paths(self) -> list[str]:
+        """Keys of the Redis nodes through which our own probe made the round trip recently and
+        whose connections are healthy now: readiness of a fleet node means this is not empty."""
+        now = asyncio.get_running_loop().time()
+        horizon = 2 * self.settings.probe_interval + self.settings.probe_timeout
+        return [
+            key
+            for key, link in self.links.items()
+            if link.publisher_healthy
+            and link.subscriber_healthy
+            and now - self._probe_ok.get(key, -horizon - now) <= horizon
+        ]
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until the outage buffer and every link's queue are empty (used by the drain
+        before disconnecting); False when ``timeout`` passed first."""
+        try:
+            async with asyncio.timeout(timeout):
+                while len(self.outage) or any(link.in_flight for link in self.links.values()):
+                    self._flush_outage()
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            return False
+        return True
 
     async def _probe_loop(self) -> None:
         while not self._closing:

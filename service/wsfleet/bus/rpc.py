@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from wsfleet.latency import LatencyHistogram
 from wsfleet.protocol.errors import WsfleetError
 
 TIMEOUT_MESSAGE = "Cross-server callback timed out."
@@ -86,6 +87,7 @@ class PendingCall:
     timer: asyncio.TimerHandle | None = None
     replies: dict[str, Any] = field(default_factory=dict)
     count: int = 0
+    started: float = 0.0
 
     def remaining(self) -> int:
         if self.mode is CallMode.COUNT:
@@ -107,6 +109,9 @@ class PendingCalls:
         self.is_alive: Callable[[str], bool] = lambda name: True
         self.completed = 0
         self.timed_out = 0
+        self.failed = 0
+        #: Per call mode, from sending the call to its result.
+        self.durations: dict[str, LatencyHistogram] = {}
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -138,6 +143,7 @@ class PendingCalls:
             expected_nodes=expected_nodes,
             future=loop.create_future() if want_future else None,
             callback=callback,
+            started=loop.time(),
         )
         call.timer = loop.call_later(timeout, self._expire, call.callback_id)
         self._calls[call.callback_id] = call
@@ -200,6 +206,12 @@ class PendingCalls:
             call.timer.cancel()
             call.timer = None
         self.completed += 1
+        if not success and message != TIMEOUT_MESSAGE:
+            self.failed += 1
+        hist = self.durations.get(call.mode)
+        if hist is None:
+            hist = self.durations[call.mode] = LatencyHistogram()
+        hist.observe(asyncio.get_running_loop().time() - call.started)
         outcomes: dict[str, Outcome] = {}
         if call.expected_nodes is not None:
             for name in call.expected_nodes:

@@ -152,6 +152,23 @@ class FleetSettings:
             return namespace
         return self.ws_prefix + namespace
 
+    def channel_kind(self, channel: str) -> str:
+        """The bounded metric label of a channel: bridge, private, broadcast, control, inbox,
+        room or custom."""
+        if channel == self.bridge_channel:
+            return "bridge"
+        if channel == self.private_channel:
+            return "private"
+        if channel == self.broadcast_channel:
+            return "broadcast"
+        if channel == self.control_channel:
+            return "control"
+        if channel.startswith(self.bridge_prefix + "wsfleet:node:"):
+            return "inbox"
+        if channel.startswith(self.ws_prefix):
+            return "room"
+        return "custom"
+
     def key(self, *parts: str) -> str:
         """A Redis key in wsfleet's key space."""
         return self.bridge_prefix + "wsfleet:" + ":".join(parts)

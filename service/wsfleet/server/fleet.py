@@ -340,6 +340,17 @@ class Fleet:
         elif action == "redis.add":
             node = RedisNode.parse(str(args.get("address", "")))
             self._spawn(self.add_redis_node(node), f"wsfleet-redis-add-{node.key}")
+        elif action == "redis.set":
+            addresses = args.get("addresses")
+            if not isinstance(addresses, list) or not addresses:
+                log.warning("ignoring redis.set from %s without addresses", control.sender)
+                return
+            try:
+                nodes = [RedisNode.parse(str(address)) for address in addresses]
+            except ValueError as exc:
+                log.warning("ignoring redis.set from %s: %s", control.sender, exc)
+                return
+            self._spawn(self.apply_node_list(nodes), "wsfleet-redis-set")
         elif action == "redis.remove":
             key = RedisNode.parse(str(args.get("address", ""))).key
             self._spawn(self.bus.remove_redis_node(key), f"wsfleet-redis-remove-{key}")
