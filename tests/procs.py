@@ -20,6 +20,7 @@ class NodeProcess:
     port: int
     output: list[bytes] = field(default_factory=list)
     internal_port: int | None = None
+    reader: asyncio.Task[None] | None = None
 
     @property
     def internal_url(self) -> str:
@@ -30,9 +31,14 @@ class NodeProcess:
         return f"ws://127.0.0.1:{self.port}{path}" + (f"?{query}" if query else "")
 
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal the process and wait for its exit and its last output line."""
         if self.proc.returncode is None:
             self.proc.send_signal(sig)
-        return await asyncio.wait_for(self.proc.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            code = await self.proc.wait()
+            if self.reader is not None:
+                await self.reader
+        return code
 
 
 async def start_node(
@@ -81,7 +87,7 @@ async def start_node(
     node = NodeProcess(
         proc, int(match.group(1)), lines, int(internal.group(1)) if internal else None
     )
-    asyncio.get_running_loop().create_task(_drain(node), name=f"drain-{proc.pid}")
+    node.reader = asyncio.get_running_loop().create_task(_drain(node), name=f"drain-{proc.pid}")
     return node
 
 

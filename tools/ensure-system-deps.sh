@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests need (redis-server, chromium) when they are missing.
+# Installs the Debian packages the tests need (redis-server, chromium, prometheus) when they are
+# missing.
 # Fails with one clear sentence when it cannot.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# a real Prometheus scrapes a node in tests/integration/ops (and promtool checks the chart's rules)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# tests/k8s makes a service-account signing key for its kube-apiserver with openssl
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ -d clients/js ] && ! command -v chromium >/dev/null 2>&1; then
   need+=(chromium)
 fi

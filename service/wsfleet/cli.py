@@ -355,7 +355,8 @@ def _internal_port(server: Any, ops: Any) -> Callable[[], AbstractAsyncContextMa
         except OSError as exc:
             raise StartError(
                 f"cannot open the internal port {ops.internal_host}:{ops.internal_port} "
-                f"({exc.strerror or exc}); pass --internal-port 0 for any free port or "
+                f"({os.strerror(exc.errno) if exc.errno else exc}); pass --internal-port 0 "
+                f"for any free port or "
                 f"--internal-port off"
             ) from None
         print(

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
-from tests.conftest import Connect
+from tests.conftest import Connect, wait_until
 from tests.procs import NodeProcess, start_node
 
 pytestmark = pytest.mark.integration
@@ -74,14 +77,106 @@ async def test_demo_page_is_served(node: NodeProcess) -> None:
             assert resp.status == 404
 
 
-async def test_sigterm_closes_clients_with_1001_and_exits_0(
+async def test_sigterm_drains_clients_with_1012_and_exits_0(
     node: NodeProcess, connect: Connect
 ) -> None:
     client = await connect(node.url(query="id=x"))
     await client.send("")
     assert await client.recv() == ""
     assert await node.stop(signal.SIGTERM) == 0
-    assert await client.closed() == 1001
+    assert await client.closed() == 1012
+    assert b"SIGTERM: draining" in b"".join(node.output)
+
+
+async def test_a_second_signal_ends_the_drain_at_once(connect: Connect) -> None:
+    node = await start_node(["--drain-timeout", "60"])
+    clients = [await connect(node.url(query=f"id=c{i}")) for i in range(50)]
+    node.proc.send_signal(signal.SIGTERM)
+    await wait_until(lambda: b"draining 50 connections over 60.0s" in b"".join(node.output))
+    assert await node.stop(signal.SIGINT, timeout=10) == 0  # not 60 s later
+    codes = [await c.closed() for c in clients]
+    assert set(codes) == {1012, 1001}  # a few drained, the rest closed at once
+
+
+async def test_internal_port_serves_health_and_metrics(node: NodeProcess) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(node.internal_url + "/healthz") as resp:
+            assert resp.status == 200
+        async with session.get(node.internal_url + "/readyz") as resp:
+            assert resp.status == 200 and (await resp.json())["ready"] is True
+        async with session.get(node.internal_url + "/metrics") as resp:
+            assert "wsfleet_connections 0.0" in await resp.text()
+
+
+async def test_a_taken_internal_port_is_one_clear_sentence(node: NodeProcess) -> None:
+    assert node.internal_port is not None
+    result = await asyncio.to_thread(
+        run_cli, "serve", "--port", "0", "--internal-port", str(node.internal_port)
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"wsfleet: cannot start: cannot open the internal port 127.0.0.1:{node.internal_port} "
+        "(Address already in use); pass --internal-port 0 for any free port or "
+        "--internal-port off"
+    )
+
+
+def test_config_file_env_and_flags_in_that_order(tmp_path: Path) -> None:
+    config = tmp_path / "wsfleet.toml"
+    config.write_text(
+        'port = 7001\nheartbeat = "file"\nredis = ["redis://:s3cret@10.0.0.5:6379"]\n'
+        '[ops]\nlog_format = "json"\ninternal_port = 9200\n'
+    )
+    result = run_cli(
+        "config",
+        "--print",
+        "--config",
+        str(config),
+        "--internal-port",
+        "9300",
+        env={"WSFLEET_HEARTBEAT": "env"},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"port = 7001  # file {config}" in lines
+    assert 'heartbeat = "env"  # env WSFLEET_HEARTBEAT' in lines
+    assert "internal_port = 9300  # flag --internal-port" in lines
+    assert 'log_format = "json"  # file ' + str(config) in lines
+    assert f'redis = ["redis://***@10.0.0.5:6379/0"]  # file {config}' in lines
+    assert "s3cret" not in result.stdout
+    as_json = run_cli("config", "--print", "--format", "json", "--config", str(config))
+    assert json.loads(as_json.stdout)["max_message_size"] == 1048576
+
+
+def test_config_problems_are_listed_one_per_line(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('max_mesage_size = 10\nport = "x"\n')
+    result = run_cli("config", "--config", str(config), "--server-ping-interval", "0")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"wsfleet: configuration error: unknown setting 'max_mesage_size' in {config} "
+        "(did you mean 'max_message_size'?)",
+        f"wsfleet: configuration error: port = 'x' in {config} is invalid: "
+        "invalid literal for int() with base 10: 'x'",
+        "wsfleet: configuration error: invalid ServerSettings: "
+        "server_ping_interval must be positive, got 0.0",
+    ]
+    missing = run_cli("serve", "--config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        f"wsfleet: configuration error: configuration file {tmp_path / 'nope.toml'} does not exist"
+    )
+
+
+async def test_json_logs_carry_the_node_name(redis: Any) -> None:
+    node = await start_node(
+        ["--redis", redis.address, "--server-name", "n-json", "--log-format", "json"]
+    )
+    await node.stop()
+    entries = [json.loads(line) for line in node.output if line.startswith(b"{")]
+    assert entries, b"".join(node.output)
+    assert {e["node"] for e in entries} == {"n-json"}
+    assert any(e["msg"] == "SIGTERM: draining" for e in entries), entries
 
 
 async def test_user_app_from_flag_and_env(tmp_path: object, connect: Connect) -> None:

@@ -202,7 +202,7 @@ async def test_ws_cross_server_example(redis) -> None:  # type: ignore[no-untype
             assert received(action) == ids, action
         assert "Received say event: {'action': 'broadcast', 'msg': 'Hello every one'}" in boss_out
     finally:
-        for proc in [*servers, clients]:
+        for proc in [clients, *servers]:  # clients first: servers then drain nobody
             if proc is not None and proc.returncode is None:
                 proc.terminate()
                 await asyncio.wait_for(proc.communicate(), 10)

@@ -126,6 +126,8 @@ class Bus:
             ping_timeout=settings.redis_ping_timeout,
         )
         self.inbox = settings.inbox_channel(self.name)
+        self._echo_marker = self.codec.key_marker("b", self.boot)
+        """``"b": <our boot id>`` as encoded in the ``wsf`` field of everything we publish."""
         self.keep_subscribed(self.inbox, settings.control_channel)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -287,8 +289,13 @@ class Bus:
 
     # -- publishing --------------------------------------------------------------------------
 
-    def meta(self, **extra: Any) -> dict[str, Any]:
-        return {"b": self.boot, "s": next(self._seq), **extra}
+    def meta(self, channel: str | None = None, **extra: Any) -> dict[str, Any]:
+        """The ``wsf`` field of an envelope; with tracing on and ``channel`` given (for envelopes
+        encoded before :meth:`publish_raw`), a producer span's context goes into it."""
+        meta = {"b": self.boot, "s": next(self._seq), **extra}
+        if channel is not None and self.tracing is not None:
+            self.tracing.publish(channel, self.settings.channel_kind(channel), meta)
+        return meta
 
     def publish(
         self,
@@ -305,7 +312,7 @@ class Bus:
         """
         if self.tracing is not None:
             wsf = message.get("wsf")
-            if isinstance(wsf, dict):
+            if isinstance(wsf, dict) and "tp" not in wsf:
                 self.tracing.publish(channel, self.settings.channel_kind(channel), wsf)
         data = self.codec.dumps(message)
         future = asyncio.get_running_loop().create_future() if want_result else None
@@ -534,12 +541,16 @@ class Bus:
     # -- receiving ---------------------------------------------------------------------------
 
     def _receive(self, link: RedisLink, channel_raw: bytes, data: bytes) -> None:
-        self.stats.received += 1
-        self.stats.received_by_channel[channel_raw] += 1
+        stats = self.stats
+        stats.received += 1
+        stats.received_by_channel[channel_raw] += 1
+        if self._echo_marker in data:  # our own boot id: we published it, no need to decode
+            stats.self_echo_dropped += 1
+            return
         try:
             message = self.codec.loads(data)
         except BusDecodeError as exc:
-            self.stats.decode_errors += 1
+            stats.decode_errors += 1
             log.debug("undecodable message on %r: %s", channel_raw, exc)
             return
         channel = channel_raw.decode("utf-8", "replace")
@@ -547,20 +558,19 @@ class Bus:
             self._probe_returned(link, message)
             return
         if sender_of(message) == self.name:
-            self.stats.self_echo_dropped += 1
+            stats.self_echo_dropped += 1
             return
-        meta = meta_of(message)
-        if (
-            meta.boot is not None
-            and meta.seq is not None
-            and not self.dedup.is_new(meta.boot, meta.seq)
-        ):
-            self.stats.duplicates_dropped += 1
-            return
+        wsf = message.get("wsf")
+        if type(wsf) is dict:  # the fields of meta_of() that matter here, without a Meta
+            boot, seq = wsf.get("b"), wsf.get("s")
+            if type(boot) is str and type(seq) is int and not self.dedup.is_new(boot, seq):
+                stats.duplicates_dropped += 1
+                return
         if self.tracing is None:
             self._on_message(channel, message)
             return
-        with self.tracing.receive(channel, self.settings.channel_kind(channel), meta.traceparent):
+        traceparent = meta_of(message).traceparent
+        with self.tracing.receive(channel, self.settings.channel_kind(channel), traceparent):
             self._on_message(channel, message)
 
     # -- end-to-end probe --------------------------------------------------------------------
@@ -646,7 +656,10 @@ class Bus:
                 await self.probe_all()
             except Exception:
                 log.exception("bus probe failed")
-            await asyncio.sleep(self.settings.probe_interval)
+            interval = self.settings.probe_interval
+            if not self.working_paths():  # starting, or every path lost: find one back soon
+                interval = min(interval, 0.2)
+            await asyncio.sleep(interval)
 
     async def _maintenance_loop(self) -> None:
         while not self._closing:

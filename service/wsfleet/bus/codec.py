@@ -42,6 +42,12 @@ class BusCodec:
         except TypeError as exc:
             raise BusDecodeError(f"cannot encode bus message: {exc}") from exc
 
+    def key_marker(self, key: str, value: str) -> bytes:
+        """The bytes ``key: value`` takes inside an encoded map (to find a field without
+        decoding the message)."""
+        encoded = self.dumps({key: value})
+        return encoded[1:] if self.mode is Serialization.MSGPACK else encoded[1:-1]
+
     def loads(self, raw: bytes) -> dict[str, Any]:
         try:
             if self.mode is Serialization.MSGPACK:

@@ -7,6 +7,9 @@ the kind of a message sent to a node inbox.
 
 The key order of the builders is the original's, so MessagePack bytes match the captured ones
 (the ``wsf`` key comes last).
+
+The parsed values are plain slotted dataclasses, immutable by convention: a frozen dataclass sets
+each field through ``object.__setattr__``, which costs about a microsecond per message.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from wsfleet.bus.codec import BusDecodeError
 REPLY_EVENT: Final = "_Cs_Cb_"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Meta:
     boot: str | None = None
     seq: int | None = None
@@ -28,7 +31,7 @@ class Meta:
     kind: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CrossRequest:
     """(a): a cross-server event; ``data`` is the whole inner map, as listeners receive it."""
 
@@ -41,7 +44,7 @@ class CrossRequest:
     meta: Meta
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CrossReply:
     """(b): a reply to the request with ``callback_id``."""
 
@@ -52,7 +55,7 @@ class CrossReply:
     meta: Meta
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PrivateMessage:
     """(c)/(d): a pre-serialized client frame for one or several socket ids."""
 
@@ -62,7 +65,7 @@ class PrivateMessage:
     meta: Meta
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BroadcastMessage:
     """(e): a pre-serialized client frame for every accepted socket."""
 
@@ -71,7 +74,7 @@ class BroadcastMessage:
     meta: Meta
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RoomMessage:
     """(f): a pre-serialized client frame for the members of one room."""
 
@@ -83,7 +86,7 @@ class RoomMessage:
     meta: Meta
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ControlMessage:
     """A wsfleet node-to-node control message (never sent to original nodes)."""
 

@@ -1,14 +1,20 @@
-"""One Redis node: the only module of wsfleet that imports ``redis``.
+"""One Redis node: the only module of wsfleet that speaks RESP (through ``hiredis``).
 
-A :class:`RedisLink` holds two connections. The **publisher** runs every command submitted to it
-(PUBLISH and the registry's few commands) in pipelined batches: one write and one read pass per
-batch, however many messages are queued. The **subscriber** keeps the set of channels the bus
-wants, replays it after every reconnect, and reads messages in a loop that never waits on anything
-but the socket: each message is handed to a synchronous callback.
+A :class:`RedisLink` holds two connections, each a plain asyncio protocol whose replies are
+parsed by ``hiredis`` inside ``data_received``, with no task switch per reply:
 
-Failures never vanish: a batch that fails (connection lost, no answer within
-``command_timeout``) is handed back to the bus with :attr:`on_failed`, which re-routes it; the link
-reconnects with capped exponential backoff and reports every health change.
+- The **publisher** runs every command submitted to it (PUBLISH, the socket directory's scripts,
+  the registry's few commands). Commands submitted during one event-loop iteration are packed and
+  written together at the start of the next one, without waiting for earlier replies (pipelined);
+  replies are matched to commands in order. While the connection's write buffer is over its
+  high-water mark, commands wait in the link's queue, where they can still be re-routed.
+- The **subscriber** keeps the set of channels the bus wants, replays it after every reconnect,
+  and hands each message to a synchronous callback as soon as it is parsed.
+
+Failures never vanish: when the publisher's connection is lost, or commands wait longer than
+``command_timeout`` without any reply, every command sent and not answered, and every queued one,
+is handed back to the bus with :attr:`on_failed`, which re-routes them; the link reconnects with
+capped exponential backoff and reports every health change.
 """
 
 from __future__ import annotations
@@ -17,25 +23,47 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from redis.asyncio.connection import Connection, SSLConnection
-from redis.exceptions import RedisError, ResponseError
+import hiredis
 
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.protocol.errors import WsfleetError
 
 log = logging.getLogger("wsfleet.bus")
 
-MAX_BATCH: Final = 512
 SUBSCRIBE_BATCH: Final = 512
+CLIENT_NAME: Final = "wsfleet"
+_MESSAGE: Final = b"message"
+_SUBSCRIBE: Final = b"subscribe"
+_UNSUBSCRIBE: Final = b"unsubscribe"
 
 
 class LinkError(WsfleetError):
     """A command could not be run on a Redis node."""
+
+
+def _pack_python(args: tuple[Any, ...]) -> bytes:
+    """RESP encoding of one command (for hiredis releases without ``pack_command``)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+            data = repr(arg).encode()
+        else:
+            raise TypeError(f"cannot send {type(arg).__name__} to Redis")
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+pack_command: Callable[[tuple[Any, ...]], bytes] = getattr(hiredis, "pack_command", _pack_python)
 
 
 @dataclass(slots=True)
@@ -77,20 +105,142 @@ class _Health:
     latency: float = 0.0
 
 
-def _connection(node: RedisNode, timings: LinkTimings) -> Connection:
-    kwargs: dict[str, Any] = {
-        "host": node.host,
-        "port": node.port,
-        "db": node.db,
-        "username": node.username,
-        "password": node.password,
-        "socket_timeout": None,
-        "socket_connect_timeout": timings.connect_timeout,
-        "client_name": "wsfleet",
-    }
-    if node.tls:
-        return SSLConnection(**kwargs)
-    return Connection(**kwargs)
+class _Connection(asyncio.Protocol):
+    """One RESP connection. Replies go, in order, to the commands in :attr:`waiting`, or - once
+    :attr:`on_push` is set (a subscriber) - all to that callback."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.reader = hiredis.Reader()
+        self.transport: asyncio.Transport | None = None
+        self.waiting: deque[Command] = deque()
+        self.on_push: Callable[[Any], None] | None = None
+        self.on_writable: Callable[[], None] | None = None
+        self.progress_at = 0.0
+        """Loop time of the last reply, or of the write that made :attr:`waiting` non-empty."""
+        self.paused = False
+        self.error: BaseException | None = None
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        push = self.on_push
+        try:
+            if push is not None:
+                while (reply := reader.gets()) is not False:
+                    push(reply)
+                return
+            waiting = self.waiting
+            while (reply := reader.gets()) is not False:
+                command = waiting.popleft()
+                future = command.future
+                if isinstance(reply, hiredis.ReplyError):
+                    if future is None:
+                        log.warning("Redis %s failed: %s", command.args[0], reply)
+                    elif not future.done():
+                        future.set_exception(LinkError(str(reply)))
+                elif future is not None and not future.done():
+                    future.set_result(reply)
+            self.progress_at = self.loop.time()
+        except (hiredis.ProtocolError, IndexError) as exc:  # garbage, or a reply nobody asked for
+            self.fail(LinkError(f"protocol error: {exc!r}"))
+
+    def eof_received(self) -> bool:
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.error is None:
+            self.error = exc or ConnectionResetError("connection closed by the Redis node")
+        self.transport = None
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.on_writable is not None:
+            self.on_writable()
+
+    # -- use --------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and self.error is None
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None:
+            raise ConnectionResetError("not connected")
+        self.transport.write(data)
+
+    def send(self, commands: Iterable[Command]) -> None:
+        """Write ``commands`` (packed together) and expect their replies in order. Raises
+        before anything is written when a command cannot be encoded or the connection is gone."""
+        batch = list(commands)
+        data = b"".join([pack_command(c.args) for c in batch])
+        self.write(data)
+        if not self.waiting:
+            self.progress_at = self.loop.time()
+        self.waiting.extend(batch)
+
+    async def request(self, *args: Any) -> Any:
+        """One command and its reply (during the handshake)."""
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.send((Command(args, future),))
+        await asyncio.wait((future, self.closed), return_when=asyncio.FIRST_COMPLETED)
+        if not future.done():
+            raise ConnectionResetError("connection lost during the handshake")
+        return future.result()
+
+    def fail(self, error: BaseException) -> None:
+        """Drop the connection at once; :attr:`closed` resolves when it is gone."""
+        if self.error is None:
+            self.error = error
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+        elif not self.closed.done():
+            self.closed.set_result(None)
+
+    def close(self) -> None:
+        if self.error is None:
+            self.error = ConnectionResetError("closed")
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _open(node: RedisNode, timings: LinkTimings) -> _Connection:
+    """Connect and authenticate (``AUTH``, ``SELECT``, ``CLIENT SETNAME``)."""
+    loop = asyncio.get_running_loop()
+    context = ssl.create_default_context() if node.tls else None
+    conn: _Connection | None = None
+    try:
+        async with asyncio.timeout(timings.connect_timeout):
+            _, conn = await loop.create_connection(
+                lambda: _Connection(loop), node.host, node.port, ssl=context
+            )
+            if node.password is not None:
+                if node.username:
+                    await conn.request("AUTH", node.username, node.password)
+                else:
+                    await conn.request("AUTH", node.password)
+            if node.db:
+                await conn.request("SELECT", node.db)
+            await conn.request("CLIENT", "SETNAME", CLIENT_NAME)
+    except BaseException:
+        if conn is not None:
+            conn.fail(ConnectionResetError("handshake failed"))
+        raise
+    if not conn.is_open:
+        raise ConnectionResetError("connection closed during the handshake")
+    return conn
 
 
 class RedisLink:
@@ -110,14 +260,15 @@ class RedisLink:
         self._on_health = on_health
         self._on_failed = on_failed
         self._queue: deque[Command] = deque()
-        self._wakeup = asyncio.Event()
+        self._flush_scheduled = False
+        self._watchdog: asyncio.TimerHandle | None = None
         self._desired: set[bytes] = set()
         self._requested: set[bytes] = set()
         self._confirmed: set[bytes] = set()
         self._sub_changed = asyncio.Event()
         self._confirm_waiters: list[tuple[frozenset[bytes], asyncio.Future[None]]] = []
-        self._pub: Connection | None = None
-        self._sub: Connection | None = None
+        self._pub: _Connection | None = None
+        self._sub: _Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self._last_sub_pong = 0.0
@@ -131,7 +282,8 @@ class RedisLink:
         """Channel subscribed last after a (re)connect: once it is confirmed, so is every other
         channel sent before it (Redis runs one connection's commands in order)."""
         self.publisher_connects = 0
-        self._in_flight = 0
+        self.batches = 0
+        """Writes of the publisher (each carries every command submitted in one loop iteration)."""
 
     # -- state -------------------------------------------------------------------------------
 
@@ -158,7 +310,8 @@ class RedisLink:
     @property
     def in_flight(self) -> int:
         """Commands queued or sent and not answered yet."""
-        return len(self._queue) + self._in_flight
+        pub = self._pub
+        return len(self._queue) + (len(pub.waiting) if pub is not None else 0)
 
     def __repr__(self) -> str:
         return f"<RedisLink {self.node}>"
@@ -168,27 +321,32 @@ class RedisLink:
     def start(self) -> None:
         name = self.key
         self._tasks = [
-            asyncio.create_task(self._writer_loop(), name=f"wsfleet-redis-pub-{name}"),
-            asyncio.create_task(self._reader_loop(), name=f"wsfleet-redis-sub-{name}"),
+            asyncio.create_task(self._publisher_loop(), name=f"wsfleet-redis-pub-{name}"),
+            asyncio.create_task(self._subscriber_loop(), name=f"wsfleet-redis-sub-{name}"),
             asyncio.create_task(self._reconcile_loop(), name=f"wsfleet-redis-subs-{name}"),
             asyncio.create_task(self._ping_loop(), name=f"wsfleet-redis-ping-{name}"),
         ]
 
     async def aclose(self) -> None:
-        """Stop; queued commands are handed back through ``on_failed``."""
+        """Stop; commands queued or not answered are handed back through ``on_failed``."""
         self._closed = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        leftover: list[Command] = []
         for conn in (self._pub, self._sub):
             if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.disconnect(nowait=True)
+                leftover.extend(conn.waiting)
+                conn.waiting.clear()
+                conn.close()
         self._pub = self._sub = None
         self._set_health("publisher", False, "close", None)
         self._set_health("subscriber", False, "close", None)
-        leftover = list(self._queue)
+        leftover.extend(self._queue)
         self._queue.clear()
         if leftover:
             self._on_failed(self, leftover, LinkError(f"{self.node} was removed"))
@@ -201,7 +359,75 @@ class RedisLink:
 
     def submit(self, command: Command) -> None:
         self._queue.append(command)
-        self._wakeup.set()
+        if not self._flush_scheduled and self._pub is not None:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write everything queued in one packed batch (once per loop iteration)."""
+        self._flush_scheduled = False
+        conn = self._pub
+        queue = self._queue
+        if conn is None or not queue or conn.paused:
+            return
+        was_idle = not conn.waiting
+        try:
+            conn.send(queue)
+        except (TypeError, ValueError) as exc:  # a bad argument: fail that command alone
+            self._send_one_by_one(conn, exc)
+        except (OSError, RuntimeError) as exc:
+            self._publisher_failed(conn, exc)
+            return
+        else:
+            queue.clear()
+        self.batches += 1
+        if was_idle and self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_later(
+                self.timings.command_timeout, self._check_progress
+            )
+
+    def _send_one_by_one(self, conn: _Connection, error: Exception) -> None:
+        log.debug("Redis %s: unencodable command in a batch (%s)", self.node, error)
+        while self._queue:
+            command = self._queue.popleft()
+            try:
+                conn.send((command,))
+            except (TypeError, ValueError) as exc:
+                future = command.future
+                if future is not None and not future.done():
+                    future.set_exception(LinkError(f"cannot send to {self.node}: {exc}"))
+                else:
+                    log.warning("dropped an unencodable command for %s: %s", self.node, exc)
+
+    def _check_progress(self) -> None:
+        self._watchdog = None
+        conn = self._pub
+        if conn is None or not conn.waiting:
+            return
+        loop = asyncio.get_running_loop()
+        silent = loop.time() - conn.progress_at
+        timeout = self.timings.command_timeout
+        if silent >= timeout:
+            self._publisher_failed(conn, TimeoutError("no answer in time"))
+        else:
+            self._watchdog = loop.call_later(timeout - silent, self._check_progress)
+
+    def _publisher_failed(self, conn: _Connection, error: BaseException) -> None:
+        """Drop the publisher connection and hand every unanswered or queued command back."""
+        if self._pub is not conn:
+            return
+        self._pub = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        log.warning("Redis %s publisher failed: %s", self.node, error)
+        conn.fail(error)
+        self._set_health("publisher", False, "error", str(error))
+        unanswered = list(conn.waiting)
+        conn.waiting.clear()
+        if unanswered:
+            self._on_failed(self, unanswered, error)
+        self._fail_queued(error)
 
     def take_queued(self) -> list[Command]:
         """Remove and return the commands not sent yet that may run elsewhere (not pinned), in
@@ -222,63 +448,31 @@ class RedisLink:
         async with asyncio.timeout(timeout or self.timings.command_timeout * 2):
             return await future
 
-    async def _connect_publisher(self) -> Connection:
-        conn = _connection(self.node, self.timings)
-        async with asyncio.timeout(self.timings.connect_timeout):
-            await conn.connect()  # type: ignore[no-untyped-call]
-        return conn
-
-    async def _writer_loop(self) -> None:
+    async def _publisher_loop(self) -> None:
         backoff = self.timings.backoff_initial
-        while not self._closed:  # also ends if redis-py swallowed a cancel
-            if self._pub is None:
-                try:
-                    self._pub = await self._connect_publisher()
-                except (RedisError, OSError, TimeoutError) as exc:
-                    self._set_health("publisher", False, "error", str(exc))
-                    self._fail_queued(exc)
-                    await asyncio.sleep(backoff * (1 + random.random()))
-                    backoff = min(backoff * 2, self.timings.backoff_max)
-                    continue
-                backoff = self.timings.backoff_initial
-                self.publisher_connects += 1
-                self._set_health("publisher", True, "connect", None)
-            if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
-            conn = self._pub
-            answered = 0
-            self._in_flight = len(batch)
+        while not self._closed:  # also ends if a library swallowed a cancel
             try:
-                async with asyncio.timeout(self.timings.command_timeout):
-                    await conn.send_packed_command(
-                        conn.pack_commands([c.args for c in batch]), check_health=False
-                    )
-                    for command in batch:
-                        try:
-                            reply = await conn.read_response()
-                        except ResponseError as exc:
-                            reply = exc
-                        answered += 1
-                        future = command.future
-                        if future is not None and not future.done():
-                            if isinstance(reply, ResponseError):
-                                future.set_exception(LinkError(f"{self.node}: {reply}"))
-                            else:
-                                future.set_result(reply)
-            except (RedisError, OSError, TimeoutError) as exc:
-                error = exc if str(exc) else TimeoutError("no answer in time")
-                log.warning("Redis %s publisher failed: %s", self.node, error)
-                self._pub = None
-                with contextlib.suppress(Exception):
-                    await conn.disconnect(nowait=True)
-                self._set_health("publisher", False, "error", str(error))
-                self._on_failed(self, batch[answered:], error)
-                self._fail_queued(error)
-            finally:
-                self._in_flight = 0
+                conn = await _open(self.node, self.timings)
+            except (OSError, TimeoutError, LinkError) as exc:
+                error = str(exc) or type(exc).__name__
+                self._set_health("publisher", False, "error", error)
+                self._fail_queued(exc)
+                await asyncio.sleep(backoff * (1 + random.random()))
+                backoff = min(backoff * 2, self.timings.backoff_max)
+                continue
+            backoff = self.timings.backoff_initial
+            conn.on_writable = self._flush
+            self._pub = conn
+            self.publisher_connects += 1
+            self._set_health("publisher", True, "connect", None)
+            self._flush()
+            try:
+                await conn.closed
+            except asyncio.CancelledError:
+                conn.close()
+                raise
+            if self._pub is conn:  # lost by itself (not failed by the watchdog)
+                self._publisher_failed(conn, conn.error or ConnectionResetError("lost"))
 
     def _fail_queued(self, error: BaseException) -> None:
         if self._queue:
@@ -303,60 +497,60 @@ class RedisLink:
         self._confirm_waiters.append((wanted, future))
         await future
 
-    async def _reader_loop(self) -> None:
+    async def _subscriber_loop(self) -> None:
         backoff = self.timings.backoff_initial
-        while not self._closed:  # also ends if redis-py swallowed a cancel
-            conn = _connection(self.node, self.timings)
+        loop = asyncio.get_running_loop()
+        while not self._closed:  # also ends if a library swallowed a cancel
             try:
-                async with asyncio.timeout(self.timings.connect_timeout):
-                    await conn.connect()  # type: ignore[no-untyped-call]
-            except (RedisError, OSError, TimeoutError) as exc:
-                self._set_health("subscriber", False, "error", str(exc))
+                conn = await _open(self.node, self.timings)
+            except (OSError, TimeoutError, LinkError) as exc:
+                self._set_health("subscriber", False, "error", str(exc) or type(exc).__name__)
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
             backoff = self.timings.backoff_initial
+            conn.on_push = self._on_push
             self._sub = conn
             self._requested = set()
             self._confirmed = set()
-            self._last_sub_pong = asyncio.get_running_loop().time()
+            self._last_sub_pong = loop.time()
             self._sub_changed.set()
             self._set_health("subscriber", True, "connect", None)
             try:
-                await self._read_messages(conn)
-            except (RedisError, OSError) as exc:
-                log.warning("Redis %s subscriber failed: %s", self.node, exc)
-                self._set_health("subscriber", False, "error", str(exc) or "connection lost")
+                await conn.closed
+            except asyncio.CancelledError:
+                conn.close()
+                raise
             finally:
                 self._sub = None
                 self._requested = set()
                 self._confirmed = set()
-                with contextlib.suppress(Exception):
-                    await conn.disconnect(nowait=True)
+            if not self._closed:
+                error = conn.error
+                log.warning("Redis %s subscriber failed: %s", self.node, error)
+                self._set_health("subscriber", False, "error", str(error) or "connection lost")
             self.health.reconnects += 1
 
-    async def _read_messages(self, conn: Connection) -> None:
-        on_message = self._on_message
-        loop = asyncio.get_running_loop()
-        while True:
-            # push_request: pub/sub pushes are returned instead of going to a push handler
-            response = await conn.read_response(push_request=True)
-            if response == b"PONG":  # PING answered in subscribed mode (parser-dependent shape)
-                self._last_sub_pong = loop.time()
-                continue
-            if not isinstance(response, list) or not response:
-                continue
-            kind = response[0]
-            if kind == b"message":
+    def _on_push(self, reply: Any) -> None:
+        """Everything the subscriber connection receives, parsed, in order."""
+        if type(reply) is list and reply:
+            kind = reply[0]
+            if kind == _MESSAGE:
                 try:
-                    on_message(self, response[1], response[2])
+                    self._on_message(self, reply[1], reply[2])
                 except Exception:
                     log.exception("bus message handler failed")
-            elif kind == b"subscribe":
-                self._confirmed.add(response[1])
+            elif kind == _SUBSCRIBE:
+                self._confirmed.add(reply[1])
                 self._resolve_waiters()
-            elif kind == b"unsubscribe":
-                self._confirmed.discard(response[1])
+            elif kind == _UNSUBSCRIBE:
+                self._confirmed.discard(reply[1])
+            elif kind == b"pong":  # PING in subscribed mode
+                self._last_sub_pong = asyncio.get_running_loop().time()
+        elif reply == b"PONG":  # PING before the first subscription
+            self._last_sub_pong = asyncio.get_running_loop().time()
+        elif isinstance(reply, hiredis.ReplyError):
+            log.warning("Redis %s subscriber: %s", self.node, reply)
 
     def _resolve_waiters(self) -> None:
         if not self._confirm_waiters:
@@ -372,7 +566,7 @@ class RedisLink:
         self._confirm_waiters = still
 
     async def _reconcile_loop(self) -> None:
-        while not self._closed:  # also ends if redis-py swallowed a cancel
+        while not self._closed:  # also ends if a library swallowed a cancel
             await self._sub_changed.wait()
             self._sub_changed.clear()
             conn = self._sub
@@ -384,13 +578,13 @@ class RedisLink:
             try:
                 for i in range(0, len(to_add), SUBSCRIBE_BATCH):
                     chunk = to_add[i : i + SUBSCRIBE_BATCH]
-                    await conn.send_command("SUBSCRIBE", *chunk, check_health=False)
+                    conn.write(pack_command(("SUBSCRIBE", *chunk)))
                     self._requested.update(chunk)
                 for i in range(0, len(to_drop), SUBSCRIBE_BATCH):
                     chunk = to_drop[i : i + SUBSCRIBE_BATCH]
-                    await conn.send_command("UNSUBSCRIBE", *chunk, check_health=False)
+                    conn.write(pack_command(("UNSUBSCRIBE", *chunk)))
                     self._requested.difference_update(chunk)
-            except (RedisError, OSError) as exc:
+            except (OSError, RuntimeError) as exc:
                 log.debug(
                     "Redis %s: subscription change failed (%s); retried on reconnect",
                     self.node,
@@ -402,7 +596,8 @@ class RedisLink:
     async def _ping_loop(self) -> None:
         loop = asyncio.get_running_loop()
         interval = self.timings.ping_interval
-        while not self._closed:  # also ends if redis-py swallowed a cancel
+        ping = pack_command(("PING",))
+        while not self._closed:  # also ends if a library swallowed a cancel
             await asyncio.sleep(interval)
             if self._pub is not None:
                 start = loop.time()
@@ -417,17 +612,14 @@ class RedisLink:
                     log.warning("Redis %s: subscriber stopped answering; reconnecting", self.node)
                     self.force_resubscribe()
                     continue
-                with contextlib.suppress(RedisError, OSError):
-                    await sub.send_command("PING", check_health=False)
+                with contextlib.suppress(OSError, RuntimeError):
+                    sub.write(ping)
 
     def force_resubscribe(self) -> None:
-        """Drop the subscriber connection; the reader reconnects and replays every channel."""
+        """Drop the subscriber connection; the subscriber reconnects and replays every channel."""
         sub = self._sub
         if sub is not None:
-            with contextlib.suppress(Exception):
-                transport = getattr(sub._writer, "transport", None)
-                if transport is not None:
-                    transport.abort()
+            sub.fail(ConnectionResetError("resubscribing"))
 
     def _set_health(self, role: str, healthy: bool, event: str, error: str | None) -> None:
         current = self.health.publisher if role == "publisher" else self.health.subscriber

@@ -1,20 +1,24 @@
 """Pending cross-server calls: ids, deadlines, replies, outcomes. No I/O.
 
-Every call has one timer, cancelled whatever ends the call (last reply, timeout, cancel), so no
-entry or timer outlives its call (W1 of the original crashed on exactly that). The table is
-bounded: beyond ``max_pending`` a new call fails at once.
+Deadlines are kept per timeout value, in call order, under one timer armed for the earliest one
+(a timer per call cost more than the rest of the call's bookkeeping). A call that ends (last reply,
+timeout, cancel) leaves the table at once, and its deadline entry is dropped lazily; nothing of it
+fires later (W1 of the original crashed on exactly that). The table is bounded: beyond
+``max_pending`` a new call fails at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from wsfleet.latency import LatencyHistogram
 from wsfleet.protocol.errors import WsfleetError
@@ -84,10 +88,11 @@ class PendingCall:
     expected_nodes: frozenset[str] | None
     future: asyncio.Future[CrossServerResult] | None
     callback: OriginalCallback | None
-    timer: asyncio.TimerHandle | None = None
     replies: dict[str, Any] = field(default_factory=dict)
     count: int = 0
     started: float = 0.0
+    answered: int = 0
+    """Expected nodes that replied (modes ``all`` and ``quorum``)."""
 
     def remaining(self) -> int:
         if self.mode is CallMode.COUNT:
@@ -97,7 +102,7 @@ class PendingCall:
         if self.mode is CallMode.QUORUM:
             return max(self.expected - len(self.replies), 0)
         assert self.expected_nodes is not None
-        return len(self.expected_nodes - self.replies.keys())
+        return len(self.expected_nodes) - self.answered
 
 
 class PendingCalls:
@@ -107,6 +112,12 @@ class PendingCalls:
         self._prefix = server_name[-6:]
         self.max_pending = max_pending
         self.is_alive: Callable[[str], bool] = lambda name: True
+        self._deadlines: dict[float, deque[tuple[float, str]]] = {}
+        """Per timeout value: (deadline, callback id) in call order, so deadlines ascend."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._ms = -1
+        self._ms_text = ""
         self.completed = 0
         self.timed_out = 0
         self.failed = 0
@@ -118,8 +129,14 @@ class PendingCalls:
 
     def new_id(self) -> str:
         """The original id format: ``<name[-6:]>-<ms base36>-<4 random>-<n base36>``."""
-        rand = "".join(random.choices("0123456789abcdefghijklmnopqrstuvwxyz", k=4))
-        return f"{self._prefix}-{_b36(int(time.time() * 1000))}-{rand}-{_b36(next(self._counter))}"
+        ms = int(time.time() * 1000)
+        if ms != self._ms:
+            self._ms, self._ms_text = ms, _b36(ms)
+        rand = random.getrandbits(22) % 1_679_616  # 36**4
+        return (
+            f"{self._prefix}-{self._ms_text}-{_PAIRS[rand // 1296]}{_PAIRS[rand % 1296]}"
+            f"-{_b36(next(self._counter))}"
+        )
 
     def open(
         self,
@@ -136,6 +153,7 @@ class PendingCalls:
                 f"{self.max_pending} cross-server calls are already waiting for replies"
             )
         loop = asyncio.get_running_loop()
+        now = loop.time()
         call = PendingCall(
             callback_id=self.new_id(),
             mode=mode,
@@ -143,11 +161,50 @@ class PendingCalls:
             expected_nodes=expected_nodes,
             future=loop.create_future() if want_future else None,
             callback=callback,
-            started=loop.time(),
+            started=now,
         )
-        call.timer = loop.call_later(timeout, self._expire, call.callback_id)
         self._calls[call.callback_id] = call
+        deadline = now + timeout
+        queue = self._deadlines.get(timeout)
+        if queue is None:
+            queue = self._deadlines[timeout] = deque()
+        else:
+            calls = self._calls
+            while queue and queue[0][1] not in calls:  # ended before their deadline
+                queue.popleft()
+        queue.append((deadline, call.callback_id))
+        if deadline < self._timer_at:
+            self._arm(loop, deadline)
         return call
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._on_timer)
+        self._timer_at = when
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        loop = asyncio.get_running_loop()
+        now = loop.time() + 0.001  # timers may fire up to a clock tick early
+        calls = self._calls
+        earliest = math.inf
+        for timeout, queue in list(self._deadlines.items()):
+            while queue:
+                deadline, callback_id = queue[0]
+                if callback_id in calls:
+                    if deadline > now:
+                        break
+                    queue.popleft()
+                    self._expire(callback_id)  # may open new calls (appended, later)
+                else:
+                    queue.popleft()
+            if queue:
+                earliest = min(earliest, queue[0][0])
+            elif self._deadlines.get(timeout) is queue:
+                del self._deadlines[timeout]
+        if earliest < self._timer_at:
+            self._arm(loop, earliest)
 
     def resolve(self, callback_id: str, sender: str, data: dict[str, Any]) -> bool:
         """Record one reply; False when no such call is pending (late or foreign reply)."""
@@ -155,7 +212,11 @@ class PendingCalls:
         if call is None:
             return False
         call.count += 1
-        call.replies[sender] = data
+        replies = call.replies
+        nodes = call.expected_nodes
+        if nodes is not None and sender not in replies and sender in nodes:
+            call.answered += 1
+        replies[sender] = data
         remaining = call.remaining()
         if call.callback is not None:
             call.callback({"success": True, "data": data, "remainingResponses": remaining})
@@ -172,8 +233,6 @@ class PendingCalls:
         call = self._calls.pop(callback_id, None)
         if call is None:
             return False
-        if call.timer is not None:
-            call.timer.cancel()
         if call.future is not None and not call.future.done():
             call.future.cancel()
         return True
@@ -182,12 +241,15 @@ class PendingCalls:
         for callback_id in list(self._calls):
             call = self._calls[callback_id]
             self._finish(call, success=False, message=message)
+        self._deadlines.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, math.inf
 
     def _expire(self, callback_id: str) -> None:
         call = self._calls.get(callback_id)
         if call is None:
             return
-        call.timer = None
         self.timed_out += 1
         if call.callback is not None:
             call.callback(
@@ -202,9 +264,6 @@ class PendingCalls:
 
     def _finish(self, call: PendingCall, *, success: bool, message: str | None = None) -> None:
         self._calls.pop(call.callback_id, None)
-        if call.timer is not None:
-            call.timer.cancel()
-            call.timer = None
         self.completed += 1
         if not success and message != TIMEOUT_MESSAGE:
             self.failed += 1
@@ -226,7 +285,7 @@ class PendingCalls:
                 CrossServerResult(
                     success=success,
                     callback_id=call.callback_id,
-                    responses=dict(call.replies),
+                    responses=call.replies,  # the call is over: nothing changes it any more
                     outcomes=outcomes,
                     unresponded_count=call.remaining(),
                     message=message,
@@ -234,11 +293,17 @@ class PendingCalls:
             )
 
 
+_DIGITS: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
+_PAIRS: Final = [a + b for a in _DIGITS for b in _DIGITS]
+"""Base-36 digit pairs, ``00`` to ``zz``."""
+
+
 def _b36(value: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        value, rem = divmod(value, 36)
-        out = digits[rem] + out
-        if not value:
-            return out
+    if value < 36:
+        return _DIGITS[value]
+    pairs: list[str] = []
+    while value >= 1296:
+        value, rem = divmod(value, 1296)
+        pairs.append(_PAIRS[rem])
+    pairs.append(_PAIRS[value].lstrip("0"))
+    return "".join(reversed(pairs))

@@ -39,7 +39,10 @@ async def drain(server: Server, window: float) -> None:
     sockets = list(server._connections)
     size, step = batches(len(sockets), window * SPREAD_SHARE)
     log.info(
-        "draining %d connections over %.1fs (%d per batch)", len(sockets), window, max(size, 0)
+        "draining %d connections over %.1fs (%d per batch); a second signal closes at once",
+        len(sockets),
+        window,
+        size,
     )
     for start in range(0, len(sockets), max(size, 1)):
         for socket in sockets[start : start + size]:

@@ -21,7 +21,7 @@ from wsfleet.bus.directory import SocketDirectory
 from wsfleet.bus.nodelist import read_node_list
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.registry import Registry
-from wsfleet.bus.rpc import CallMode, CrossServerResult, PendingCalls
+from wsfleet.bus.rpc import CallMode, CrossServerResult, PendingCall, PendingCalls
 from wsfleet.bus.settings import RESERVED_NAMESPACES, FleetSettings
 from wsfleet.listeners import ListenerTable
 from wsfleet.protocol.codes import CloseCode
@@ -137,7 +137,8 @@ class Fleet:
     def send_private(self, socket_ids: Iterable[str], frame: bytes) -> None:
         text = frame.decode()
         for socket_id in socket_ids:
-            data = self.bus.codec.dumps(env.private(text, [socket_id], self.name, self.bus.meta()))
+            meta = self.bus.meta(self.settings.private_channel)
+            data = self.bus.codec.dumps(env.private(text, [socket_id], self.name, meta))
             self.directory.send(socket_id, data)
 
     def claim(self, socket_id: str) -> None:
@@ -184,6 +185,37 @@ class Fleet:
         want_future: bool,
         callback: Callable[[dict[str, Any]], None] | None = None,
     ) -> asyncio.Future[CrossServerResult] | str | None:
+        call = self._emit(
+            event,
+            message,
+            target_server=target_server,
+            exclude_self=exclude_self,
+            mode=mode,
+            expected_responses=expected_responses,
+            timeout=timeout,
+            want_reply=want_reply,
+            want_future=want_future,
+            callback=callback,
+        )
+        if call is None:
+            return None
+        return call.future if want_future else call.callback_id
+
+    def _emit(
+        self,
+        event: str,
+        message: Any,
+        *,
+        target_server: str | Iterable[str] | None,
+        exclude_self: bool,
+        mode: CallMode,
+        expected_responses: int | None,
+        timeout: float,
+        want_reply: bool,
+        want_future: bool,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+    ) -> PendingCall | None:
+        """:meth:`emit`, returning the pending call (None without replies)."""
         name: object = event  # callers from untyped code pass anything
         if not isinstance(name, str) or not name:
             raise TypeError(f"event must be a non-empty string, got {event!r}")
@@ -223,7 +255,8 @@ class Fleet:
             if expected == 0 and call.future is not None:
                 self.calls.resolve_empty(call)
         callback_id = call.callback_id if call is not None else None
-        meta = self.bus.meta(r=self.bus.inbox) if callback_id else self.bus.meta()
+        bridge = self.settings.bridge_channel
+        meta = self.bus.meta(bridge, r=self.bus.inbox) if callback_id else self.bus.meta(bridge)
         envelope = env.request(event, self.name, message, targets, callback_id, meta)
         encoded = self.bus.codec.dumps(envelope)  # before local listeners can change `message`
         if to_self:
@@ -235,9 +268,7 @@ class Fleet:
             )
         if not (to_self and targets == [self.name]):
             self.bus.publish_raw(self.settings.bridge_channel, encoded, self.name)
-        if call is None:
-            return None
-        return call.future if want_future else call.callback_id
+        return call
 
     def _run_listeners(self, request: env.CrossRequest, *, local: bool) -> None:
         listeners = self.listeners.take(request.event)
@@ -262,11 +293,11 @@ class Fleet:
         assert callback_id is not None
 
         def reply(payload: Any = None) -> None:
-            meta = self.bus.meta()
-            message = env.reply(self.name, callback_id, payload, meta)
             if local:
-                self.calls.resolve(callback_id, self.name, message["data"])
+                data = env.reply(self.name, callback_id, payload, None)["data"]
+                self.calls.resolve(callback_id, self.name, data)
                 return
+            message = env.reply(self.name, callback_id, payload, self.bus.meta())
             if request.meta.reply_to is not None:
                 self.bus.publish(request.meta.reply_to, message, request.sender)
             else:
@@ -292,7 +323,13 @@ class Fleet:
             log.debug("invalid message on %r: %s", channel, exc)
 
     def _on_bridge(self, message: dict[str, Any]) -> None:
-        parsed = env.parse_bridge(message)
+        data = message.get("data")
+        if type(data) is dict and data.get("isCallback"):  # a reply: every call's hot path
+            callback_id, sender = data.get("callbackId"), data.get("senderServer")
+            if type(callback_id) is str and type(sender) is str and sender:
+                self.calls.resolve(callback_id, sender, data)
+                return
+        parsed = env.parse_bridge(message)  # validates, and raises on what is not valid
         if isinstance(parsed, env.CrossReply):
             self.calls.resolve(parsed.callback_id, parsed.sender, parsed.data)
             return
@@ -309,7 +346,11 @@ class Fleet:
             self._on_private(message)
 
     def _on_private(self, message: dict[str, Any]) -> None:
-        parsed = env.parse_private(message)
+        frame, socket_id = message.get("data"), message.get("socketId")
+        if type(frame) is str and type(socket_id) is str and not message.get("socketIds"):
+            self.server._deliver_ids((socket_id,), build_text_frame(frame.encode()))
+            return
+        parsed = env.parse_private(message)  # several ids, or invalid (raises)
         self.server._deliver_ids(parsed.socket_ids, build_text_frame(parsed.frame.encode()))
 
     def _on_broadcast(self, message: dict[str, Any]) -> None:

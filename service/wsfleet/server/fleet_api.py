@@ -14,6 +14,8 @@ from wsfleet.listeners import Tag, register
 from wsfleet.server.fleet import CrossHandler, CustomHandler, Fleet
 
 H = TypeVar("H", bound=Callable[..., Any])
+_MODES: dict[str, CallMode] = {mode.value: mode for mode in CallMode}
+"""Modes by value (a ``CallMode`` is a ``str`` and finds itself): cheaper than ``CallMode()``."""
 HealthListener = Callable[[bool, dict[str, Any]], None]
 
 
@@ -113,26 +115,22 @@ class FleetAPI:
         Cancelling the awaiting task cancels the call cleanly.
         """
         fleet = self._require_fleet()
-        future = fleet.emit(
+        call = fleet._emit(
             event,
             message,
             target_server=target_server,
             exclude_self=exclude_self,
-            mode=CallMode(mode),
+            mode=_MODES.get(mode) or CallMode(mode),
             expected_responses=expected_responses,
             timeout=timeout,
             want_reply=True,
             want_future=True,
         )
-        assert isinstance(future, asyncio.Future)
+        assert call is not None and call.future is not None
         try:
-            return await asyncio.shield(future)
+            return await call.future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                raise
-            for callback_id in list(fleet.calls._calls):
-                if fleet.calls._calls[callback_id].future is future:
-                    fleet.calls.cancel(callback_id)
+            fleet.calls.cancel(call.callback_id)  # no-op when it ended meanwhile
             raise
 
     async def emit_cross_server_with_promise(

@@ -246,38 +246,51 @@ def run(
     """Serve until SIGTERM/SIGINT, then drain (a second signal closes at once)."""
 
     async def main() -> None:
-        if prepare is not None:
-            await prepare
-        async with contextlib.AsyncExitStack() as stack:
-            for sidecar in sidecars:  # e.g. the internal HTTP port: up before clients come
-                await stack.enter_async_context(sidecar())
-            bound = await server.start(host, port, static_dir=static_dir)
-            stack.push_async_callback(server.close)
-            if on_listening is not None:
-                on_listening(bound)
-            await _until_signals(server)
+        with _Signals() as signals:  # before anything is announced: a signal must never kill us
+            if prepare is not None:
+                await prepare
+            async with contextlib.AsyncExitStack() as stack:
+                for sidecar in sidecars:  # e.g. the internal HTTP port: up before clients come
+                    await stack.enter_async_context(sidecar())
+                bound = await server.start(host, port, static_dir=static_dir)
+                stack.push_async_callback(server.close)
+                if on_listening is not None:
+                    on_listening(bound)
+                await signals.drain_on_signal(server)
 
     asyncio.run(main())
 
 
-async def _until_signals(server: Server) -> None:
-    loop = asyncio.get_running_loop()
-    first, second = asyncio.Event(), asyncio.Event()
+class _Signals:
+    """SIGTERM/SIGINT: the first one drains, a second one ends the drain at once."""
 
-    def on_signal(sig: signal.Signals) -> None:
-        if first.is_set():
+    def __init__(self) -> None:
+        self.first = asyncio.Event()
+        self.second = asyncio.Event()
+
+    def __enter__(self) -> _Signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.first.is_set():
             log.warning("%s again: closing now", sig.name)
-            second.set()
+            self.second.set()
         else:
             log.info("%s: draining", sig.name)
-            first.set()
+            self.first.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        await first.wait()
+    async def drain_on_signal(self, server: Server) -> None:
+        await self.first.wait()
         drain = asyncio.ensure_future(server.drain())
-        forced = asyncio.ensure_future(second.wait())
+        forced = asyncio.ensure_future(self.second.wait())
         await asyncio.wait((drain, forced), return_when=asyncio.FIRST_COMPLETED)
         forced.cancel()
         if not drain.done() and not server.is_closing:
@@ -285,6 +298,3 @@ async def _until_signals(server: Server) -> None:
         await asyncio.gather(drain, return_exceptions=True)
         if not drain.cancelled() and drain.exception() is not None:
             log.error("drain failed", exc_info=drain.exception())
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
