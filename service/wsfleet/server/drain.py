@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from wsfleet.protocol.codes import CloseCode
 
 if TYPE_CHECKING:
-    from wsfleet.server.server import Server
+    from wsfleet.server.lifecycle import Lifecycle
 
 log = logging.getLogger("wsfleet.server")
 
@@ -33,7 +33,7 @@ def batches(count: int, spread: float) -> tuple[int, float]:
     return math.ceil(count / steps), (spread / steps if steps > 1 else 0.0)
 
 
-async def drain(server: Server, window: float) -> None:
+async def drain(server: Lifecycle, window: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + window
     sockets = list(server._connections)

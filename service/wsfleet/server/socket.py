@@ -20,7 +20,7 @@ from wsfleet.protocol.codes import CloseCode
 from wsfleet.protocol.wsframe import build_text_frame
 
 if TYPE_CHECKING:
-    from wsfleet.server.server import Server
+    from wsfleet.server.inbound import ConnectionHandling
 
 log = logging.getLogger("wsfleet.server")
 
@@ -77,7 +77,7 @@ class Socket:
 
     def __init__(
         self,
-        server: Server,
+        server: ConnectionHandling,
         transport: asyncio.WriteTransport,
         closer: Closer,
         request: UpgradeRequest,

@@ -23,7 +23,7 @@ from wsfleet.server.server import Refuse
 from wsfleet.server.socket import Socket, UpgradeRequest
 
 if TYPE_CHECKING:
-    from wsfleet.server.server import Server
+    from wsfleet.server.lifecycle import Lifecycle
     from wsfleet.server.settings import ServerSettings
 
 log = logging.getLogger("wsfleet.server")
@@ -32,7 +32,7 @@ Application = web.Application
 Request = web.Request
 HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_SERVER_KEY: web.AppKey[Server] = web.AppKey("wsfleet_server")
+_SERVER_KEY: web.AppKey[Lifecycle] = web.AppKey("wsfleet_server")
 
 #: Close handshakes in progress, on every connection: the event loop keeps only weak references.
 _close_tasks: set[asyncio.Task[None]] = set()
@@ -117,7 +117,7 @@ class _WebSocket(web.WebSocketResponse):
 
 
 async def handle(
-    server: Server,
+    server: Lifecycle,
     request: web.Request,
     *,
     socket_id: str | None = None,
@@ -158,7 +158,7 @@ async def handle(
     return ws
 
 
-async def _read_loop(server: Server, socket: Socket, ws: web.WebSocketResponse) -> None:
+async def _read_loop(server: Lifecycle, socket: Socket, ws: web.WebSocketResponse) -> None:
     on_frame = server._on_frame
     while True:
         msg = await ws.receive()
@@ -192,7 +192,7 @@ def static_files(directory: Path) -> HttpHandler:
 
 
 def attach(
-    server: Server, app: web.Application, path: str = "/ws", fallback: HttpHandler | None = None
+    server: Lifecycle, app: web.Application, path: str = "/ws", fallback: HttpHandler | None = None
 ) -> None:
     # A partial, not a wrapper coroutine: that would keep one more frame alive per connection.
     route = functools.partial(handle, server, fallback=fallback)
@@ -208,7 +208,7 @@ def attach(
 
 
 async def serve(
-    server: Server,
+    server: Lifecycle,
     host: str,
     port: int,
     *,
@@ -234,7 +234,7 @@ async def serve(
 
 
 def run(
-    server: Server,
+    server: Lifecycle,
     host: str,
     port: int,
     *,
@@ -287,7 +287,7 @@ class _Signals:
             log.info("%s: draining", sig.name)
             self.first.set()
 
-    async def drain_on_signal(self, server: Server) -> None:
+    async def drain_on_signal(self, server: Lifecycle) -> None:
         await self.first.wait()
         drain = asyncio.ensure_future(server.drain())
         forced = asyncio.ensure_future(self.second.wait())
