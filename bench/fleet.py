@@ -20,6 +20,7 @@ and the load generator share the machine's CPUs, and each one's CPU is reported.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import shutil
 import socket
@@ -30,7 +31,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from tests.redis_procs import free_port, server_argv
 
 if TYPE_CHECKING:
     from bench.run import Config, ServerProcess
@@ -45,10 +49,7 @@ TARGETS: dict[str, tuple[str, float, float, float]] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_RUN = itertools.count(1)
 
 
 class RedisServer:
@@ -63,23 +64,7 @@ class RedisServer:
         self.workdir = tempfile.TemporaryDirectory(prefix="wsfleet-bench-redis-")
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.workdir.name,
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
+            server_argv(exe, self.port, self.workdir.name),
             stdin=subprocess.DEVNULL,
             stdout=logfile,
             stderr=logfile,
@@ -100,31 +85,42 @@ class RedisServer:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        from bench.run import stop_process
+
+        stop_process(self.proc, 10)
         self.workdir.cleanup()
 
 
 @contextmanager
-def fleet(cfg: Config, logfile: IO[str]) -> Iterator[tuple[RedisServer, list[ServerProcess]]]:
-    from bench.run import ServerProcess
+def fleet(
+    cfg: Config, logfile: IO[str], scenario: str = "fleet"
+) -> Iterator[tuple[RedisServer, list[ServerProcess]]]:
+    """A ``redis-server`` and three nodes; with ``cfg.profile`` each node runs under cProfile and
+    its top functions are printed once it stopped (next to the run's log file)."""
+    from bench.run import ServerProcess, print_profile
 
+    profiles: list[Path] = []
     with ExitStack() as stack:
         redis = RedisServer(logfile)
         stack.callback(redis.stop)
         nodes: list[ServerProcess] = []
         for i in range(NODES):
             extra = ["--redis", f"127.0.0.1:{redis.port}", "--name", f"n{i + 1}"]
-            node = ServerProcess(cfg, "wsfleet", logfile, None, extra, pin=False)
+            profile = None
+            if cfg.profile:
+                stem = Path(logfile.name).with_suffix("").name
+                profile = (
+                    Path(logfile.name).parent / f"{stem}-{scenario}-n{i + 1}-{next(_RUN)}.prof"
+                )
+                profiles.append(profile)
+            node = ServerProcess(cfg, "wsfleet", logfile, profile, extra, pin=False)
             stack.callback(node.stop)
             nodes.append(node)
         time.sleep(1.0)  # let the nodes subscribe and see each other in the registry
         yield redis, nodes
+    for profile in profiles:
+        if profile.exists():
+            print_profile(profile)
 
 
 def _names(redis: RedisServer, nodes: list[ServerProcess]) -> dict[int, str]:
@@ -140,6 +136,20 @@ def _per_proc(procs: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
         out[f"{name}_cpu_share"] = cpu["cpu_share"]
     out["nodes_cpu_share"] = sum(v for k, v in out.items() if k.startswith("n"))
     return out
+
+
+def _ours(res: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
+    """wsfleet's figures from a load generator result measured over the nodes' pids."""
+    cpu = res["cpu"]
+    return {
+        "msgs_per_s": res["msgs_per_s"],
+        "p50_ms": res["latency"]["p50_ms"],
+        "p99_ms": res["latency"]["p99_ms"],
+        **_per_proc(cpu.get("procs", {}), names),
+        "driver_cpu_share": cpu.get("loadgen_cpu_share"),
+        "machine_busy_share": cpu.get("machine_busy_share"),
+        "raw": res,
+    }
 
 
 def _loadgen(
@@ -199,6 +209,28 @@ def _reference(port: int, redis_pid: int, *args: str, timeout: float) -> dict[st
     return res
 
 
+def _rpc_reference(
+    cfg: Config, redis: RedisServer, responders: int, callers: int, duration: float
+) -> dict[str, Any]:
+    """``redisref --mode rpc``: ``callers`` in a closed loop, each call answered by every one
+    of ``responders``."""
+    return _reference(
+        redis.port,
+        redis.pid,
+        "--mode",
+        "rpc",
+        "--subscribers",
+        str(responders),
+        "--callers",
+        str(callers),
+        "--duration",
+        str(duration),
+        "--size",
+        str(cfg.msg_size),
+        timeout=duration + 60,
+    )
+
+
 class Sampler:
     """Samples utime+stime of some pids every 50 ms, to cut a window out afterwards."""
 
@@ -244,7 +276,7 @@ class Sampler:
 def s3(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     from bench.run import BenchError
 
-    with fleet(cfg, logfile) as (redis, nodes):
+    with fleet(cfg, logfile, "S3") as (redis, nodes):
         res = _loadgen(
             cfg,
             "fanout",
@@ -279,23 +311,13 @@ def s3(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
             timeout=90,
         )
         names = _names(redis, nodes)
-    cpu = res["cpu"]
-    ours = {
-        "msgs_per_s": res["msgs_per_s"],
-        "p50_ms": res["latency"]["p50_ms"],
-        "p99_ms": res["latency"]["p99_ms"],
-        **_per_proc(cpu.get("procs", {}), names),
-        "driver_cpu_share": cpu.get("loadgen_cpu_share"),
-        "machine_busy_share": cpu.get("machine_busy_share"),
-        "raw": res,
-    }
-    return ours, ref
+    return _ours(res, names), ref
 
 
 def s4(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     from bench.run import BenchError
 
-    with fleet(cfg, logfile) as (redis, nodes):
+    with fleet(cfg, logfile, "S4") as (redis, nodes):
         res = _loadgen(
             cfg,
             "dm",
@@ -316,34 +338,11 @@ def s4(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         )
         if not res["complete"]:
             raise BenchError(f"S4 lost messages or connections: {res}")
-        ref = _reference(
-            redis.port,
-            redis.pid,
-            "--mode",
-            "rpc",
-            "--subscribers",
-            "1",
-            "--callers",
-            str(cfg.s4_pairs),
-            "--duration",
-            str(cfg.s4_duration),
-            "--size",
-            str(cfg.msg_size),
-            timeout=cfg.s4_duration + 60,
-        )
+        ref = _rpc_reference(cfg, redis, 1, cfg.s4_pairs, cfg.s4_duration)
         names = _names(redis, nodes)
-    cpu = res["cpu"]
-    ours = {
-        "msgs_per_s": res["msgs_per_s"],
-        "p50_ms": res["latency"]["p50_ms"],
-        "p99_ms": res["latency"]["p99_ms"],
-        "rtt_p50_ms": res["rtt"]["p50_ms"],
-        "rtt_p99_ms": res["rtt"]["p99_ms"],
-        **_per_proc(cpu.get("procs", {}), names),
-        "driver_cpu_share": cpu.get("loadgen_cpu_share"),
-        "machine_busy_share": cpu.get("machine_busy_share"),
-        "raw": res,
-    }
+    ours = _ours(res, names)
+    ours["rtt_p50_ms"] = res["rtt"]["p50_ms"]
+    ours["rtt_p99_ms"] = res["rtt"]["p99_ms"]
     ref["rtt_p50_ms"] = ref["call_latency"]["p50_ms"]
     ref["rtt_p99_ms"] = ref["call_latency"]["p99_ms"]
     return ours, ref
@@ -352,7 +351,7 @@ def s4(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
 def s5(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     from bench.run import BenchError
 
-    with fleet(cfg, logfile) as (redis, nodes):
+    with fleet(cfg, logfile, "S5") as (redis, nodes):
         pids = [*(n.pid for n in nodes), redis.pid]
         sampler = Sampler(pids)
         payload = json.dumps(
@@ -385,21 +384,7 @@ def s5(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         # The handler's window is its last `duration` seconds before it acked (the callers finish
         # their last call after it, which takes milliseconds).
         procs = sampler.window(max(t_sent, t_acked - cfg.s5_duration), t_acked)
-        ref = _reference(
-            redis.port,
-            redis.pid,
-            "--mode",
-            "rpc",
-            "--subscribers",
-            str(NODES),
-            "--callers",
-            str(cfg.s5_callers),
-            "--duration",
-            str(cfg.s5_duration),
-            "--size",
-            str(cfg.msg_size),
-            timeout=cfg.s5_duration + 60,
-        )
+        ref = _rpc_reference(cfg, redis, NODES, cfg.s5_callers, cfg.s5_duration)
         names = _names(redis, nodes)
     ours = {
         "calls_per_s": ack["calls_per_s"],

@@ -300,15 +300,20 @@ class ServerProcess:
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc, 15)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM our child ``proc`` (by its pid), SIGKILL it if it is not gone within ``timeout``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 @contextlib.contextmanager

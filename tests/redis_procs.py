@@ -18,6 +18,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def server_argv(exe: str, port: int, workdir: Path | str) -> list[str]:
+    """A ``redis-server`` on ``127.0.0.1:port``: no persistence, in the foreground, quiet
+    (shared with the benchmarks' fleet scenarios)."""
+    return [
+        exe,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+    ]
+
+
 @dataclass
 class RedisProcess:
     port: int
@@ -33,21 +55,7 @@ class RedisProcess:
         if REDIS is None:
             raise RuntimeError("redis-server is not installed: run 'make test' (it installs it)")
         self.proc = await asyncio.create_subprocess_exec(
-            REDIS,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.workdir),
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
+            *server_argv(REDIS, self.port, self.workdir),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )

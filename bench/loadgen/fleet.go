@@ -163,17 +163,7 @@ func runDM(args []string) {
 			}
 		}(part)
 	}
-	time.Sleep(time.Until(start))
-	a := sample(c.serverPid)
-	time.Sleep(time.Until(end))
-	b := sample(c.serverPid)
-	select {
-	case <-allIdle:
-	case <-time.After(10 * time.Second):
-	}
-	stop.Store(true)
-	exited.Wait()
-	closeAll(conns)
+	a, b := runWindow(&c, start, end, allIdle, &stop, &exited, conns)
 	var lat, rtt []int64
 	failed, errs, received := 0, 0, 0
 	var firstErr string
@@ -206,10 +196,7 @@ func runDM(args []string) {
 		"protocol_errors": errs, "failed_conns": failed, "complete": failed == 0 && errs == 0,
 		"cpu": cpuReport(a, b, c.clkTck),
 	}
-	if firstErr != "" {
-		res["first_error"] = firstErr
-	}
-	emit(res)
+	emitResult(res, firstErr)
 }
 
 // ---- S5: one event with an ack, timed (drives work inside a node) ------------------------

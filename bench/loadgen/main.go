@@ -80,6 +80,33 @@ func fatal(format string, args ...any) {
 	os.Exit(2)
 }
 
+// emitResult prints a mode's result, with the first error seen (if any) as "first_error".
+func emitResult(res map[string]any, firstErr string) {
+	if firstErr != "" {
+		res["first_error"] = firstErr
+	}
+	emit(res)
+}
+
+// runWindow runs a closed-loop measurement's clock: it sleeps through the warm-up and the window,
+// samples the server's CPU at both ends, waits (at most 10 s) until every loop went idle, then
+// stops the event loops and closes the connections.
+func runWindow(c *common, start, end time.Time, allIdle <-chan struct{}, stop *atomic.Bool,
+	exited *sync.WaitGroup, conns []*wsConn) (cpuSample, cpuSample) {
+	time.Sleep(time.Until(start))
+	a := sample(c.serverPid)
+	time.Sleep(time.Until(end))
+	b := sample(c.serverPid)
+	select {
+	case <-allIdle:
+	case <-time.After(10 * time.Second):
+	}
+	stop.Store(true)
+	exited.Wait()
+	closeAll(conns)
+	return a, b
+}
+
 func emit(v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -477,10 +504,7 @@ func runFanout(args []string) {
 		"extra_msgs": extra, "span_s": span, "msgs_per_s": float64(delivered) / span,
 		"latency": percentiles(all), "cpu": cpuReport(a, b, c.clkTck),
 	}
-	if firstErr != "" {
-		res["first_error"] = firstErr
-	}
-	emit(res)
+	emitResult(res, firstErr)
 }
 
 // ---- S2: request/ack ----------------------------------------------------------------------
@@ -593,17 +617,7 @@ func runReqAck(args []string) {
 			}
 		}(part)
 	}
-	time.Sleep(time.Until(start))
-	a := sample(c.serverPid)
-	time.Sleep(time.Until(end))
-	b := sample(c.serverPid)
-	select {
-	case <-allIdle:
-	case <-time.After(10 * time.Second):
-	}
-	stop.Store(true)
-	exited.Wait()
-	closeAll(conns)
+	a, b := runWindow(&c, start, end, allIdle, &stop, &exited, conns)
 	type result struct {
 		acks, total int
 		rtt         []int64
@@ -642,10 +656,7 @@ func runReqAck(args []string) {
 		"acks_total": total, "failed_conns": failed, "acks_per_s": float64(acks) / duration.Seconds(),
 		"rtt": percentiles(all), "cpu": cpuReport(a, b, c.clkTck), "complete": failed == 0,
 	}
-	if firstErr != "" {
-		res["first_error"] = firstErr
-	}
-	emit(res)
+	emitResult(res, firstErr)
 }
 
 // ---- S6: idle connections -----------------------------------------------------------------

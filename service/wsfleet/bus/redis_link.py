@@ -388,8 +388,9 @@ class RedisLink:
 
     def _send_one_by_one(self, conn: _Connection, error: Exception) -> None:
         log.debug("Redis %s: unencodable command in a batch (%s)", self.node, error)
-        while self._queue:
-            command = self._queue.popleft()
+        queue = self._queue
+        while queue:
+            command = queue[0]
             try:
                 conn.send((command,))
             except (TypeError, ValueError) as exc:
@@ -398,6 +399,10 @@ class RedisLink:
                     future.set_exception(LinkError(f"cannot send to {self.node}: {exc}"))
                 else:
                     log.warning("dropped an unencodable command for %s: %s", self.node, exc)
+            except (OSError, RuntimeError) as exc:
+                self._publisher_failed(conn, exc)  # hands the queue back, this one included
+                return
+            queue.popleft()
 
     def _check_progress(self) -> None:
         self._watchdog = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 
 import msgpack
@@ -12,13 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wsfleet.bus import envelopes as env
+from wsfleet.bus.bus import Bus
 from wsfleet.bus.codec import BusCodec, BusDecodeError, Serialization
 from wsfleet.bus.dedup import DuplicateFilter
 from wsfleet.bus.nodelist import read_node_list
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.outage import OutageBuffer
 from wsfleet.bus.routing import Router, Strategy
-from wsfleet.bus.rpc import CallMode, Outcome, PendingCalls
+from wsfleet.bus.rpc import TIMEOUT_MESSAGE, CallMode, Outcome, PendingCalls
+from wsfleet.bus.settings import FleetSettings
 
 # Captured from the original framework (spec §5.4 a): nodeA asks nodeB.
 CAPTURED_REQUEST = (
@@ -194,3 +197,100 @@ async def test_pending_calls_modes_and_outcomes() -> None:
     calls.resolve(count.callback_id, "x", {"payload": 1})
     calls.resolve(count.callback_id, "x", {"payload": 2})  # the same node may answer twice
     assert [r["remainingResponses"] for r in seen] == [1, 0] and len(calls) == 0
+
+
+async def test_calls_share_one_timer_and_expire_in_deadline_order() -> None:
+    calls = PendingCalls("node-abcdef", max_pending=100)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    expired_at: dict[str, float] = {}
+    long = calls.open(
+        mode=CallMode.FIRST, expected=1, expected_nodes=None, timeout=0.3, want_future=True
+    )
+    short = calls.open(
+        mode=CallMode.FIRST, expected=1, expected_nodes=None, timeout=0.1, want_future=True
+    )
+    answered = calls.open(
+        mode=CallMode.FIRST, expected=1, expected_nodes=None, timeout=0.05, want_future=True
+    )
+    cancelled = calls.open(
+        mode=CallMode.FIRST, expected=1, expected_nodes=None, timeout=0.05, want_future=True
+    )
+    assert calls.resolve(answered.callback_id, "a", {"payload": 1})
+    assert calls.cancel(cancelled.callback_id)
+    for call in (long, short):
+        assert call.future is not None
+        call.future.add_done_callback(
+            lambda _, cid=call.callback_id: expired_at.setdefault(cid, loop.time())
+        )
+    assert answered.future is not None and (await answered.future).success
+    assert cancelled.future is not None and cancelled.future.cancelled()
+    assert long.future is not None and short.future is not None
+    results = await asyncio.wait_for(asyncio.gather(long.future, short.future), 2)
+    assert [r.message for r in results] == [TIMEOUT_MESSAGE] * 2
+    assert 0.09 <= expired_at[short.callback_id] - started < expired_at[long.callback_id] - started
+    assert expired_at[long.callback_id] - started >= 0.29
+    assert calls.timed_out == 2 and len(calls) == 0
+    assert not calls._deadlines and calls._timer is None  # nothing is left behind
+
+
+async def test_a_call_answered_in_time_never_times_out_and_its_deadline_is_dropped() -> None:
+    calls = PendingCalls("n", max_pending=10_000)
+    for _ in range(1000):
+        call = calls.open(
+            mode=CallMode.FIRST, expected=1, expected_nodes=None, timeout=5, want_future=False
+        )
+        calls.resolve(call.callback_id, "a", {})
+    assert calls.timed_out == 0 and len(calls) == 0
+    assert sum(len(q) for q in calls._deadlines.values()) <= 1  # trimmed as calls open
+    calls.fail_all("closing")
+    assert calls._timer is None
+
+
+async def test_mode_all_counts_each_expected_node_once() -> None:
+    calls = PendingCalls("n")
+    call = calls.open(
+        mode=CallMode.ALL,
+        expected=2,
+        expected_nodes=frozenset({"a", "b"}),
+        timeout=5,
+        want_future=True,
+    )
+    calls.resolve(call.callback_id, "a", {"payload": 1})
+    calls.resolve(call.callback_id, "a", {"payload": 2})  # a repeat does not count twice
+    calls.resolve(call.callback_id, "stranger", {"payload": 3})  # nor does an unexpected node
+    assert call.remaining() == 1 and len(calls) == 1
+    calls.resolve(call.callback_id, "b", {"payload": 4})
+    assert call.future is not None
+    result = await call.future
+    assert result.success and result.payloads == {"a": 2, "stranger": 3, "b": 4}
+
+
+def test_call_ids_keep_the_original_format() -> None:
+    calls = PendingCalls("server7node1")
+    ids = [calls.new_id() for _ in range(200)]
+    assert len(set(ids)) == 200
+    for i, callback_id in enumerate(ids, start=1):
+        prefix, ms, rand, counter = callback_id.split("-")
+        assert prefix == "7node1"
+        assert abs(int(ms, 36) - int(time.time() * 1000)) < 60_000
+        assert len(rand) == 4 and all(c in "0123456789abcdefghijklmnopqrstuvwxyz" for c in rand)
+        assert int(counter, 36) == i
+
+
+@pytest.mark.parametrize("mode", list(Serialization))
+def test_the_bus_drops_its_own_echo_before_decoding_and_keeps_the_rest(
+    mode: Serialization,
+) -> None:
+    seen: list[tuple[str, dict[str, object]]] = []
+    settings = FleetSettings(server_name="me", serialization=mode)
+    bus = Bus(settings, lambda channel, message: seen.append((channel, message)))
+    other = Bus(settings, lambda channel, message: None)  # the same name, another boot
+    mine = bus.codec.dumps(env.broadcast("f", "me", bus.meta()))
+    theirs = other.codec.dumps(env.broadcast("f", "x", other.meta()))
+    garbage = b"\xc1" + bus._echo_marker  # undecodable, but it carries our marker
+    for data in (mine, theirs, garbage, theirs):
+        bus._receive(None, b"ws:broadcast", data)  # type: ignore[arg-type]
+    assert bus.stats.self_echo_dropped == 2
+    assert bus.stats.duplicates_dropped == 1  # the same (boot, seq) twice
+    assert seen == [("ws:broadcast", bus.codec.loads(theirs))]
