@@ -9,19 +9,26 @@ STAMPS := .stamps
 JS := clients/js
 JS_BUNDLE := service/wsfleet/demo/static/wsfleet-client.js
 
-.PHONY: run test lint typecheck pytest js-test bench deps system-deps venv js-build interop-deps clean
+.PHONY: run test lint typecheck pytest js-test bench deps system-deps venv js-build interop-deps k8s-deps clean
 
 run: venv js-build
 	$(VENV)/bin/wsfleet serve
 
 test: deps lint typecheck pytest js-test
 
-deps: system-deps venv js-build interop-deps
+deps: system-deps venv js-build interop-deps k8s-deps
 
 interop-deps: tests/interop/original-node/node_modules/.package-lock.json
 
 tests/interop/original-node/node_modules/.package-lock.json: tests/interop/original-node/package-lock.json
 	cd tests/interop/original-node && npm ci --no-audit --no-fund --loglevel=error
+
+# kube-apiserver + etcd for tests/k8s, built once per machine into a cache outside the checkout.
+# Without Go this only warns (the k8s tests then skip), unless WSFLEET_REQUIRE_K8S=1 (CI).
+k8s-deps:
+	@bash tools/k8s-controlplane/build.sh || { \
+	  if [ "$${WSFLEET_REQUIRE_K8S:-}" = 1 ]; then exit 1; fi; \
+	  echo "Warning: no Kubernetes control plane, so the tests in tests/k8s will be skipped (WSFLEET_REQUIRE_K8S=1 makes this an error)." >&2; }
 
 system-deps:
 	@bash tools/ensure-system-deps.sh
@@ -44,8 +51,8 @@ $(JS_BUNDLE): $(wildcard $(JS)/src/*.ts) $(JS)/package.json
 	cp $(JS)/dist/wsfleet-client.min.js $(JS_BUNDLE)
 
 lint: venv
-	$(VENV)/bin/ruff check service tests bench examples
-	$(VENV)/bin/ruff format --check service tests bench examples
+	$(VENV)/bin/ruff check service operator tests bench examples
+	$(VENV)/bin/ruff format --check service operator tests bench examples
 
 typecheck: venv
 	$(VENV)/bin/mypy
