@@ -47,7 +47,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+import yaml
 from tests.k8s.controlplane import ControlPlane, ControlPlaneError
+from tests.k8s.harness import CRD_FILE, GROUP_PATH, WAIT, Operator, condition, get, ok
 
 HERE = Path(__file__).resolve().parent
 BUILD_SH = HERE.parents[1] / "tools" / "k8s-controlplane" / "build.sh"
@@ -143,3 +145,44 @@ def k8s_namespace(kube_api: ControlPlane, request: pytest.FixtureRequest) -> str
     )
     assert resp.status == 201, f"creating namespace {name}: {resp.status} {resp.body!r}"
     return name
+
+
+@pytest.fixture(scope="module")
+def crd(kube_api: ControlPlane) -> dict[str, Any]:
+    """The CRD from the chart, server-side applied and established."""
+    name = "wsfleets.wsfleet.io"
+    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+    ok(
+        kube_api.request(
+            "PATCH",
+            path + "?fieldManager=wsfleet-tests&force=true",
+            CRD_FILE.read_bytes(),
+            content_type="application/apply-patch+yaml",
+        ),
+        200,
+        201,
+    )
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        served = kube_api.request("GET", GROUP_PATH)
+        established = condition(get(kube_api, path), "Established").get("status") == "True"
+        if established and served.status == 200:
+            return dict(yaml.safe_load(CRD_FILE.read_text()))
+        time.sleep(0.05)
+    pytest.fail("the CRD was not established")
+
+
+@pytest.fixture
+def operator(
+    kube_api: ControlPlane,
+    k8s_namespace: str,
+    crd: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Operator]:
+    op = Operator(k8s_namespace, kube_api.kubeconfig, monkeypatch)
+    op.start()
+    try:
+        yield op
+    finally:
+        if op.runner is not None:
+            op.stop()

@@ -1,0 +1,39 @@
+"""``python -m wsfleet_operator [kopf run flags]``: the operator as deployed.
+
+Equivalent to ``kopf run --standalone --liveness=<url> -m wsfleet_operator`` plus
+``--namespace`` for each entry of ``WSFLEET_OPERATOR_NAMESPACES`` (``--all-namespaces`` when it
+is empty). Extra arguments go to ``kopf run`` (e.g. ``--verbose``, ``--log-format=json``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from kopf.cli import main as kopf_main
+
+from .settings import OperatorSettings, SettingsError
+
+
+def command_line(settings: OperatorSettings, extra: list[str]) -> list[str]:
+    args = ["run", "--standalone", f"--liveness={settings.liveness}"]
+    if settings.namespaces:
+        for namespace in settings.namespaces:
+            args += ["--namespace", namespace]
+    else:
+        args.append("--all-namespaces")
+    return [*args, *extra, "-m", "wsfleet_operator"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        settings = OperatorSettings.from_env()
+    except SettingsError as exc:
+        sys.exit(f"wsfleet-operator: {exc}")
+    kopf_main(
+        args=command_line(settings, list(sys.argv[1:] if argv is None else argv)),
+        prog_name="wsfleet-operator",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""The WsFleet spec as typed values, with the CRD's defaults repeated.
+
+The API server applies the CRD defaults, but objects written before a default existed, or test
+bodies, may lack them, so every reader goes through :func:`FleetSpec.parse`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from . import constants as c
+
+DEFAULT_IMAGE = "ghcr.io/wsfleet/wsfleet:0.1.0"
+
+
+class SpecError(ValueError):
+    """The spec cannot be turned into objects (the CRD schema should have refused it)."""
+
+
+@dataclass(frozen=True)
+class RedisNodeSpec:
+    host: str
+    port: int = 6379
+    db: int = 0
+    tls: bool = False
+    secret_name: str | None = None
+    secret_key: str | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> RedisNodeSpec:
+        host = raw.get("host")
+        if not isinstance(host, str) or not host:
+            raise SpecError("spec.redis.nodes[].host is required")
+        ref = raw.get("passwordSecretRef") or {}
+        name, key = ref.get("name"), ref.get("key")
+        if bool(name) != bool(key):
+            raise SpecError("passwordSecretRef needs both name and key")
+        return cls(
+            host=host,
+            port=int(raw.get("port", 6379)),
+            db=int(raw.get("db", 0)),
+            tls=bool(raw.get("tls", False)),
+            secret_name=str(name) if name else None,
+            secret_key=str(key) if key else None,
+        )
+
+    @property
+    def key(self) -> str:
+        """``host:port/db``: how the node names this Redis node in metrics and its registry."""
+        return f"{self.host}:{self.port}/{self.db}"
+
+    @property
+    def password_file(self) -> str | None:
+        if self.secret_name is None or self.secret_key is None:
+            return None
+        return f"{c.SECRETS_DIR}/{self.secret_name}/{self.secret_key}"
+
+    @property
+    def address(self) -> str:
+        """The line of the ConfigMap: ``redis[s]://host:port/db[?password_file=...]``."""
+        scheme = "rediss" if self.tls else "redis"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        url = f"{scheme}://{host}:{self.port}/{self.db}"
+        if self.password_file is not None:
+            url += "?password_file=" + quote(self.password_file, safe="/")
+        return url
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    name: str
+    namespace: str
+    replicas: int = 2
+    image: str = DEFAULT_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    redis_nodes: tuple[RedisNodeSpec, ...] = ()
+    app: str | None = None
+    settings: Mapping[str, str] = field(default_factory=dict)
+    log_format: str = "json"
+    drain_timeout: int = 30
+    pre_stop: int = 5
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] = field(default_factory=dict)
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    service_type: str = "ClusterIP"
+    service_port: int = 80
+
+    @classmethod
+    def parse(cls, name: str, namespace: str, spec: Mapping[str, Any]) -> FleetSpec:
+        redis = spec.get("redis") or {}
+        nodes = tuple(RedisNodeSpec.parse(n) for n in redis.get("nodes") or ())
+        if not nodes:
+            raise SpecError("spec.redis.nodes needs at least one node")
+        server = spec.get("server") or {}
+        drain = spec.get("drain") or {}
+        pod = spec.get("podTemplate") or {}
+        auto = spec.get("autoscaling") or {}
+        service = spec.get("service") or {}
+        settings = {str(k): str(v) for k, v in (server.get("settings") or {}).items()}
+        return cls(
+            name=name,
+            namespace=namespace,
+            replicas=int(spec.get("replicas", 2)),
+            image=str(spec.get("image") or DEFAULT_IMAGE),
+            image_pull_policy=str(spec.get("imagePullPolicy") or "IfNotPresent"),
+            redis_nodes=nodes,
+            app=server.get("app") or None,
+            settings=settings,
+            log_format=str(server.get("logFormat") or "json"),
+            drain_timeout=int(drain.get("timeoutSeconds", 30)),
+            pre_stop=int(drain.get("preStopSeconds", 5)),
+            resources=dict(spec.get("resources") or {}),
+            pod_labels=dict(pod.get("labels") or {}),
+            pod_annotations=dict(pod.get("annotations") or {}),
+            node_selector=dict(pod.get("nodeSelector") or {}),
+            tolerations=tuple(pod.get("tolerations") or ()),
+            affinity=dict(pod.get("affinity") or {}),
+            min_replicas=_opt_int(auto.get("minReplicas")),
+            max_replicas=_opt_int(auto.get("maxReplicas")),
+            service_type=str(service.get("type") or "ClusterIP"),
+            service_port=int(service.get("port", 80)),
+        )
+
+    @property
+    def effective_replicas(self) -> int:
+        """``spec.replicas`` clamped into ``spec.autoscaling`` bounds when those are given."""
+        n = self.replicas
+        if self.min_replicas is not None:
+            n = max(n, self.min_replicas)
+        if self.max_replicas is not None:
+            n = min(n, self.max_replicas)
+        return n
+
+    @property
+    def clamp_message(self) -> str | None:
+        n = self.effective_replicas
+        if n == self.replicas:
+            return None
+        bound = "minReplicas" if n > self.replicas else "maxReplicas"
+        return f"spec.replicas {self.replicas} is outside spec.autoscaling; running {n} ({bound})"
+
+    @property
+    def addresses(self) -> list[str]:
+        return [n.address for n in self.redis_nodes]
+
+    @property
+    def bridge_prefix(self) -> str:
+        return self.settings.get("bridge_prefix", c.DEFAULT_BRIDGE_PREFIX)
+
+    @property
+    def serialization(self) -> str:
+        return self.settings.get("serialization", "msgpack").lower()
+
+    @property
+    def secret_names(self) -> list[str]:
+        return sorted({n.secret_name for n in self.redis_nodes if n.secret_name})
+
+    @property
+    def termination_grace(self) -> int:
+        return self.pre_stop + self.drain_timeout + 10
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)

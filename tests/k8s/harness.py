@@ -1,0 +1,145 @@
+"""Helpers and fixtures for the tests that run the operator against the real API server:
+HTTP helpers, polling, WsFleet builders, the CRD fixture and the operator in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kopf.testing import KopfRunner
+from tests.k8s.controlplane import ControlPlane, free_port
+from tests.redis_procs import RedisProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "helm" / "wsfleet" / "crds" / "wsfleets.wsfleet.io.yaml"
+RBAC_FILE = ROOT / "operator" / "rbac.yaml"
+KUBECTL = shutil.which("kubectl")
+GROUP_PATH = "/apis/wsfleet.io/v1alpha1"
+SELECTOR = "app.kubernetes.io/name=wsfleet,app.kubernetes.io/instance={}"
+RedisFactory = Callable[[], Awaitable[RedisProcess]]
+WAIT = 15.0
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def ok(resp: Any, *statuses: int) -> Any:
+    assert resp.status in (statuses or (200, 201)), f"HTTP {resp.status}: {resp.body[:800]!r}"
+    return resp.json()
+
+
+async def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{what}: not reached within {timeout} s (last: {last!r})")
+
+
+def fleet_path(ns: str, name: str = "", sub: str = "") -> str:
+    path = f"{GROUP_PATH}/namespaces/{ns}/wsfleets"
+    return f"{path}/{name}{sub}" if name else path
+
+
+def get(api: ControlPlane, path: str) -> dict[str, Any] | None:
+    resp = api.request("GET", path)
+    return None if resp.status == 404 else ok(resp, 200)
+
+
+def merge_patch(api: ControlPlane, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    return ok(api.request("PATCH", path, body, content_type="application/merge-patch+json"), 200)
+
+
+def create_fleet(api: ControlPlane, ns: str, spec: dict[str, Any], name: str = "chat") -> Any:
+    body = {
+        "apiVersion": "wsfleet.io/v1alpha1",
+        "kind": "WsFleet",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    return ok(api.request("POST", fleet_path(ns), body), 201)
+
+
+def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any]:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or ():
+        if cond["type"] == ctype:
+            return dict(cond)
+    return {}
+
+
+def redis_node(r: RedisProcess, **extra: Any) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": r.port, **extra}
+
+
+def kubectl(api: ControlPlane, *args: str) -> str:
+    assert KUBECTL is not None
+    run = subprocess.run(
+        [KUBECTL, *args], env=api.env(), capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode == 0, f"kubectl {' '.join(args)}: {run.stderr}"
+    return run.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# the operator in a thread
+
+
+class Operator:
+    """``kopf run --standalone --namespace <ns> -m wsfleet_operator`` in a thread."""
+
+    def __init__(self, ns: str, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.ns = ns
+        self.kubeconfig = kubeconfig
+        self.monkeypatch = monkeypatch
+        self.liveness_port = free_port()
+        self.runner: KopfRunner | None = None
+        self.outputs: list[str] = []
+
+    def start(self) -> None:
+        self.monkeypatch.setenv("KUBECONFIG", str(self.kubeconfig))
+        self.monkeypatch.setenv("WSFLEET_OPERATOR_STATUS_INTERVAL", "0.5")
+        self.monkeypatch.setenv("WSFLEET_OPERATOR_METRICS_PORT", "0")
+        self.monkeypatch.setenv("WSFLEET_OPERATOR_REDIS_TIMEOUT", "0.5")
+        args = [
+            "run",
+            "--standalone",
+            "--namespace",
+            self.ns,
+            f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
+            "-m",
+            "wsfleet_operator",
+        ]
+        self.runner = KopfRunner(args, timeout=30)
+        self.runner.__enter__()
+
+    def stop(self) -> str:
+        """Stop the operator (fails the test if it does not stop within 30 s); its output."""
+        runner, self.runner = self.runner, None
+        assert runner is not None
+        began = time.monotonic()
+        runner.__exit__(None, None, None)
+        self.stop_seconds = time.monotonic() - began
+        assert runner.exit_code == 0, runner.output
+        self.outputs.append(runner.output)
+        return runner.output
+
+    def healthz(self) -> dict[str, Any] | None:
+        url = f"http://127.0.0.1:{self.liveness_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return dict(json.loads(resp.read())) if resp.status == 200 else None
+        except OSError:
+            return None

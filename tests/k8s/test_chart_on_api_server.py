@@ -1,0 +1,159 @@
+"""The Helm chart against the real API server: its rendered objects pass server-side validation
+(``kubectl apply --dry-run=server``), and the operator runs under exactly the RBAC the chart
+renders, authenticated with its own ServiceAccount's token."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.chart.k8s_tools import ToolMissing, tool
+from tests.k8s.controlplane import ControlPlane
+from tests.k8s.harness import (
+    KUBECTL,
+    ROOT,
+    Operator,
+    condition,
+    create_fleet,
+    eventually,
+    fleet_path,
+    get,
+    ok,
+    redis_node,
+)
+from tests.redis_procs import RedisProcess
+
+pytestmark = pytest.mark.k8s
+
+CHART = ROOT / "helm" / "wsfleet"
+RELEASE = "demo"
+
+
+def helm_template(namespace: str, *values: str) -> list[dict[str, Any]]:
+    try:
+        helm = tool("helm")
+    except ToolMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    args = [str(helm), "template", RELEASE, str(CHART), "--namespace", namespace]
+    for value in values:
+        args += ["--set-json", value]
+    run = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, f"helm template failed: {run.stderr}"
+    return [doc for doc in yaml.safe_load_all(run.stdout) if doc]
+
+
+def kubectl_apply(api: ControlPlane, docs: list[dict[str, Any]], tmp: Path, *extra: str) -> str:
+    assert KUBECTL is not None, "kubectl is not installed"
+    manifest = tmp / "rendered.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    run = subprocess.run(
+        [KUBECTL, "apply", "-f", str(manifest), *extra],
+        env=api.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, f"kubectl apply {' '.join(extra)}:\n{run.stdout}\n{run.stderr}"
+    return run.stdout
+
+
+def test_the_rendered_chart_passes_server_side_validation(
+    kube_api: ControlPlane, k8s_namespace: str, crd: dict[str, Any], tmp_path: Path
+) -> None:
+    ns = k8s_namespace
+    docs = helm_template(
+        ns,
+        "fleet.enabled=true",
+        "devRedis.enabled=true",
+        "networkPolicy.enabled=true",
+        'ingress={"enabled":true,"hosts":[{"host":"ws.example.com","paths":[{"path":"/",'
+        '"pathType":"Prefix"}]}]}',
+        'operator.rbac.readSecrets={"enabled":true,"names":["redis-auth"]}',
+    )
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "ClusterRole", "WsFleet", "Ingress", "NetworkPolicy"} <= kinds, kinds
+    out = kubectl_apply(kube_api, docs, tmp_path, "--dry-run=server")
+    assert out.count("(server dry run)") == len(docs), out
+    # nothing was created: a dry run only validates
+    assert get(kube_api, fleet_path(ns, "demo")) is None
+
+    # the API server refuses what the chart must never render, so the check above has teeth
+    (fleet,) = [d for d in docs if d["kind"] == "WsFleet"]
+    fleet["spec"]["redis"]["nodes"] = []
+    assert KUBECTL is not None
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(yaml.safe_dump(fleet))
+    run = subprocess.run(
+        [KUBECTL, "apply", "-f", str(manifest), "--dry-run=server"],
+        env=kube_api.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0 and "nodes" in run.stderr, run.stderr
+
+
+async def test_the_operator_runs_with_the_charts_rbac_and_its_service_account_token(
+    kube_api: ControlPlane,
+    k8s_namespace: str,
+    crd: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    redis: RedisProcess,
+    tmp_path: Path,
+) -> None:
+    ns = k8s_namespace
+    docs = helm_template(
+        ns,
+        f'operator.watchNamespaces=["{ns}"]',
+        'operator.rbac.readSecrets={"enabled":true,"names":["redis-auth"]}',
+    )
+    rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    assert {d["kind"] for d in rbac} == {"ServiceAccount", "Role", "RoleBinding"}
+    assert not [d for d in docs if d["kind"].startswith("Cluster")], "namespaced install only"
+    kubectl_apply(kube_api, rbac, tmp_path)
+    (account,) = [d for d in rbac if d["kind"] == "ServiceAccount"]
+    token = kube_api.service_account_token(ns, account["metadata"]["name"])
+    kubeconfig = kube_api.kubeconfig_for("chart-operator", tmp_path / "kubeconfig", token=token)
+
+    assert await redis.command("CONFIG", "SET", "requirepass", "pw-456") == b"+OK"
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "redis-auth"},
+        "data": {"password": base64.b64encode(b"pw-456").decode()},
+    }
+    ok(kube_api.request("POST", f"/api/v1/namespaces/{ns}/secrets", secret), 201)
+
+    op = Operator(ns, kubeconfig, monkeypatch)
+    op.start()
+    try:
+        node = redis_node(redis, passwordSecretRef={"name": "redis-auth", "key": "password"})
+        create_fleet(kube_api, ns, {"replicas": 3, "redis": {"nodes": [node]}})
+        for kind in (
+            "apps/v1/namespaces/{ns}/deployments",
+            "policy/v1/namespaces/{ns}/poddisruptionbudgets",
+        ):
+            path = f"/apis/{kind.format(ns=ns)}/chat"
+            await eventually(lambda path=path: get(kube_api, path), path)
+        for path in (
+            f"/api/v1/namespaces/{ns}/services/chat-headless",
+            f"/api/v1/namespaces/{ns}/configmaps/chat-redis-nodes",
+        ):
+            await eventually(lambda path=path: get(kube_api, path), path)
+        fleet = await eventually(
+            lambda: (
+                (f := get(kube_api, fleet_path(ns, "chat")))
+                and condition(f, "RedisHealthy").get("status") == "True"
+                and f
+            ),
+            "status written, the Redis password read from the Secret the chart lets it read",
+        )
+        assert fleet["status"]["observedGeneration"] == fleet["metadata"]["generation"]
+    finally:
+        output = op.stop()
+    for sign in ("403", "Forbidden", "forbidden", "Not enough permissions"):
+        assert sign not in output, output
