@@ -93,6 +93,12 @@ def kubectl(api: ControlPlane, *args: str) -> str:
     return run.stdout
 
 
+def assert_no_permission_errors(operator_output: str) -> None:
+    """The operator's log shows no request the API server refused for lack of rights."""
+    for sign in ("403", "Forbidden", "forbidden", "Not enough permissions"):
+        assert sign not in operator_output, operator_output
+
+
 # ---------------------------------------------------------------------------------------------
 # the operator in a thread
 
