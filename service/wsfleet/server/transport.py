@@ -12,11 +12,13 @@ import contextlib
 import functools
 import logging
 import signal
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
+from aiohttp import web_ws as _aiohttp_web_ws
 
 from wsfleet.protocol.params import parse_ws_request_params
 from wsfleet.server.server import Refuse
@@ -75,6 +77,54 @@ def upgrade_request(request: web.Request) -> UpgradeRequest:
     )
 
 
+_DATA_TYPES = frozenset({WSMsgType.TEXT, WSMsgType.BINARY})
+_WEB_WS_GLOBALS: dict[str, Any] = vars(_aiohttp_web_ws)
+_BaseQueue: Any = _WEB_WS_GLOBALS.get("WebSocketDataQueue")
+_DirectQueue: Any = None
+
+if _BaseQueue is not None:
+
+    class _DirectQueueImpl(_BaseQueue):  # type: ignore[misc]
+        """aiohttp's queue of parsed messages, which hands a data frame straight to the server
+        while the read loop is parked on an empty queue (``armed``), instead of waking the read
+        loop's task for it: that saves a future, a task step and ``receive()`` per frame, and
+        the handler runs in the same event-loop iteration as the read.
+
+        Order is kept: frames are dispatched directly only when nothing is queued before them
+        and the read loop is idle; control frames, and every frame while the read loop is busy
+        (a handler slot is awaited, a message is being handled) go through the queue as before.
+        """
+
+        __slots__ = ("armed", "blocked", "on_frame", "socket", "usable")
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # The one private attribute relied on; without it the read loop never arms us.
+            self.usable = isinstance(getattr(self, "_buffer", None), deque)
+            self.armed = False
+            self.blocked = False
+            self.on_frame: Callable[[Socket, str | bytes], bool] | None = None
+            self.socket: Socket | None = None
+
+        def feed_data(self, data: Any, size: int) -> None:
+            if self.armed and not self._buffer and data.type in _DATA_TYPES:
+                socket, on_frame = self.socket, self.on_frame
+                if socket is not None and on_frame is not None:
+                    try:
+                        if on_frame(socket, data.data):
+                            # The handler slots are full: the read loop waits for one before
+                            # it takes the next frame (from the queue).
+                            self.armed = False
+                            self.blocked = True
+                    except Exception as exc:  # as if raised in the read loop: it ends
+                        self.armed = False
+                        self.set_exception(exc)
+                    return
+            super().feed_data(data, size)
+
+    _DirectQueue = _DirectQueueImpl
+
+
 class _WebSocket(web.WebSocketResponse):
     """aiohttp's WebSocket response, which also closes its connection for the :class:`Socket`
     (``schedule_close`` is the socket's closer). Keeping that here rather than in closures made
@@ -91,6 +141,18 @@ class _WebSocket(web.WebSocketResponse):
         )
         self._wsfleet_close_timeout = settings.close_timeout
         self._wsfleet_transport: asyncio.Transport | None = None
+
+    def _post_start(self, *args: Any, **kwargs: Any) -> None:
+        # aiohttp builds its message queue here, by the module-level name: make it ours.
+        # (Another aiohttp, where that name is not the queue: every frame takes the read loop.)
+        if _DirectQueue is None or _WEB_WS_GLOBALS.get("WebSocketDataQueue") is not _BaseQueue:
+            super()._post_start(*args, **kwargs)
+            return
+        _WEB_WS_GLOBALS["WebSocketDataQueue"] = _DirectQueue
+        try:
+            super()._post_start(*args, **kwargs)
+        finally:
+            _WEB_WS_GLOBALS["WebSocketDataQueue"] = _BaseQueue
 
     def schedule_close(self, code: int, reason: str) -> None:
         """Start the close handshake in a task (``Socket.close`` is synchronous)."""
@@ -160,21 +222,41 @@ async def handle(
 
 async def _read_loop(server: Lifecycle, socket: Socket, ws: web.WebSocketResponse) -> None:
     on_frame = server._on_frame
-    while True:
-        msg = await ws.receive()
-        kind = msg.type
-        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-            if on_frame(socket, msg.data):
-                await server._wait_for_slot(socket)
-        elif kind is WSMsgType.PONG:
-            server._on_pong(socket, msg.data)
-        elif kind is WSMsgType.PING:
-            server._on_ping(socket, msg.data)
-        elif kind is WSMsgType.ERROR:
-            server._emit_error(socket, msg.data)
-            return
-        else:  # CLOSE, CLOSING, CLOSED
-            return
+    reader: Any = ws._reader
+    direct = _DirectQueue is not None and isinstance(reader, _DirectQueue) and reader.usable
+    queue = reader if direct else None
+    if queue is not None:
+        queue.socket, queue.on_frame = socket, on_frame
+    try:
+        while True:
+            if queue is None:
+                msg = await ws.receive()
+            else:
+                queue.armed = True  # data frames arriving while we wait are handled at once
+                try:
+                    msg = await ws.receive()
+                finally:
+                    queue.armed = False
+            kind = msg.type
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                if queue is not None and queue.blocked:  # a frame handled directly filled
+                    queue.blocked = False  # the handler slots: wait for one before this one
+                    await server._wait_for_slot(socket)
+                if on_frame(socket, msg.data):
+                    await server._wait_for_slot(socket)
+            elif kind is WSMsgType.PONG:
+                server._on_pong(socket, msg.data)
+            elif kind is WSMsgType.PING:
+                server._on_ping(socket, msg.data)
+            elif kind is WSMsgType.ERROR:
+                server._emit_error(socket, msg.data)
+                return
+            else:  # CLOSE, CLOSING, CLOSED
+                return
+    finally:
+        if queue is not None:
+            queue.armed = False
+            queue.socket = queue.on_frame = None
 
 
 def static_files(directory: Path) -> HttpHandler:
