@@ -34,6 +34,11 @@ class NodeProcess:
         """Signal the process and wait for its exit and its last output line."""
         if self.proc.returncode is None:
             self.proc.send_signal(sig)
+        return await self.wait(timeout)
+
+    async def wait(self, timeout: float = 10.0) -> int:
+        """Wait for the exit and the last output line, without a signal (a second SIGTERM
+        would end a drain at once)."""
         async with asyncio.timeout(timeout):
             code = await self.proc.wait()
             if self.reader is not None:

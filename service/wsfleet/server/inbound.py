@@ -72,6 +72,10 @@ class ConnectionHandling(ServerCore):
             socket.bucket = TokenBucket(
                 self.settings.rate_limit_per_second, self.settings.rate_limit_burst
             )
+        if self._draining:  # admitted just before the drain began: it reconnects elsewhere
+            self.stats.drained_connections += 1
+            socket.close(CloseCode.SERVICE_RESTART, "server restarting: reconnect")
+            return socket
         if socket_id is not None:
             self.set_user_socket(socket_id, socket)
         elif self.settings.auth_timeout is not None:

@@ -120,7 +120,7 @@ async def test_sigterm_drains_500_clients_to_another_node_without_losing_acked_m
         started = time.monotonic()
         a.proc.send_signal(signal.SIGTERM)
         moved.set()
-        assert await a.stop(timeout=DRAIN + 10) == 0
+        assert await a.wait(timeout=DRAIN + 10) == 0
         took = time.monotonic() - started
         assert took < DRAIN + 5, f"the drain took {took:.1f}s"
         async with asyncio.timeout(60):
