@@ -11,11 +11,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.redis_procs import RedisProcess, free_port
 from wsfleet.server import Server, ServerSettings
 
 WAIT = 5.0
+
+# Property tests check properties, not speed: a busy CI machine must not fail them for being slow.
+settings.register_profile("wsfleet", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("wsfleet")
 
 
 @dataclass

@@ -412,7 +412,8 @@ class ControlPlane:
             with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as resp:
                 return ApiResponse(resp.status, resp.read())
         except urllib.error.HTTPError as e:
-            return ApiResponse(e.code, e.read())
+            with e:  # it holds the connection: close it now, not whenever the GC finds the cycle
+                return ApiResponse(e.code, e.read())
 
     def env(self, user: str | None = None) -> dict[str, str]:
         """``os.environ`` plus KUBECONFIG for the admin (or a static ``user``), for subprocesses
@@ -430,7 +431,10 @@ def _http_ok(
     try:
         with urllib.request.urlopen(req, timeout=5, context=context) as resp:
             return resp.status == 200 and expect in resp.read()
-    except (OSError, urllib.error.URLError):
+    except urllib.error.HTTPError as e:
+        e.close()  # it holds the connection
+        return False
+    except OSError:
         return False
 
 
