@@ -96,6 +96,16 @@ def kubectl(api: ControlPlane, *args: str) -> str:
     return run.stdout
 
 
+async def fleet_when(
+    api: ControlPlane, ns: str, check: Callable[[dict[str, Any]], Any], what: str
+) -> dict[str, Any]:
+    """Poll WsFleet ``chat`` until ``check(fleet)`` is truthy; return that fleet."""
+    fleet: dict[str, Any] = await eventually(
+        lambda: (f := get(api, fleet_path(ns, "chat"))) and check(f) and f, what
+    )
+    return fleet
+
+
 def assert_no_permission_errors(operator_output: str) -> None:
     """The operator's log shows no request the API server refused for lack of rights."""
     # (not a bare "403": the log's timestamps have milliseconds)

@@ -22,6 +22,7 @@ from tests.k8s.harness import (
     create_fleet,
     eventually,
     fleet_path,
+    fleet_when,
     get,
     ok,
     redis_node,
@@ -145,12 +146,10 @@ async def test_the_operator_runs_with_the_charts_rbac_and_its_service_account_to
             f"/api/v1/namespaces/{ns}/configmaps/chat-redis-nodes",
         ):
             await eventually(lambda path=path: get(kube_api, path), path)
-        fleet = await eventually(
-            lambda: (
-                (f := get(kube_api, fleet_path(ns, "chat")))
-                and condition(f, "RedisHealthy").get("status") == "True"
-                and f
-            ),
+        fleet = await fleet_when(
+            kube_api,
+            ns,
+            lambda f: condition(f, "RedisHealthy").get("status") == "True",
             "status written, the Redis password read from the Secret the chart lets it read",
         )
         assert fleet["status"]["observedGeneration"] == fleet["metadata"]["generation"]

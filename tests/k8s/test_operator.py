@@ -29,6 +29,7 @@ from tests.k8s.harness import (
     create_fleet,
     eventually,
     fleet_path,
+    fleet_when,
     get,
     kubectl,
     merge_patch,
@@ -95,10 +96,7 @@ async def test_create_makes_every_owned_object_with_owner_references(
     assert objs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
 
     # kopf keeps its state in annotations under wsfleet.io; no finalizer; status strictly ours
-    fleet = await eventually(
-        lambda: (f := get(kube_api, fleet_path(ns, "chat"))) and f.get("status") and f,
-        "status written",
-    )
+    fleet = await fleet_when(kube_api, ns, lambda f: f.get("status"), "status written")
     assert "finalizers" not in fleet["metadata"]
     assert "wsfleet.io/last-handled-configuration" in fleet["metadata"]["annotations"]
     assert not any(k.startswith("kopf.zalando.org") for k in fleet["metadata"]["annotations"])
@@ -206,10 +204,7 @@ async def test_status_follows_the_deployment_and_the_redis_registry(
 ) -> None:
     ns = operator.ns
     create_fleet(kube_api, ns, {"replicas": 3, "redis": {"nodes": [redis_node(redis)]}})
-    fleet = await eventually(
-        lambda: (f := get(kube_api, fleet_path(ns, "chat"))) and condition(f, "Ready") and f,
-        "a first status",
-    )
+    fleet = await fleet_when(kube_api, ns, lambda f: condition(f, "Ready"), "a first status")
     assert condition(fleet, "Ready")["status"] == "False"
     assert condition(fleet, "RedisHealthy")["status"] == "True"
     generation = fleet["metadata"]["generation"]
@@ -236,12 +231,11 @@ async def test_status_follows_the_deployment_and_the_redis_registry(
             }
         },
     )
-    fleet = await eventually(
-        lambda: (
-            (f := get(kube_api, fleet_path(ns, "chat")))
-            and condition(f, "Ready").get("status") == "True"
-            and f["status"].get("liveNodes") == 3
-            and f
+    fleet = await fleet_when(
+        kube_api,
+        ns,
+        lambda f: (
+            condition(f, "Ready").get("status") == "True" and f["status"].get("liveNodes") == 3
         ),
         "Ready with 3 live nodes",
     )
@@ -258,12 +252,10 @@ async def test_status_follows_the_deployment_and_the_redis_registry(
 
     # Redis goes away: RedisHealthy and Degraded say so
     await redis.kill()
-    fleet = await eventually(
-        lambda: (
-            (f := get(kube_api, fleet_path(ns, "chat")))
-            and condition(f, "RedisHealthy").get("status") == "False"
-            and f
-        ),
+    fleet = await fleet_when(
+        kube_api,
+        ns,
+        lambda f: condition(f, "RedisHealthy").get("status") == "False",
         "RedisHealthy False",
     )
     assert condition(fleet, "Degraded")["reason"] == "RedisUnreachable"
@@ -276,12 +268,10 @@ async def test_a_child_the_api_refuses_shows_as_degraded(
     bad = {"tolerations": [{"key": "k", "operator": "Sometimes"}]}  # valid for the CRD only
     spec = {"redis": {"nodes": [redis_node(redis)]}, "podTemplate": bad}
     create_fleet(kube_api, ns, spec)
-    fleet = await eventually(
-        lambda: (
-            (f := get(kube_api, fleet_path(ns, "chat")))
-            and condition(f, "Degraded").get("reason") == "ReconcileFailed"
-            and f
-        ),
+    fleet = await fleet_when(
+        kube_api,
+        ns,
+        lambda f: condition(f, "Degraded").get("reason") == "ReconcileFailed",
         "Degraded ReconcileFailed",
     )
     assert "HTTP 422" in condition(fleet, "Degraded")["message"]

@@ -9,12 +9,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tests.conftest import Connect, wait_until
+from tests.conftest import Connect, StartServer, wait_until
 from tests.integration.fleet.conftest import MakeFleet, join
 from tests.integration.ops.conftest import OpenInternal, get
 from tests.redis_procs import RedisProcess
 
-from wsfleet.server import ServerSettings
+from wsfleet.server import ServerSettings, UpgradeRequest
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +101,26 @@ async def test_drain_refuses_upgrades_and_closes_clients_with_1012(
     await asyncio.wait_for(drain, 5)
     assert a.server.stats.drained_connections == 20
     await wait_until(lambda: a.name not in b.server.live_nodes())  # it left the registry at once
+
+
+async def test_a_connection_admitted_as_the_drain_begins_is_drained_too(
+    start_server: StartServer, connect: Connect
+) -> None:
+    admitted = asyncio.Event()
+    release = asyncio.Event()
+
+    async def authenticate(request: UpgradeRequest) -> str:
+        admitted.set()
+        await release.wait()  # the upgrade passed the door; the drain begins meanwhile
+        return "late"
+
+    node = await start_server(ServerSettings(drain_timeout=1.0), authenticate=authenticate)
+    opening = asyncio.create_task(connect(node.url()))
+    await admitted.wait()
+    drain = asyncio.create_task(node.server.drain())
+    await wait_until(lambda: node.server.is_draining)
+    release.set()
+    client = await opening
+    assert await client.closed() == 1012  # not 1001 when the drain window ends
+    async with asyncio.timeout(5):
+        await drain
