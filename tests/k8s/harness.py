@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -18,13 +17,13 @@ from typing import Any
 
 import pytest
 from kopf.testing import KopfRunner
+from tests.chart.k8s_tools import required
 from tests.k8s.controlplane import ControlPlane, free_port
 from tests.redis_procs import RedisProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "helm" / "wsfleet" / "crds" / "wsfleets.wsfleet.io.yaml"
 RBAC_FILE = ROOT / "operator" / "rbac.yaml"
-KUBECTL = shutil.which("kubectl")
 GROUP_PATH = "/apis/wsfleet.io/v1alpha1"
 SELECTOR = "app.kubernetes.io/name=wsfleet,app.kubernetes.io/instance={}"
 RedisFactory = Callable[[], Awaitable[RedisProcess]]
@@ -88,9 +87,8 @@ def redis_node(r: RedisProcess, **extra: Any) -> dict[str, Any]:
 
 
 def kubectl(api: ControlPlane, *args: str) -> str:
-    assert KUBECTL is not None
     run = subprocess.run(
-        [KUBECTL, *args], env=api.env(), capture_output=True, text=True, timeout=30
+        [required("kubectl"), *args], env=api.env(), capture_output=True, text=True, timeout=30
     )
     assert run.returncode == 0, f"kubectl {' '.join(args)}: {run.stderr}"
     return run.stdout

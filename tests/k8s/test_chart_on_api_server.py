@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.chart.k8s_tools import ToolMissing, tool
+from tests.chart.k8s_tools import required
 from tests.k8s.controlplane import ControlPlane
 from tests.k8s.harness import (
-    KUBECTL,
     ROOT,
     Operator,
     assert_no_permission_errors,
@@ -36,11 +35,7 @@ RELEASE = "demo"
 
 
 def helm_template(namespace: str, *values: str) -> list[dict[str, Any]]:
-    try:
-        helm = tool("helm")
-    except ToolMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    args = [str(helm), "template", RELEASE, str(CHART), "--namespace", namespace]
+    args = [str(required("helm")), "template", RELEASE, str(CHART), "--namespace", namespace]
     for value in values:
         args += ["--set-json", value]
     run = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
@@ -49,11 +44,10 @@ def helm_template(namespace: str, *values: str) -> list[dict[str, Any]]:
 
 
 def kubectl_apply(api: ControlPlane, docs: list[dict[str, Any]], tmp: Path, *extra: str) -> str:
-    assert KUBECTL is not None, "kubectl is not installed"
     manifest = tmp / "rendered.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
     run = subprocess.run(
-        [KUBECTL, "apply", "-f", str(manifest), *extra],
+        [required("kubectl"), "apply", "-f", str(manifest), *extra],
         env=api.env(),
         capture_output=True,
         text=True,
@@ -86,11 +80,10 @@ def test_the_rendered_chart_passes_server_side_validation(
     # the API server refuses what the chart must never render, so the check above has teeth
     (fleet,) = [d for d in docs if d["kind"] == "WsFleet"]
     fleet["spec"]["redis"]["nodes"] = []
-    assert KUBECTL is not None
     manifest = tmp_path / "bad.yaml"
     manifest.write_text(yaml.safe_dump(fleet))
     run = subprocess.run(
-        [KUBECTL, "apply", "-f", str(manifest), "--dry-run=server"],
+        [required("kubectl"), "apply", "-f", str(manifest), "--dry-run=server"],
         env=kube_api.env(),
         capture_output=True,
         text=True,

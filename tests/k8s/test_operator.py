@@ -18,7 +18,6 @@ import redis.asyncio as aioredis
 import yaml
 from tests.k8s.controlplane import ControlPlane
 from tests.k8s.harness import (
-    KUBECTL,
     RBAC_FILE,
     SELECTOR,
     WAIT,
@@ -133,12 +132,11 @@ async def test_scale_subresource_and_kubectl_scale_reach_the_deployment(
     )
     assert scale["spec"]["replicas"] == 5
     assert scale["status"]["selector"] == SELECTOR.format("chat")
-    if KUBECTL is not None:
-        kubectl(kube_api, "-n", ns, "scale", "wsfleet/chat", "--replicas=3")
-        await eventually(
-            lambda: (get(kube_api, dep_path) or {}).get("spec", {}).get("replicas") == 3,
-            "Deployment scaled to 3 by kubectl scale",
-        )
+    kubectl(kube_api, "-n", ns, "scale", "wsfleet/chat", "--replicas=3")
+    await eventually(
+        lambda: (get(kube_api, dep_path) or {}).get("spec", {}).get("replicas") == 3,
+        "Deployment scaled to 3 by kubectl scale",
+    )
 
 
 async def test_redis_edit_updates_configmap_publishes_and_leaves_pods_alone(
@@ -246,9 +244,8 @@ async def test_status_follows_the_deployment_and_the_redis_registry(
     assert condition(fleet, "Progressing")["reason"] == "Complete"
     assert condition(fleet, "Degraded")["status"] == "False"
     assert all(c["observedGeneration"] == generation for c in status["conditions"])
-    if KUBECTL is not None:
-        table = kubectl(kube_api, "-n", ns, "get", "wsf", "chat", "--no-headers")
-        assert table.split()[:5] == ["chat", "3", "3", "3", "True"]
+    table = kubectl(kube_api, "-n", ns, "get", "wsf", "chat", "--no-headers")
+    assert table.split()[:5] == ["chat", "3", "3", "3", "True"]
 
     # Redis goes away: RedisHealthy and Degraded say so
     await redis.kill()
