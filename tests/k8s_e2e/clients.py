@@ -26,6 +26,7 @@ class Client:
     ws: aiohttp.ClientWebSocketResponse | None = None
     heard: dict[str, set[int]] = field(default_factory=dict)  # sender -> seqs heard
     announcements: list[Any] = field(default_factory=list)
+    directs: list[Any] = field(default_factory=list)
     acked: set[int] = field(default_factory=set)
     close_codes: list[int | None] = field(default_factory=list)
     reconnects: int = 0
@@ -89,6 +90,8 @@ class Client:
             elif data.get("event") == "said":
                 sender, _, seq = data["payload"]["text"].rpartition(":")
                 self.heard.setdefault(sender, set()).add(int(seq))
+            elif data.get("event") == "direct":
+                self.directs.append(data["payload"])
             elif data.get("event") == "announcement":
                 self.announcements.append(data["payload"])
         self._online.clear()

@@ -43,6 +43,8 @@ VALUES = [
     "--set",
     "fleet.enabled=true",
     "--set",
+    "fleet.server.app=tests.k8s_e2e.app:setup",
+    "--set",
     "devRedis.enabled=true",
     "--set",
     "ingress.enabled=true",
@@ -143,6 +145,18 @@ async def test_helm_install_runs_the_operator_as_a_pod_and_the_fleet_becomes_rea
         assert (await clients[1].call("broadcast", {"hello": "all"})) == {"ok": True}
         await until(
             lambda: all(c.announcements == [{"hello": "all"}] for c in clients), "the broadcast", 10
+        )
+        # direct messages from one client to each other one, on its pod or the other
+        for c in clients[1:]:
+            assert await clients[0].call("dm", {"to": c.name, "text": f"psst {c.name}"}) == {
+                "ok": True
+            }
+        await until(
+            lambda: all(
+                c.directs == [{"from": "c0", "text": f"psst {c.name}"}] for c in clients[1:]
+            ),
+            "a direct message to every client, across pods",
+            10,
         )
     finally:
         for c in clients:
