@@ -71,7 +71,7 @@ class Cluster:
         return [f"node-{i}" for i in range(1, self.nodes + 1)]
 
     def start(self) -> None:
-        self.prefix = f"wsfe2e{os.getpid()}"
+        self.prefix = f"wsfe2e{os.getpid()}"  # netns names: <prefix>-net, <prefix>-n<node>p<slot>
         self.workdir = Path(tempfile.mkdtemp(prefix="wsfleet-e2e-"))
         bin_dir = tool("kube-apiserver").parent
         self.plane = ControlPlane(bin_dir, workdir=self.workdir / "plane")
@@ -81,7 +81,7 @@ class Cluster:
             token.write_text(self.plane.admin_token)
             token.chmod(0o600)
             self._controllers(bin_dir)
-            netns.delete_all(self.prefix)
+            netns.delete_orphans("wsfe2e")
             netns.create_cluster_network(self.cluster_net)
             api = [
                 "--api-url",
@@ -245,3 +245,24 @@ class Cluster:
             if path.exists():
                 return int(path.read_text())
         raise LookupError(f"no process for {namespace}/{pod}/{container}")
+
+
+def main() -> None:
+    """``python -m tests.k8s_e2e.cluster``: a cluster until Ctrl-C (see docs/kubernetes.md)."""
+    import signal
+
+    cluster = Cluster()
+    cluster.start()
+    print(f"export KUBECONFIG={cluster.plane.kubeconfig}")
+    print(f"load balancer (to nginx, the ingress): 127.0.0.1:{cluster.lb_port}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -128,6 +128,16 @@ def delete(name: str) -> None:
         )
 
 
+def delete_orphans(stem: str) -> None:
+    """Delete namespaces ``<stem><pid>-...`` left by runs whose process ``pid`` is gone."""
+    if not NETNS_DIR.is_dir():
+        return
+    for entry in NETNS_DIR.iterdir():
+        pid = entry.name.removeprefix(stem).split("-", 1)[0]
+        if entry.name.startswith(stem) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            delete(entry.name)
+
+
 def delete_all(prefix: str) -> None:
     if NETNS_DIR.is_dir():
         for entry in NETNS_DIR.iterdir():

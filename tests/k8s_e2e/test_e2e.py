@@ -10,6 +10,7 @@ fleet serving for the next. See docs/kubernetes.md, "How it is tested end to end
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -18,9 +19,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
-from tests.k8s_e2e.clients import Client, chatter, missing
-from tests.k8s_e2e.cluster import Cluster
+from tests.k8s_e2e.clients import HOST, Client, chatter, missing
+from tests.k8s_e2e.cluster import REPO, Cluster
 from tests.k8s_e2e.helpers import (
     FLEET,
     NS,
@@ -36,6 +38,7 @@ from tests.k8s_e2e.helpers import (
     serving_pods,
     until,
 )
+from tests.k8s_e2e.monitoring import Prometheus, prometheus
 
 pytestmark = [pytest.mark.k8s_e2e, pytest.mark.timeout(240)]
 CHART = "helm/wsfleet"
@@ -479,6 +482,88 @@ async def test_an_unready_pod_can_be_evicted_during_a_redis_outage(
             cluster, "kubectl", "-n", NS, "scale", "deployment", "extra-redis", "--replicas=1"
         )
     await fleet_ready(cluster, 2, timeout=90)
+
+
+async def test_the_dashboards_have_data_from_a_prometheus_using_the_service_monitor(
+    cluster: Cluster, release: str, session: aiohttp.ClientSession
+) -> None:
+    rendered = await run(
+        cluster, "helm", "template", RELEASE, CHART, "-n", NS, *VALUES,
+        "--set", "monitoring.serviceMonitor.enabled=true",
+        "--show-only", "templates/servicemonitor.yaml",
+    )  # fmt: skip
+    service_monitor = yaml.safe_load(rendered)
+    pods = await fleet_ready(cluster, 2)
+    clients = await spread(cluster, session, "m", pods=2)
+    try:
+        for i, c in enumerate(clients):  # a bit of everything the dashboards show
+            assert await c.say(i)
+        await clients[0].call("broadcast", {"n": 1})
+        for c in clients:  # a handler error on each pod (no text to say)
+            assert c.ws is not None
+            await c.ws.send_str('{"event":"say","payload":{"room":"e2e"}}')
+        for _ in range(4):  # refused by the app's authenticator, on each pod (round robin)
+            with contextlib.suppress(aiohttp.WSServerHandshakeError):
+                await session.ws_connect(url(cluster) + "?token=deny", headers={"Host": HOST})
+        names = {p["metadata"]["name"] for p in pods}
+        for c in clients:  # a call from one pod to every other one, through Redis (once the
+            # fleet's registry lists the other pod again after the Redis outage before)
+            others = await until(
+                lambda c=c: _one_other(c), "a cross-server call answered by the other pod", 30
+            )
+            assert set(others) < names, others
+        async with prometheus(cluster, service_monitor) as prom:
+            # each pod once (the headless Service is dropped by the ServiceMonitor's relabeling)
+            await until(
+                lambda: _value(prom, f'count(up{{job="{FLEET}",namespace="{NS}"}} == 1)', 2),
+                "Prometheus scrapes both pods through the ServiceMonitor's selectors",
+                30,
+            )
+            await until(
+                lambda: _value(prom, f'count(count_over_time(up{{job="{FLEET}"}}[30s]) >= 4)', 2),
+                "a few scrapes of each pod",
+                30,
+            )
+            variables = {
+                "$__rate_interval": "30s",
+                "$namespace": NS,
+                "$job": FLEET,
+                "$pod": pods[0]["metadata"]["name"],
+                "$redis": ".*",
+            }
+            empty = []
+            for board, title, expr in dashboard_queries(variables):
+                if not await prom.query(expr):  # a malformed query fails inside query()
+                    empty.append(f"{board} / {title}: {expr}")
+            assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+    finally:
+        for c in clients:
+            await c.close()
+
+
+async def _one_other(client: Client) -> list[str] | None:
+    others = await client.call("nodes", None)
+    return others if len(others) == 1 else None
+
+
+async def _value(prom: Prometheus, expr: str, expected: float) -> bool:
+    result = await prom.query(expr)
+    return bool(result) and float(result[0]["value"][1]) == expected
+
+
+def dashboard_queries(variables: dict[str, str]) -> list[tuple[str, str, str]]:
+    """``(dashboard, panel title, expr)`` of every query of the chart's dashboards, with the
+    variables filled in as Grafana would for this release."""
+    queries = []
+    for path in sorted((REPO / "helm" / "wsfleet" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"]
+                for name, value in variables.items():
+                    expr = expr.replace(name, value)
+                queries.append((path.name, panel["title"], expr))
+    assert len(queries) > 20, "the chart's dashboards were not found"
+    return queries
 
 
 async def test_helm_uninstall_garbage_collects_every_owned_object(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import platform
 from pathlib import Path
@@ -19,8 +20,6 @@ RENEW_SECONDS = 5.0
 
 
 def _micro_now() -> str:
-    import datetime as dt
-
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
