@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Connector",
+    "MISSING",
     "DuplicatePolicy",
     "Refuse",
     "Server",
@@ -23,6 +24,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from wsfleet.client import Connector
+    from wsfleet.protocol import MISSING
     from wsfleet.server import (
         DuplicatePolicy,
         Refuse,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Connector": "wsfleet.client",
     "DuplicatePolicy": "wsfleet.server",
+    "MISSING": "wsfleet.protocol",
     "Refuse": "wsfleet.server",
     "Server": "wsfleet.server",
     "ServerSettings": "wsfleet.server",
