@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-
 from tests.redis_procs import RedisProcess, free_port
+
 from wsfleet.bus.codec import BusCodec, Serialization
 
 HERE = Path(__file__).resolve().parent

@@ -27,7 +27,10 @@ def test_client_frame_with_a_lone_surrogate_is_decoded(data: str | bytes) -> Non
 
 
 def test_ack_and_pushed_event_write_the_escape_as_json_stringify_does() -> None:
-    assert codec.encode_ack("c1", {"s": "\ud800x"}) == b'{"payload":{"s":"\\ud800x"},"callbackId":"c1"}'
+    assert (
+        codec.encode_ack("c1", {"s": "\ud800x"})
+        == b'{"payload":{"s":"\\ud800x"},"callbackId":"c1"}'
+    )
     # lower-case hex, other characters raw (not \u-escaped), a well-formed pair stays one char
     assert codec.encode_event("e", ["é\udfff", "\ud83d\ude00", "\udc00\ud800"]) == (
         '{"event":"e","payload":["é\\udfff","\U0001f600","\\udc00\\ud800"]}'.encode()
