@@ -83,6 +83,17 @@ async def _capture(server: RedisProcess, mode: Serialization) -> dict[str, Any]:
         ("to_socket_ids_two", {"cmd": "toSocketIds", "socketIds": ["u1", "u2"], "event": "m"}),
         ("to_socket_ids_one", {"cmd": "toSocketIds", "socketIds": ["u1"], "event": "m"}),
         ("to_socket_id", {"cmd": "toSocketId", "socketId": "u1", "event": "m", "payload": 1}),
+        (
+            "room",
+            {
+                "cmd": "broadcastToRoom",
+                "ns": "game",
+                "roomId": "r1",
+                "event": "turn",
+                "payload": {"n": 1},
+                "excludeSocketIds": ["u3"],
+            },
+        ),
     ]
     steps[3][1]["payload"] = steps[4][1]["payload"] = {"n": 1}
     for n, (name, fields) in enumerate(steps, start=1):
