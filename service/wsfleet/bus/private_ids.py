@@ -8,9 +8,8 @@ of each owning node, and one envelope (d), in the original's format, on the shar
 one Redis node that is exactly one (d), as the original sends.
 
 The script cannot encode, so it receives the encoded envelope cut around the ``socketIds`` value
-(``head`` and two ``tail`` s, one per sequence number: every node reads the shared channel, and an
-owner must not drop it as a duplicate of its inbox copy) and each id already encoded; it writes
-the array header itself.
+(``head`` and two ``tail`` s, each with its own sequence number) and each id already encoded; it
+writes the array header itself.
 """
 
 from __future__ import annotations
@@ -94,42 +93,57 @@ def send_many(bus: Bus, socket_ids: Iterable[str], frame: str) -> bool:
     envelope per id.
     """
     settings = bus.settings
-    ids = list(socket_ids)
-    inbox_meta = bus.meta(settings.private_channel)
+    groups: dict[str | None, list[str]] = {}
+    for socket_id in socket_ids:
+        link = bus.link_for_key(socket_id)
+        groups.setdefault(link.key if link is not None else None, []).append(socket_id)
+    chunks = [
+        group[start : start + MAX_IDS_PER_SCRIPT]
+        for group in groups.values()
+        for start in range(0, len(group), MAX_IDS_PER_SCRIPT)
+    ]
+    scripts = []
+    for chunk in chunks:
+        # Own sequence numbers per script: a node may get one message from each script.
+        cuts = _cuts(bus, frame)
+        if cuts is None:
+            return False
+        scripts.append((chunk, cuts))
+    mode = "j" if bus.codec.mode is Serialization.JSON else "m"
+    inbox_prefix = settings.inbox_channel("")
+    for chunk, (head, inbox_tail, shared_tail) in scripts:
+        keys = [settings.key("sock", socket_id) for socket_id in chunk]
+        bus.stats.published += 1
+        bus.execute(
+            (
+                "EVAL",
+                SEND_MANY,
+                len(keys),
+                *keys,
+                inbox_prefix,
+                settings.private_channel,
+                mode,
+                head,
+                inbox_tail,
+                shared_tail,
+                *(_value_bytes(bus.codec, socket_id) for socket_id in chunk),
+            ),
+            chunk[0],
+            want_result=False,
+        )
+    return True
+
+
+def _cuts(bus: Bus, frame: str) -> tuple[bytes, bytes, bytes] | None:
+    """``head``, the inbox copies' ``tail`` and the shared (d)'s ``tail``, each tail with its
+    own sequence number (every node reads the shared channel: an owner must not drop the (d) as
+    a duplicate of its inbox copy)."""
+    inbox_meta = bus.meta(bus.settings.private_channel)
     shared_meta = bus.meta()
     if "tp" in inbox_meta:
         shared_meta["tp"] = inbox_meta["tp"]
     inbox_cut = _cut(bus, frame, inbox_meta)
     shared_cut = _cut(bus, frame, shared_meta)
     if inbox_cut is None or shared_cut is None or inbox_cut[0] != shared_cut[0]:
-        return False
-    head, inbox_tail, shared_tail = inbox_cut[0], inbox_cut[1], shared_cut[1]
-    groups: dict[str | None, list[str]] = {}
-    for socket_id in ids:
-        link = bus.link_for_key(socket_id)
-        groups.setdefault(link.key if link is not None else None, []).append(socket_id)
-    mode = "j" if bus.codec.mode is Serialization.JSON else "m"
-    inbox_prefix = settings.inbox_channel("")
-    for group in groups.values():
-        for start in range(0, len(group), MAX_IDS_PER_SCRIPT):
-            chunk = group[start : start + MAX_IDS_PER_SCRIPT]
-            keys = [settings.key("sock", socket_id) for socket_id in chunk]
-            bus.stats.published += 1
-            bus.execute(
-                (
-                    "EVAL",
-                    SEND_MANY,
-                    len(keys),
-                    *keys,
-                    inbox_prefix,
-                    settings.private_channel,
-                    mode,
-                    head,
-                    inbox_tail,
-                    shared_tail,
-                    *(_value_bytes(bus.codec, socket_id) for socket_id in chunk),
-                ),
-                chunk[0],
-                want_result=False,
-            )
-    return True
+        return None
+    return inbox_cut[0], inbox_cut[1], shared_cut[1]

@@ -5,15 +5,15 @@ replies naming their caller, and a room join that can be awaited until Redis con
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from tests.conftest import WAIT, Connect
+from tests.conftest import WAIT, Connect, wait_until
 from tests.fixtures.original_bus import captured
 from tests.integration.fleet import test_original_interop as interop
-from tests.integration.fleet.conftest import MakeFleet, join
+from tests.integration.fleet.conftest import MakeFleet, Node, join
 from tests.integration.fleet.test_original_interop import StartOriginal
 from tests.redis_procs import RedisProcess
 
@@ -95,6 +95,15 @@ def as_sent_by(codec: BusCodec, original: bytes, name: str) -> bytes:
     return original.replace(encoded(codec, "orig1"), encoded(codec, name))
 
 
+async def located(node: Node, *socket_ids: str) -> None:
+    """Wait until the socket directory says ``node`` holds each id."""
+    directory = node.server.fleet.directory  # type: ignore[union-attr]
+    async with asyncio.timeout(WAIT):
+        for socket_id in socket_ids:
+            while await directory.locate(socket_id) != node.name:
+                await asyncio.sleep(0.01)
+
+
 @pytest.mark.parametrize("mode", list(Serialization))
 async def test_to_socket_ids_sends_one_envelope_per_owner_and_one_d_for_the_rest(
     redis: RedisProcess, make_fleet: MakeFleet, connect: Connect, tap: BusTap, mode: Serialization
@@ -103,6 +112,7 @@ async def test_to_socket_ids_sends_one_envelope_per_owner_and_one_d_for_the_rest
     a1, b1, b2 = [await join(connect, node, sid) for node, sid in ((a, "a1"), (b, "b1"), (b, "b2"))]
     codec = BusCodec(mode)
     inbox_b = f"csbp:wsfleet:node:{b.name}"
+    await located(b, "b1", "b2")
     start = len(tap.seen)
     assert a.server.to_socket_ids(["b1", "u1", "a1", "b2", "u2"], "m", {"n": 1}) == 1  # a1
     frame = '{"event":"m","payload":{"n":1}}'
@@ -206,3 +216,47 @@ async def test_a_reply_naming_another_caller_is_ignored(
         await publisher.aclose()
     assert [r["data"]["payload"] for r in results] == [a.name]
     assert results[0]["data"]["targetServer"] == [a.name]
+
+
+async def test_to_socket_ids_over_several_redis_nodes_reaches_each_socket_once(
+    redis_factory: Callable[[], Awaitable[RedisProcess]], make_fleet: MakeFleet, connect: Connect
+) -> None:
+    redis_nodes = [await redis_factory(), await redis_factory()]
+    taps = [BusTap(aioredis.Redis(host="127.0.0.1", port=r.port)) for r in redis_nodes]
+    for bus_tap in taps:
+        await bus_tap.start()
+    try:
+        a, b = await make_fleet(redis_nodes, 2)
+        ids = [f"b{i}" for i in range(8)]
+        clients = [await join(connect, b, sid) for sid in ids]
+        await located(b, *ids)
+        unknown = [f"u{i}" for i in range(6)]
+        starts = [len(t.seen) for t in taps]
+        assert a.server.to_socket_ids(ids + unknown, "m", 1) == 0
+        for client in clients:
+            assert await client.recv() == '{"event":"m","payload":1}'
+        a.server.broadcast("mark", 0)
+        for client in clients:  # nothing twice: the next frame is the marker
+            assert await client.recv() == '{"event":"mark","payload":0}'
+        codec = BusCodec()
+        direct = (f"csbp:wsfleet:node:{b.name}", "ws:private_socket")
+
+        def sent() -> list[tuple[str, list[str]]]:
+            return [
+                (channel, codec.loads(data)["socketIds"])
+                for bus_tap, start in zip(taps, starts, strict=True)
+                for channel, data in bus_tap.seen[start:]
+                if channel in direct
+            ]
+
+        # each script publishes all its messages at once: when every id was seen, all were
+        await wait_until(lambda: {i for _, group in sent() for i in group} == {*ids, *unknown})
+        sent_now = sent()
+        # at most one message per (Redis node, destination), each id in exactly one of them
+        assert len(sent_now) <= 2 * len(redis_nodes)
+        assert sorted(i for _, group in sent_now for i in group) == sorted(ids + unknown)
+        for channel, group in sent_now:
+            assert set(group) <= (set(ids) if channel.startswith("csbp:") else set(unknown))
+    finally:
+        for bus_tap in taps:
+            await bus_tap.aclose()
