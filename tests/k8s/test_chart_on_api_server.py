@@ -14,7 +14,6 @@ import yaml
 from tests.chart.k8s_tools import ToolMissing, tool
 from tests.k8s.controlplane import ControlPlane
 from tests.k8s.harness import (
-    KUBECTL,
     ROOT,
     Operator,
     assert_no_permission_errors,
@@ -24,6 +23,7 @@ from tests.k8s.harness import (
     fleet_path,
     fleet_when,
     get,
+    kubectl_binary,
     ok,
     redis_node,
 )
@@ -49,11 +49,10 @@ def helm_template(namespace: str, *values: str) -> list[dict[str, Any]]:
 
 
 def kubectl_apply(api: ControlPlane, docs: list[dict[str, Any]], tmp: Path, *extra: str) -> str:
-    assert KUBECTL is not None, "kubectl is not installed"
     manifest = tmp / "rendered.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
     run = subprocess.run(
-        [KUBECTL, "apply", "-f", str(manifest), *extra],
+        [kubectl_binary(), "apply", "-f", str(manifest), *extra],
         env=api.env(),
         capture_output=True,
         text=True,
@@ -86,11 +85,10 @@ def test_the_rendered_chart_passes_server_side_validation(
     # the API server refuses what the chart must never render, so the check above has teeth
     (fleet,) = [d for d in docs if d["kind"] == "WsFleet"]
     fleet["spec"]["redis"]["nodes"] = []
-    assert KUBECTL is not None
     manifest = tmp_path / "bad.yaml"
     manifest.write_text(yaml.safe_dump(fleet))
     run = subprocess.run(
-        [KUBECTL, "apply", "-f", str(manifest), "--dry-run=server"],
+        [kubectl_binary(), "apply", "-f", str(manifest), "--dry-run=server"],
         env=kube_api.env(),
         capture_output=True,
         text=True,
