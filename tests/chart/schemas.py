@@ -136,6 +136,7 @@ POD_MONITOR = _kind(
                         "scheme": {"enum": ["http", "https"]},
                         "interval": _DURATION,
                         "scrapeTimeout": _DURATION,
+                        "honorLabels": {"type": "boolean"},
                         "relabelings": {"type": "array", "items": _RELABEL},
                     },
                     ("port",),

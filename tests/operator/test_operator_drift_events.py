@@ -110,3 +110,24 @@ def test_event_object_names_the_fleet() -> None:
         "SpecRejected",
         {"component": "wsfleet-operator"},
     )
+
+
+def test_condition_gauge_follows_kube_state_metrics_conventions() -> None:
+    """One series per status value, 1 for the current one; gone when the fleet is forgotten.
+    The alert tests (tests/chart/test_alerts.py) read these names."""
+    from wsfleet_operator.runtime import Metrics
+
+    metrics = Metrics()
+    metrics.reconciles.labels("error").inc()
+    metrics.set_conditions(("rt", "chat"), [cond("Degraded", "True", "SpecRejected")])
+    text = metrics.render().decode()
+    line = (
+        'wsfleet_operator_fleet_condition{namespace="rt",status="%s",type="Degraded",'
+        'wsfleet="chat"}'
+    )
+    assert line % "true" + " 1.0" in text
+    assert line % "false" + " 0.0" in text
+    assert line % "unknown" + " 0.0" in text
+    assert 'wsfleet_operator_reconciles_total{outcome="error"} 1.0' in text
+    metrics.forget(("rt", "chat"))
+    assert "wsfleet_operator_fleet_condition{" not in metrics.render().decode()

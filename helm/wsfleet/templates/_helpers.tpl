@@ -189,6 +189,13 @@ app.kubernetes.io/component: dev-redis
 {{- with .Values.monitoring.prometheusRule.matchers }}{{ printf "{%s}" . }}{{ end }}
 {{- end }}
 
+{{/* A selector with its own matchers plus monitoring.prometheusRule.matchers:
+     include "wsfleet.alertSelectorWith" (list $ `type="Degraded"`) -> {type="Degraded",<matchers>} */}}
+{{- define "wsfleet.alertSelectorWith" -}}
+{{- $root := index . 0 }}
+{{- printf "{%s}" (compact (list (index . 1) $root.Values.monitoring.prometheusRule.matchers) | join ",") }}
+{{- end }}
+
 {{/* NetworkPolicy egress rules shared by the fleet and the operator. */}}
 {{- define "wsfleet.networkPolicy.dnsEgress" -}}
 - ports:
