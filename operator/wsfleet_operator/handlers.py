@@ -177,8 +177,9 @@ async def redis_changed(
     except (SpecError, ValueError, TypeError) as exc:
         raise kopf.PermanentError(f"invalid spec: {exc}") from exc
     st = runtime.state((fleet.namespace, fleet.name), body["metadata"].get("uid"))
+    cm = resources.configmap(fleet, owner=owner_of(body))
     try:
-        await runtime.kube.apply(resources.configmap(fleet, owner=owner_of(body)))
+        st.applied.record(cm, await runtime.kube.apply(cm))  # our own edit is not drift
     except (KubeError, aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise record_failure(runtime, st, (fleet.namespace, fleet.name), exc) from exc
     st.redis_due = True

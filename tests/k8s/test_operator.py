@@ -208,6 +208,13 @@ async def test_redis_edit_updates_configmap_publishes_and_leaves_pods_alone(
     assert after is not None
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     assert after["spec"]["template"] == before["spec"]["template"]
+    updated = await eventually(
+        lambda: [e for e in fleet_events(kube_api, ns) if e["reason"] == "RedisNodesUpdated"],
+        "a RedisNodesUpdated Event",
+    )
+    assert updated[0]["message"] == (
+        f"Redis nodes now 127.0.0.1:{new.port}/1; redis.set published on 2 Redis nodes"
+    )
 
 
 async def test_status_follows_the_deployment_and_the_redis_registry(
