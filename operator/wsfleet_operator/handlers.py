@@ -231,7 +231,7 @@ async def redis_changed(
 
 
 def owner_fleet(body: Mapping[str, Any]) -> str | None:
-    for ref in body.get("metadata", {}).get("ownerReferences") or ():
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or ():
         if ref.get("kind") == c.KIND and str(ref.get("apiVersion", "")).startswith(c.GROUP + "/"):
             return str(ref.get("name"))
     return None
@@ -248,7 +248,7 @@ def _owned_changed(
     st = runtime.state(key)
     if event_type == "DELETED" or st.applied.drifted(kind, body):
         if not st.needs_apply:
-            name = body.get("metadata", {}).get("name")
+            name = (body.get("metadata") or {}).get("name")
             what = "deleted" if event_type == "DELETED" else "changed by someone else"
             log.info("%s %s/%s was %s: re-applying", kind, ns, name, what)
         st.needs_apply = True
