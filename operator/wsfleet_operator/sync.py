@@ -185,6 +185,10 @@ async def sync_fleet(runtime: Runtime, key: FleetKey, body: Mapping[str, Any], p
             await apply_all(runtime, body, fleet)
         except (kopf.TemporaryError, kopf.PermanentError) as exc:
             log.warning("re-applying %s/%s failed: %s", *key, exc)
+            if st.rejected:
+                # Retried at the next spec edit, drift or resync, not at every status round.
+                st.needs_apply = False
+                st.applied_at = time.monotonic()
     if not st.deployment_known:
         try:
             st.deployment = await runtime.kube.get("apps/v1", "Deployment", *key)

@@ -146,6 +146,28 @@ async def test_a_failed_apply_is_recorded_and_retried_or_not(
         await handlers.reconcile(body=body([{"host": "r"}]), memo=kopf.Memo({MEMO_KEY: runtime}))
     assert runtime.fleets[("ns", "chat")].error == f"HTTP {status}: nope"
     assert runtime.take_dirty() == {("ns", "chat")}
+    st = runtime.fleets[("ns", "chat")]
+    assert st.rejected is (status == 422)
+    assert st.generation == 1  # observed, though not applied
+    assert st.applied_generation is None
+
+
+@pytest.mark.parametrize(("status", "retried"), [(422, False), (503, True)])
+async def test_drift_repair_of_a_rejected_spec_is_not_retried_every_round(
+    redis_factory: RedisFactory, status: int, retried: bool
+) -> None:
+    r = await redis_factory()
+    runtime, kube = make_runtime()
+    b = body([node(r)])
+    kube.fail_apply = KubeError(status, "PATCH", "/x", '{"message": "refused"}')
+    st = runtime.state(("ns", "chat"), "u-1")
+    st.needs_apply = True  # say an owned Service was deleted
+    await sync.sync_fleet(runtime, ("ns", "chat"), dict(b), probe=False)
+    assert st.error == f"HTTP {status}: refused"  # the API server's message, not its JSON
+    assert st.needs_apply is retried
+    (_, _, status_written) = kube.statuses[-1]
+    reason = "SpecRejected" if status == 422 else "ReconcileFailed"
+    assert condition(status_written, "Degraded")["reason"] == reason
 
 
 async def test_redis_edit_updates_the_configmap_and_tells_every_old_and_new_node(
