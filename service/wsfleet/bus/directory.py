@@ -17,6 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 
+from wsfleet import contract
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.redis_link import Command, LinkError
 
@@ -67,7 +68,7 @@ class SocketDirectory:
         self._ttl_ms = int(self.settings.lease_ttl * 1000)
 
     def _key(self, socket_id: str) -> str:
-        return self.settings.key("sock", socket_id)
+        return contract.socket_key(socket_id, self.settings.bridge_prefix)
 
     def claim(self, socket_id: str, duplicate_notice: bytes) -> None:
         self.bus.execute(

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from wsfleet import contract
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.redis_link import LinkError, RedisLink
 from wsfleet.protocol.errors import WsfleetError
@@ -94,8 +95,12 @@ class Registry:
         return set(self._live) | set(self._seen)
 
     def _keys(self) -> tuple[str, str, str]:
-        s = self.settings
-        return s.key("lease", self.name), s.key("nodes"), s.key("nodeinfo")
+        prefix = self.settings.bridge_prefix
+        return (
+            contract.lease_key(self.name, prefix),
+            contract.nodes_key(prefix),
+            contract.nodeinfo_key(prefix),
+        )
 
     async def start(self) -> None:
         """Register; raises :class:`DuplicateNodeError` if the name is taken by a live node."""
