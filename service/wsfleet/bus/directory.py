@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from wsfleet import contract
+from wsfleet.bus.broker import Command, LinkError
 from wsfleet.bus.bus import Bus
-from wsfleet.bus.redis_link import Command, LinkError
+from wsfleet.bus.scripts import Keyspace, script
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -56,6 +58,47 @@ local node = redis.call('GET', KEYS[1])
 if node then return redis.call('PUBLISH', ARGV[1] .. node, ARGV[2]) end
 return redis.call('PUBLISH', ARGV[3], ARGV[2])
 """
+
+
+def _claim_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    name, ttl_ms, inbox_prefix, notice = args
+    previous = ks.get(keys[0])
+    ks.set(keys[0], name, px=int(ttl_ms))
+    if previous is not None and previous != name:
+        ks.publish(inbox_prefix + previous, notice)
+    return previous
+
+
+def _release_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    return ks.delete(keys[0]) if ks.get(keys[0]) == args[0] else 0
+
+
+def _refresh_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    name, ttl_ms = args
+    lost = 0
+    for key in keys:
+        current = ks.get(key)
+        if current == name:
+            ks.pexpire(key, int(ttl_ms))
+        elif current is None:
+            ks.set(key, name, px=int(ttl_ms))
+        else:
+            lost += 1
+    return lost
+
+
+def _send_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    inbox_prefix, envelope, private_channel = args
+    node = ks.get(keys[0])
+    if node is not None:
+        return ks.publish(inbox_prefix + node, envelope)
+    return ks.publish(private_channel, envelope)
+
+
+script("directory.claim", _CLAIM, _claim_twin)
+script("directory.release", _RELEASE, _release_twin)
+script("directory.refresh", _REFRESH, _refresh_twin)
+script("directory.send", _SEND, _send_twin)
 
 REFRESH_BATCH = 500
 

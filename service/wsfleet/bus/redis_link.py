@@ -23,242 +23,80 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import hiredis
 
+from wsfleet.bus.broker import (
+    PUBLISHER,
+    SUBSCRIBER,
+    BrokerEventHandler,
+    BrokerLink,
+    Command,
+    LinkError,
+    LinkHealth,
+    LinkTimings,
+)
 from wsfleet.bus.nodes import RedisNode
-from wsfleet.protocol.errors import WsfleetError
+from wsfleet.bus.resp import RespConnection, open_connection, pack_command
 
 log = logging.getLogger("wsfleet.bus")
 
 SUBSCRIBE_BATCH: Final = 512
-CLIENT_NAME: Final = "wsfleet"
 _MESSAGE: Final = b"message"
 _SUBSCRIBE: Final = b"subscribe"
 _UNSUBSCRIBE: Final = b"unsubscribe"
 
-
-class LinkError(WsfleetError):
-    """A command could not be run on a Redis node."""
+__all__ = ["Command", "LinkError", "LinkTimings", "RedisLink"]
 
 
-def _pack_python(args: tuple[Any, ...]) -> bytes:
-    """RESP encoding of one command (for hiredis releases without ``pack_command``)."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
-            data = arg.encode()
-        elif isinstance(arg, int | float) and not isinstance(arg, bool):
-            data = repr(arg).encode()
-        else:
-            raise TypeError(f"cannot send {type(arg).__name__} to Redis")
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+MessageCallback = Callable[[BrokerLink, bytes, bytes], None]
+HealthCallback = Callable[[BrokerLink, str, bool, str, str | None], None]
+FailedCallback = Callable[[BrokerLink, list[Command], BaseException], None]
 
 
-pack_command: Callable[[tuple[Any, ...]], bytes] = getattr(hiredis, "pack_command", _pack_python)
+class CallbackHandler:
+    """A :class:`BrokerEventHandler` made of plain callbacks (tests, tools)."""
 
+    __slots__ = ("on_link_failed", "on_link_health", "on_link_message")
 
-@dataclass(slots=True)
-class Command:
-    """A command for the publisher. ``future`` (optional) gets the reply or the error."""
+    def __init__(
+        self, on_message: MessageCallback, on_health: HealthCallback, on_failed: FailedCallback
+    ) -> None:
+        self.on_link_message = on_message
+        self.on_link_health = on_health
+        self.on_link_failed = on_failed
 
-    args: tuple[Any, ...]
-    future: asyncio.Future[Any] | None = None
-    routing_key: str = ""
-    attempts: int = 0
-    retry: bool = True
-    pinned: bool = False
-    """Pinned commands must run on this link (probes, registry writes): never re-routed."""
-    keyed: bool = False
-    """Keyed commands (socket directory) are routed by rendezvous hash, whatever the strategy."""
-
-
-HealthCallback = Callable[["RedisLink", str, bool, str, str | None], None]
-MessageCallback = Callable[["RedisLink", bytes, bytes], None]
-FailedCallback = Callable[["RedisLink", list[Command], BaseException], None]
-
-
-@dataclass(slots=True)
-class LinkTimings:
-    connect_timeout: float = 2.0
-    command_timeout: float = 2.0
-    ping_interval: float = 5.0
-    ping_timeout: float = 2.0
-    backoff_initial: float = 0.05
-    backoff_max: float = 2.0
-
-
-@dataclass(slots=True)
-class _Health:
-    publisher: bool = False
-    subscriber: bool = False
-    reconnects: int = 0
-    last_error: str | None = None
-    latency: float = 0.0
-
-
-class _Connection(asyncio.Protocol):
-    """One RESP connection. Replies go, in order, to the commands in :attr:`waiting`, or - once
-    :attr:`on_push` is set (a subscriber) - all to that callback."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.reader = hiredis.Reader()
-        self.transport: asyncio.Transport | None = None
-        self.waiting: deque[Command] = deque()
-        self.on_push: Callable[[Any], None] | None = None
-        self.on_writable: Callable[[], None] | None = None
-        self.progress_at = 0.0
-        """Loop time of the last reply, or of the write that made :attr:`waiting` non-empty."""
-        self.paused = False
-        self.error: BaseException | None = None
-        self.closed: asyncio.Future[None] = loop.create_future()
-
-    # -- asyncio.Protocol ---------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-
-    def data_received(self, data: bytes) -> None:
-        reader = self.reader
-        reader.feed(data)
-        push = self.on_push
-        try:
-            if push is not None:
-                while (reply := reader.gets()) is not False:
-                    push(reply)
-                return
-            waiting = self.waiting
-            while (reply := reader.gets()) is not False:
-                command = waiting.popleft()
-                future = command.future
-                if isinstance(reply, hiredis.ReplyError):
-                    if future is None:
-                        log.warning("Redis %s failed: %s", command.args[0], reply)
-                    elif not future.done():
-                        future.set_exception(LinkError(str(reply)))
-                elif future is not None and not future.done():
-                    future.set_result(reply)
-            self.progress_at = self.loop.time()
-        except (hiredis.ProtocolError, IndexError) as exc:  # garbage, or a reply nobody asked for
-            self.fail(LinkError(f"protocol error: {exc!r}"))
-
-    def eof_received(self) -> bool:
-        return False  # close the transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.error is None:
-            self.error = exc or ConnectionResetError("connection closed by the Redis node")
-        self.transport = None
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self.on_writable is not None:
-            self.on_writable()
-
-    # -- use --------------------------------------------------------------------------------
-
-    @property
-    def is_open(self) -> bool:
-        return self.transport is not None and self.error is None
-
-    def write(self, data: bytes) -> None:
-        if self.transport is None:
-            raise ConnectionResetError("not connected")
-        self.transport.write(data)
-
-    def send(self, commands: Iterable[Command]) -> None:
-        """Write ``commands`` (packed together) and expect their replies in order. Raises
-        before anything is written when a command cannot be encoded or the connection is gone."""
-        batch = list(commands)
-        data = b"".join([pack_command(c.args) for c in batch])
-        self.write(data)
-        if not self.waiting:
-            self.progress_at = self.loop.time()
-        self.waiting.extend(batch)
-
-    async def request(self, *args: Any) -> Any:
-        """One command and its reply (during the handshake)."""
-        future: asyncio.Future[Any] = self.loop.create_future()
-        self.send((Command(args, future),))
-        await asyncio.wait((future, self.closed), return_when=asyncio.FIRST_COMPLETED)
-        if not future.done():
-            raise ConnectionResetError("connection lost during the handshake")
-        return future.result()
-
-    def fail(self, error: BaseException) -> None:
-        """Drop the connection at once; :attr:`closed` resolves when it is gone."""
-        if self.error is None:
-            self.error = error
-        transport = self.transport
-        if transport is not None:
-            transport.abort()
-        elif not self.closed.done():
-            self.closed.set_result(None)
-
-    def close(self) -> None:
-        if self.error is None:
-            self.error = ConnectionResetError("closed")
-        if self.transport is not None:
-            self.transport.close()
-
-
-async def _open(node: RedisNode, timings: LinkTimings) -> _Connection:
-    """Connect and authenticate (``AUTH``, ``SELECT``, ``CLIENT SETNAME``)."""
-    loop = asyncio.get_running_loop()
-    context = ssl.create_default_context() if node.tls else None
-    conn: _Connection | None = None
-    try:
-        async with asyncio.timeout(timings.connect_timeout):
-            _, conn = await loop.create_connection(
-                lambda: _Connection(loop), node.host, node.port, ssl=context
-            )
-            if node.password is not None:
-                if node.username:
-                    await conn.request("AUTH", node.username, node.password)
-                else:
-                    await conn.request("AUTH", node.password)
-            if node.db:
-                await conn.request("SELECT", node.db)
-            await conn.request("CLIENT", "SETNAME", CLIENT_NAME)
-    except BaseException:
-        if conn is not None:
-            conn.fail(ConnectionResetError("handshake failed"))
-        raise
-    if not conn.is_open:
-        raise ConnectionResetError("connection closed during the handshake")
-    return conn
+    def on_link_changed(self, link: BrokerLink) -> None:
+        pass
 
 
 class RedisLink:
+    """One Redis node (a :class:`~wsfleet.bus.broker.BrokerLink`)."""
+
     def __init__(
         self,
         node: RedisNode,
+        handler: BrokerEventHandler | None = None,
         *,
-        on_message: MessageCallback,
-        on_health: HealthCallback,
-        on_failed: FailedCallback,
+        on_message: MessageCallback | None = None,
+        on_health: HealthCallback | None = None,
+        on_failed: FailedCallback | None = None,
         timings: LinkTimings | None = None,
     ) -> None:
+        if handler is None:
+            if on_message is None or on_health is None or on_failed is None:
+                raise TypeError("RedisLink needs a handler or all three callbacks")
+            handler = CallbackHandler(on_message, on_health, on_failed)
         self.node = node
         self.key = node.key
         self.timings = timings or LinkTimings()
-        self._on_message = on_message
-        self._on_health = on_health
-        self._on_failed = on_failed
+        self._on_message = handler.on_link_message
+        self._on_health = handler.on_link_health
+        self._on_failed = handler.on_link_failed
+        self._on_changed = handler.on_link_changed
         self._queue: deque[Command] = deque()
         self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
@@ -267,12 +105,12 @@ class RedisLink:
         self._confirmed: set[bytes] = set()
         self._sub_changed = asyncio.Event()
         self._confirm_waiters: list[tuple[frozenset[bytes], asyncio.Future[None]]] = []
-        self._pub: _Connection | None = None
-        self._sub: _Connection | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._pub: RespConnection | None = None
+        self._sub: RespConnection | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._last_sub_pong = 0.0
-        self.health = _Health()
+        self.health = LinkHealth()
         self.publishable = True
         """The operator's intent: False while a hot-added link warms up or a removed one drains."""
         self.admitted = False
@@ -320,12 +158,14 @@ class RedisLink:
 
     def start(self) -> None:
         name = self.key
-        self._tasks = [
+        if self._closed or self._tasks:
+            return
+        self._tasks = {
             asyncio.create_task(self._publisher_loop(), name=f"wsfleet-redis-pub-{name}"),
             asyncio.create_task(self._subscriber_loop(), name=f"wsfleet-redis-sub-{name}"),
             asyncio.create_task(self._reconcile_loop(), name=f"wsfleet-redis-subs-{name}"),
             asyncio.create_task(self._ping_loop(), name=f"wsfleet-redis-ping-{name}"),
-        ]
+        }
 
     async def aclose(self) -> None:
         """Stop; commands queued or not answered are handed back through ``on_failed``."""
@@ -333,7 +173,7 @@ class RedisLink:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        self._tasks.clear()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -344,8 +184,8 @@ class RedisLink:
                 conn.waiting.clear()
                 conn.close()
         self._pub = self._sub = None
-        self._set_health("publisher", False, "close", None)
-        self._set_health("subscriber", False, "close", None)
+        self._set_health(PUBLISHER, False, "close", None)
+        self._set_health(SUBSCRIBER, False, "close", None)
         leftover.extend(self._queue)
         self._queue.clear()
         if leftover:
@@ -386,7 +226,11 @@ class RedisLink:
                 self.timings.command_timeout, self._check_progress
             )
 
-    def _send_one_by_one(self, conn: _Connection, error: Exception) -> None:
+    def _drained(self) -> None:
+        if not self._queue:
+            self._on_changed(self)
+
+    def _send_one_by_one(self, conn: RespConnection, error: Exception) -> None:
         log.debug("Redis %s: unencodable command in a batch (%s)", self.node, error)
         queue = self._queue
         while queue:
@@ -417,7 +261,7 @@ class RedisLink:
         else:
             self._watchdog = loop.call_later(timeout - silent, self._check_progress)
 
-    def _publisher_failed(self, conn: _Connection, error: BaseException) -> None:
+    def _publisher_failed(self, conn: RespConnection, error: BaseException) -> None:
         """Drop the publisher connection and hand every unanswered or queued command back."""
         if self._pub is not conn:
             return
@@ -427,7 +271,7 @@ class RedisLink:
             self._watchdog = None
         log.warning("Redis %s publisher failed: %s", self.node, error)
         conn.fail(error)
-        self._set_health("publisher", False, "error", str(error))
+        self._set_health(PUBLISHER, False, "error", str(error))
         unanswered = list(conn.waiting)
         conn.waiting.clear()
         if unanswered:
@@ -457,19 +301,20 @@ class RedisLink:
         backoff = self.timings.backoff_initial
         while not self._closed:  # also ends if a library swallowed a cancel
             try:
-                conn = await _open(self.node, self.timings)
+                conn = await open_connection(self.node, self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
                 error = str(exc) or type(exc).__name__
-                self._set_health("publisher", False, "error", error)
+                self._set_health(PUBLISHER, False, "error", error)
                 self._fail_queued(exc)
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
             backoff = self.timings.backoff_initial
             conn.on_writable = self._flush
+            conn.on_idle = self._drained
             self._pub = conn
             self.publisher_connects += 1
-            self._set_health("publisher", True, "connect", None)
+            self._set_health(PUBLISHER, True, "connect", None)
             self._flush()
             try:
                 await conn.closed
@@ -507,9 +352,9 @@ class RedisLink:
         loop = asyncio.get_running_loop()
         while not self._closed:  # also ends if a library swallowed a cancel
             try:
-                conn = await _open(self.node, self.timings)
+                conn = await open_connection(self.node, self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
-                self._set_health("subscriber", False, "error", str(exc) or type(exc).__name__)
+                self._set_health(SUBSCRIBER, False, "error", str(exc) or type(exc).__name__)
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
@@ -520,7 +365,7 @@ class RedisLink:
             self._confirmed = set()
             self._last_sub_pong = loop.time()
             self._sub_changed.set()
-            self._set_health("subscriber", True, "connect", None)
+            self._set_health(SUBSCRIBER, True, "connect", None)
             try:
                 await conn.closed
             except asyncio.CancelledError:
@@ -533,7 +378,7 @@ class RedisLink:
             if not self._closed:
                 error = conn.error
                 log.warning("Redis %s subscriber failed: %s", self.node, error)
-                self._set_health("subscriber", False, "error", str(error) or "connection lost")
+                self._set_health(SUBSCRIBER, False, "error", str(error) or "connection lost")
             self.health.reconnects += 1
 
     def _on_push(self, reply: Any) -> None:
@@ -548,6 +393,7 @@ class RedisLink:
             elif kind == _SUBSCRIBE:
                 self._confirmed.add(reply[1])
                 self._resolve_waiters()
+                self._on_changed(self)
             elif kind == _UNSUBSCRIBE:
                 self._confirmed.discard(reply[1])
             elif kind == b"pong":  # PING in subscribed mode
@@ -627,12 +473,12 @@ class RedisLink:
             sub.fail(ConnectionResetError("resubscribing"))
 
     def _set_health(self, role: str, healthy: bool, event: str, error: str | None) -> None:
-        current = self.health.publisher if role == "publisher" else self.health.subscriber
+        current = self.health.publisher if role == PUBLISHER else self.health.subscriber
         if error is not None:
             self.health.last_error = error
         if current == healthy:
             return
-        if role == "publisher":
+        if role == PUBLISHER:
             self.health.publisher = healthy
         else:
             self.health.subscriber = healthy

@@ -18,14 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
 from wsfleet import contract
+from wsfleet.bus.broker import BrokerLink, LinkError
 from wsfleet.bus.bus import Bus
-from wsfleet.bus.redis_link import LinkError, RedisLink
+from wsfleet.bus.scripts import Keyspace, script
 from wsfleet.protocol.errors import WsfleetError
 
 log = logging.getLogger("wsfleet.bus")
@@ -61,6 +62,47 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
 """
+
+_INF = float("inf")
+
+
+def _refresh_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    lease, nodes, info = keys
+    boot, ttl_ms, expiry, name, description, now_ms = args
+    current = ks.get(lease)
+    if current is None:
+        ks.set(lease, boot, px=int(ttl_ms))
+    elif current != boot:
+        return current
+    else:
+        ks.pexpire(lease, int(ttl_ms))
+    ks.zadd(nodes, float(expiry), name)
+    ks.hset(info, name, description)
+    ks.zremrangebyscore(nodes, -_INF, float(now_ms))
+    return None
+
+
+def _live_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    nodes, info = keys
+    out: list[bytes] = []
+    for name in ks.zrangebyscore(nodes, float(args[0]), _INF):
+        out += [name, ks.hget(info, name) or b""]
+    return out
+
+
+def _leave_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    lease, nodes, info = keys
+    boot, name = args
+    if ks.get(lease) == boot:
+        ks.delete(lease)
+    ks.zrem(nodes, name)
+    ks.hdel(info, name)
+    return 1
+
+
+script("registry.refresh", _REFRESH, _refresh_twin)
+script("registry.live", _LIVE, _live_twin)
+script("registry.leave", _LEAVE, _leave_twin)
 
 
 class DuplicateNodeError(WsfleetError):
@@ -123,10 +165,10 @@ class Registry:
             return_exceptions=True,
         )
 
-    def _links(self) -> list[RedisLink]:
+    def _links(self) -> list[BrokerLink]:
         return [link for link in self.bus.links.values() if link.publisher_healthy]
 
-    async def _call(self, link: RedisLink, *args: Any) -> Any:
+    async def _call(self, link: BrokerLink, *args: Any) -> Any:
         return await link.call(*args, timeout=self.settings.command_timeout)
 
     async def refresh(self, *, raise_on_conflict: bool = False) -> None:
@@ -182,6 +224,7 @@ class Registry:
         else:
             for name in self._live:  # no Redis node to ask: the last view still holds
                 self._seen[name] = now
+        self.bus.peers_changed()
 
     async def _loop(self) -> None:
         while not self._stopping:  # a cancellation swallowed by a library still ends the loop
