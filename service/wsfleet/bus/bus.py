@@ -179,6 +179,8 @@ class Bus:
     async def aclose(self) -> None:
         """Stop every task, then disconnect every link; what is still buffered fails."""
         await self.tasks.aclose()
+        self.link_events.fire()  # hot-plug calls waiting in their callers' tasks end now
+        self.peer_events.fire()
         links = list(self.links.values())
         self.links.clear()
         await asyncio.gather(*(link.aclose() for link in links), return_exceptions=True)

@@ -17,7 +17,6 @@ from typing import Protocol
 from wsfleet.bus.broker import BrokerLink, Command, LinkError
 from wsfleet.bus.outage import OutageBuffer
 from wsfleet.bus.switching import Switcher, SwitchHost
-from wsfleet.clock import sleep
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -35,7 +34,7 @@ async def hot_add(host: HotPlugHost, link: BrokerLink, ready: Callable[[str], bo
     deadline = clock.now() + host.settings.hot_add_grace
     try:
         while not link.is_subscribed(host.wanted_channels()):
-            if link.closed:
+            if link.closed or host.closing:
                 return False
             if clock.now() >= deadline:
                 log.warning("Redis %s: not subscribed within the grace", link.node)
@@ -43,6 +42,8 @@ async def hot_add(host: HotPlugHost, link: BrokerLink, ready: Callable[[str], bo
             await host.link_events.wait(clock, deadline - clock.now())
         # Other nodes report their subscriptions through the registry's refreshes.
         while ready is not None and not ready(link.key) and clock.now() < deadline:
+            if link.closed or host.closing:
+                return False
             await host.peer_events.wait(clock, deadline - clock.now())
     except LinkError:
         return False
@@ -66,7 +67,10 @@ async def hot_remove(host: HotPlugHost, link: BrokerLink) -> None:
 
     try:
         await host.switcher.switch(before=stop_publishing)
-        await sleep(host.clock, host.settings.drain_grace)
+        clock = host.clock
+        deadline = clock.now() + host.settings.drain_grace
+        while not host.closing and clock.now() < deadline:  # a closing bus cuts the grace short
+            await host.link_events.wait(clock, deadline - clock.now())
     finally:
         if host.links.get(link.key) is link:
             del host.links[link.key]

@@ -175,9 +175,8 @@ class MemoryBroker:
     def thaw(self) -> None:
         self.frozen = False
         held, self._held = self._held, []
-        for conn, commands in held:
-            if not conn.closed:
-                self._run(conn, [[as_bytes(arg) for arg in c.args] for c in commands])
+        for conn, commands in held:  # run even if the client gave up: Redis would, too
+            self._run(conn, [[as_bytes(arg) for arg in c.args] for c in commands])
         for conn in list(self._connections):
             if conn._events and not conn._scheduled:
                 conn._scheduled = True
