@@ -43,7 +43,8 @@ message to :meth:`BrokerEventHandler.on_link_message` synchronously, in the brok
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -90,6 +91,16 @@ class LinkHealth:
     reconnects: int = 0
     last_error: str | None = None
     latency: float = 0.0
+
+    def update(self, role: str, healthy: bool, error: str | None) -> bool:
+        """Record ``role``'s health; True when it changed."""
+        if error is not None:
+            self.last_error = error
+        if role == PUBLISHER:
+            changed, self.publisher = self.publisher != healthy, healthy
+        else:
+            changed, self.subscriber = self.subscriber != healthy, healthy
+        return changed
 
 
 class BrokerEventHandler(Protocol):
@@ -158,6 +169,37 @@ class BrokerLink(Protocol):
     async def wait_subscribed(self, channels: Iterable[bytes]) -> None: ...
     def force_resubscribe(self) -> None:
         """Drop the subscriber connection; it reconnects and replays every channel."""
+
+
+def take_unpinned(queue: deque[Command]) -> list[Command]:
+    """Remove and return the commands of ``queue`` that may run elsewhere, in order."""
+    taken = [c for c in queue if not c.pinned]
+    if taken:
+        kept = [c for c in queue if c.pinned]
+        queue.clear()
+        queue.extend(kept)
+    return taken
+
+
+MessageCallback = Callable[[BrokerLink, bytes, bytes], None]
+HealthCallback = Callable[[BrokerLink, str, bool, str, str | None], None]
+FailedCallback = Callable[[BrokerLink, list[Command], BaseException], None]
+
+
+class CallbackHandler:
+    """A :class:`BrokerEventHandler` made of plain callbacks (tests, tools)."""
+
+    __slots__ = ("on_link_failed", "on_link_health", "on_link_message")
+
+    def __init__(
+        self, on_message: MessageCallback, on_health: HealthCallback, on_failed: FailedCallback
+    ) -> None:
+        self.on_link_message = on_message
+        self.on_link_health = on_health
+        self.on_link_failed = on_failed
+
+    def on_link_changed(self, link: BrokerLink) -> None:
+        pass
 
 
 def numsub_counts(reply: Any) -> dict[str, int]:

@@ -31,13 +31,14 @@ import itertools
 import logging
 import secrets
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, cast
+from typing import TYPE_CHECKING, Any
 
 from wsfleet.bus.broker import BrokerLink, Command, LinkTimings
 from wsfleet.bus.channels import ChannelSet
 from wsfleet.bus.codec import BusCodec, BusDecodeError
 from wsfleet.bus.dedup import DuplicateFilter
 from wsfleet.bus.envelopes import meta_of, sender_of
+from wsfleet.bus.events import BusEventHandler, HealthListener, MessageHandler, as_handler
 from wsfleet.bus.failover import Failover
 from wsfleet.bus.hotplug import hot_add, hot_remove
 from wsfleet.bus.memory_link import MemoryLink
@@ -67,33 +68,6 @@ __all__ = [
 
 log = logging.getLogger("wsfleet.bus")
 
-MessageHandler = Callable[[str, dict[str, Any]], None]
-HealthListener = Callable[[bool, dict[str, Any]], None]
-
-
-class BusEventHandler(Protocol):
-    """The bus's consumer (the fleet): the only way the bus calls out."""
-
-    def on_bus_message(self, channel: str, message: dict[str, Any]) -> None:
-        """A decoded message from another node (echoes, duplicates and probes removed)."""
-
-    def on_bus_health(self, healthy: bool, info: dict[str, Any]) -> None:
-        """A broker connection became healthy or not (the original's ``onRedisHealthChange``)."""
-
-
-class _MessageOnly:
-    __slots__ = ("on_bus_message",)
-
-    def __init__(self, on_message: MessageHandler) -> None:
-        self.on_bus_message = on_message
-
-    def on_bus_health(self, healthy: bool, info: dict[str, Any]) -> None:
-        pass
-
-
-def _is_handler(handler: BusEventHandler | MessageHandler) -> TypeGuard[BusEventHandler]:
-    return hasattr(handler, "on_bus_message")
-
 
 class Bus:
     def __init__(
@@ -119,9 +93,7 @@ class Bus:
         self.links: dict[str, BrokerLink] = {}
         self.configured: list[RedisNode] = list(settings.redis)
         self.health_listeners: list[HealthListener] = []
-        self.handler: BusEventHandler = (
-            handler if _is_handler(handler) else _MessageOnly(cast(MessageHandler, handler))
-        )
+        self.handler: BusEventHandler = as_handler(handler)
         self._on_message = self.handler.on_bus_message
         self.link_events = Pulse()
         self.peer_events = Pulse()

@@ -24,7 +24,9 @@ from wsfleet.bus.broker import (
     LinkError,
     LinkHealth,
     LinkTimings,
+    take_unpinned,
 )
+from wsfleet.bus.confirmations import Confirmations
 from wsfleet.bus.memory import MemoryConnection, broker
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.clock import Clock, LoopClock, TimerHandle, wait_with_timeout
@@ -55,8 +57,7 @@ class MemoryLink:
         self._pub: MemoryConnection | None = None
         self._sub: MemoryConnection | None = None
         self._desired: set[bytes] = set()
-        self._confirmed: set[bytes] = set()
-        self._confirm_waiters: list[tuple[frozenset[bytes], asyncio.Future[None]]] = []
+        self._subs = Confirmations()
         self._timers: dict[str, TimerHandle] = {}
         self._backoff = {PUBLISHER: self.timings.backoff_initial, SUBSCRIBER: 0.0}
         self._started = False
@@ -120,10 +121,7 @@ class MemoryLink:
         self._queue.clear()
         if leftover:
             self._handler.on_link_failed(self, leftover, LinkError(f"{self.node} was removed"))
-        for _, waiter in self._confirm_waiters:
-            if not waiter.done():
-                waiter.set_exception(LinkError(f"{self.node} was removed"))
-        self._confirm_waiters.clear()
+        self._subs.fail_all(LinkError(f"{self.node} was removed"))
 
     def _later(self, name: str, delay: float, callback: Any) -> None:
         old = self._timers.pop(name, None)
@@ -234,12 +232,7 @@ class MemoryLink:
             self._handler.on_link_failed(self, leftover, error)
 
     def take_queued(self) -> list[Command]:
-        taken = [c for c in self._queue if not c.pinned]
-        if taken:
-            kept = [c for c in self._queue if c.pinned]
-            self._queue.clear()
-            self._queue.extend(kept)
-        return taken
+        return take_unpinned(self._queue)
 
     async def call(self, *args: Any, timeout: float | None = None) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -259,7 +252,7 @@ class MemoryLink:
             return
         self._backoff[SUBSCRIBER] = 0.0
         self._sub = conn
-        self._confirmed = set()
+        self._subs.reset()
         self._set_health(SUBSCRIBER, True, "connect", None)
         self._reconcile()
 
@@ -289,11 +282,10 @@ class MemoryLink:
             except Exception:
                 log.exception("bus message handler failed")
         elif kind == b"subscribe":
-            self._confirmed.add(channel)
-            self._resolve_waiters()
+            self._subs.confirm(channel)
             self._handler.on_link_changed(self)
         else:
-            self._confirmed.discard(channel)
+            self._subs.drop(channel)
 
     def memory_lost(self, conn: MemoryConnection, error: BaseException) -> None:
         if conn is self._pub:
@@ -305,47 +297,23 @@ class MemoryLink:
         conn, self._sub = self._sub, None
         if conn is not None:
             conn.close()
-        self._confirmed = set()
+        self._subs.reset()
         self.health.reconnects += 1
         self._set_health(SUBSCRIBER, False, "error", str(error))
         self._retry(SUBSCRIBER, self._connect_subscriber)
 
     def is_subscribed(self, channels: Iterable[bytes]) -> bool:
-        return self._confirmed.issuperset(channels)
+        return self._subs.covers(channels)
 
     async def wait_subscribed(self, channels: Iterable[bytes]) -> None:
-        wanted = frozenset(channels)
-        if self._confirmed.issuperset(wanted):
-            return
-        if self._closed:
+        if self._closed and not self._subs.covers(channels):
             raise LinkError(f"{self.node} was removed")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._confirm_waiters.append((wanted, future))
-        await future
-
-    def _resolve_waiters(self) -> None:
-        still = []
-        for wanted, future in self._confirm_waiters:
-            if future.done():
-                continue
-            if self._confirmed.issuperset(wanted):
-                future.set_result(None)
-            else:
-                still.append((wanted, future))
-        self._confirm_waiters = still
+        await self._subs.wait(channels)
 
     def force_resubscribe(self) -> None:
         if self._sub is not None:
             self._subscriber_lost(ConnectionResetError("resubscribing"))
 
     def _set_health(self, role: str, healthy: bool, event: str, error: str | None) -> None:
-        current = self.health.publisher if role == PUBLISHER else self.health.subscriber
-        if error is not None:
-            self.health.last_error = error
-        if current == healthy:
-            return
-        if role == PUBLISHER:
-            self.health.publisher = healthy
-        else:
-            self.health.subscriber = healthy
-        self._handler.on_link_health(self, role, healthy, event, error)
+        if self.health.update(role, healthy, error):
+            self._handler.on_link_health(self, role, healthy, event, error)

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Final
 
 import hiredis
@@ -33,12 +33,17 @@ from wsfleet.bus.broker import (
     PUBLISHER,
     SUBSCRIBER,
     BrokerEventHandler,
-    BrokerLink,
+    CallbackHandler,
     Command,
+    FailedCallback,
+    HealthCallback,
     LinkError,
     LinkHealth,
     LinkTimings,
+    MessageCallback,
+    take_unpinned,
 )
+from wsfleet.bus.confirmations import Confirmations
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.resp import RespConnection, open_connection, pack_command
 
@@ -50,27 +55,6 @@ _SUBSCRIBE: Final = b"subscribe"
 _UNSUBSCRIBE: Final = b"unsubscribe"
 
 __all__ = ["Command", "LinkError", "LinkTimings", "RedisLink"]
-
-
-MessageCallback = Callable[[BrokerLink, bytes, bytes], None]
-HealthCallback = Callable[[BrokerLink, str, bool, str, str | None], None]
-FailedCallback = Callable[[BrokerLink, list[Command], BaseException], None]
-
-
-class CallbackHandler:
-    """A :class:`BrokerEventHandler` made of plain callbacks (tests, tools)."""
-
-    __slots__ = ("on_link_failed", "on_link_health", "on_link_message")
-
-    def __init__(
-        self, on_message: MessageCallback, on_health: HealthCallback, on_failed: FailedCallback
-    ) -> None:
-        self.on_link_message = on_message
-        self.on_link_health = on_health
-        self.on_link_failed = on_failed
-
-    def on_link_changed(self, link: BrokerLink) -> None:
-        pass
 
 
 class RedisLink:
@@ -102,9 +86,8 @@ class RedisLink:
         self._watchdog: asyncio.TimerHandle | None = None
         self._desired: set[bytes] = set()
         self._requested: set[bytes] = set()
-        self._confirmed: set[bytes] = set()
+        self._subs = Confirmations()
         self._sub_changed = asyncio.Event()
-        self._confirm_waiters: list[tuple[frozenset[bytes], asyncio.Future[None]]] = []
         self._pub: RespConnection | None = None
         self._sub: RespConnection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -190,10 +173,7 @@ class RedisLink:
         self._queue.clear()
         if leftover:
             self._on_failed(self, leftover, LinkError(f"{self.node} was removed"))
-        for _, waiter in self._confirm_waiters:
-            if not waiter.done():
-                waiter.set_exception(LinkError(f"{self.node} was removed"))
-        self._confirm_waiters.clear()
+        self._subs.fail_all(LinkError(f"{self.node} was removed"))
 
     # -- publisher ---------------------------------------------------------------------------
 
@@ -281,12 +261,7 @@ class RedisLink:
     def take_queued(self) -> list[Command]:
         """Remove and return the commands not sent yet that may run elsewhere (not pinned), in
         order, to re-route them."""
-        taken = [c for c in self._queue if not c.pinned]
-        if taken:
-            kept = [c for c in self._queue if c.pinned]
-            self._queue.clear()
-            self._queue.extend(kept)
-        return taken
+        return take_unpinned(self._queue)
 
     async def call(self, *args: Any, timeout: float | None = None) -> Any:
         """Run one command on this node (pinned: never re-routed) and return its reply."""
@@ -337,15 +312,12 @@ class RedisLink:
         self._sub_changed.set()
 
     def is_subscribed(self, channels: Iterable[bytes]) -> bool:
-        return self._confirmed.issuperset(channels)
+        return self._subs.covers(channels)
 
     async def wait_subscribed(self, channels: Iterable[bytes]) -> None:
-        wanted = frozenset(channels)
-        if self._confirmed.issuperset(wanted):
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._confirm_waiters.append((wanted, future))
-        await future
+        if self._closed and not self._subs.covers(channels):
+            raise LinkError(f"{self.node} was removed")
+        await self._subs.wait(channels)
 
     async def _subscriber_loop(self) -> None:
         backoff = self.timings.backoff_initial
@@ -362,7 +334,7 @@ class RedisLink:
             conn.on_push = self._on_push
             self._sub = conn
             self._requested = set()
-            self._confirmed = set()
+            self._subs.reset()
             self._last_sub_pong = loop.time()
             self._sub_changed.set()
             self._set_health(SUBSCRIBER, True, "connect", None)
@@ -374,7 +346,7 @@ class RedisLink:
             finally:
                 self._sub = None
                 self._requested = set()
-                self._confirmed = set()
+                self._subs.reset()
             if not self._closed:
                 error = conn.error
                 log.warning("Redis %s subscriber failed: %s", self.node, error)
@@ -391,30 +363,16 @@ class RedisLink:
                 except Exception:
                     log.exception("bus message handler failed")
             elif kind == _SUBSCRIBE:
-                self._confirmed.add(reply[1])
-                self._resolve_waiters()
+                self._subs.confirm(reply[1])
                 self._on_changed(self)
             elif kind == _UNSUBSCRIBE:
-                self._confirmed.discard(reply[1])
+                self._subs.drop(reply[1])
             elif kind == b"pong":  # PING in subscribed mode
                 self._last_sub_pong = asyncio.get_running_loop().time()
         elif reply == b"PONG":  # PING before the first subscription
             self._last_sub_pong = asyncio.get_running_loop().time()
         elif isinstance(reply, hiredis.ReplyError):
             log.warning("Redis %s subscriber: %s", self.node, reply)
-
-    def _resolve_waiters(self) -> None:
-        if not self._confirm_waiters:
-            return
-        still: list[tuple[frozenset[bytes], asyncio.Future[None]]] = []
-        for wanted, future in self._confirm_waiters:
-            if future.done():
-                continue
-            if self._confirmed.issuperset(wanted):
-                future.set_result(None)
-            else:
-                still.append((wanted, future))
-        self._confirm_waiters = still
 
     async def _reconcile_loop(self) -> None:
         while not self._closed:  # also ends if a library swallowed a cancel
@@ -473,13 +431,5 @@ class RedisLink:
             sub.fail(ConnectionResetError("resubscribing"))
 
     def _set_health(self, role: str, healthy: bool, event: str, error: str | None) -> None:
-        current = self.health.publisher if role == PUBLISHER else self.health.subscriber
-        if error is not None:
-            self.health.last_error = error
-        if current == healthy:
-            return
-        if role == PUBLISHER:
-            self.health.publisher = healthy
-        else:
-            self.health.subscriber = healthy
-        self._on_health(self, role, healthy, event, error)
+        if self.health.update(role, healthy, error):
+            self._on_health(self, role, healthy, event, error)
