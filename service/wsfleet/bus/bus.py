@@ -96,6 +96,8 @@ class Bus:
         self.handler: BusEventHandler = as_handler(handler)
         self._on_message = self.handler.on_bus_message
         self.link_events = Pulse()
+        self.on_link_changed: Callable[[BrokerLink], None] = self.link_events.fire
+        """(BrokerEventHandler) a link's subscriptions or in-flight count changed."""
         self.peer_events = Pulse()
         self.switcher = Switcher(self)
         self.failover = Failover(self, self.stats, self._dispatch)
@@ -325,9 +327,6 @@ class Bus:
         self, link: BrokerLink, commands: list[Command], error: BaseException
     ) -> None:
         self.failover.link_failed(link, commands, error)
-
-    def on_link_changed(self, link: BrokerLink) -> None:
-        self.link_events.fire()
 
     def on_link_health(
         self, link: BrokerLink, role: str, healthy: bool, event: str, error: str | None

@@ -109,9 +109,11 @@ class SocketDirectory:
         self.settings = bus.settings
         self._inbox_prefix = self.settings.inbox_channel("")
         self._ttl_ms = int(self.settings.lease_ttl * 1000)
+        self._key_prefix = contract.socket_key("", self.settings.bridge_prefix)
+        self._private_channel = self.settings.private_channel
 
     def _key(self, socket_id: str) -> str:
-        return contract.socket_key(socket_id, self.settings.bridge_prefix)
+        return self._key_prefix + socket_id
 
     def claim(self, socket_id: str, duplicate_notice: bytes) -> None:
         self.bus.execute(
@@ -145,7 +147,7 @@ class SocketDirectory:
                 self._key(socket_id),
                 self._inbox_prefix,
                 envelope,
-                self.settings.private_channel,
+                self._private_channel,
             ),
             socket_id,
             want_result=False,

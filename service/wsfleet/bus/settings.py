@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from wsfleet import contract
@@ -129,19 +130,19 @@ class FleetSettings:
 
     # -- channel names -----------------------------------------------------------------------
 
-    @property
+    @cached_property
     def bridge_channel(self) -> str:
         return contract.bridge_channel(self.bridge_prefix)
 
-    @property
+    @cached_property
     def private_channel(self) -> str:
         return contract.private_channel(self.ws_prefix)
 
-    @property
+    @cached_property
     def broadcast_channel(self) -> str:
         return contract.broadcast_channel(self.ws_prefix)
 
-    @property
+    @cached_property
     def control_channel(self) -> str:
         return contract.control_channel(self.bridge_prefix)
 

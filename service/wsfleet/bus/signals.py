@@ -26,7 +26,8 @@ class Pulse:
     def __init__(self) -> None:
         self._waiters: list[asyncio.Future[None]] = []
 
-    def fire(self) -> None:
+    def fire(self, *_: object) -> None:
+        """Wake every waiter (arguments are ignored: it serves directly as a callback)."""
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for future in waiters:
