@@ -3,9 +3,10 @@
 A probe is one message through one broker: published through the link's publisher, read on
 that link's own subscription. A link that stays deaf (the probe is lost while both of its
 connections look healthy) is resubscribed. A probe fails as soon as its PUBLISH fails; a link
-that worked before and has lost its inbox subscription counts as a failed probe too. :meth:`Prober.working_paths` (the brokers whose
-round trip succeeded recently) is what readiness of a fleet node means. Probes run on a timer
-of the injected clock: every ``probe_interval``, every 0.2 s while no path works.
+that worked before and has lost its inbox subscription counts as a failed probe too.
+:meth:`Prober.working_paths` (the brokers whose round trip succeeded recently) is what readiness
+of a fleet node means. Probes run on a timer of the injected clock: every ``probe_interval``,
+every 0.2 s while no path works.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from wsfleet import contract
 from wsfleet.bus.broker import BrokerLink, LinkError
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.scripts import Keyspace, script
+from wsfleet.clock import sleep
 from wsfleet.protocol.errors import WsfleetError
 
 log = logging.getLogger("wsfleet.bus")
@@ -131,7 +132,7 @@ class Registry:
 
     def recent(self) -> set[str]:
         """Live nodes, and nodes seen live within one ``lease_ttl`` (this node included)."""
-        now = time.monotonic()
+        now = self.bus.clock.now()
         for name in [n for n, t in self._seen.items() if now - t > self.settings.lease_ttl]:
             del self._seen[name]
         return set(self._live) | set(self._seen)
@@ -148,7 +149,8 @@ class Registry:
         """Register; raises :class:`DuplicateNodeError` if the name is taken by a live node."""
         self._stopping = False
         await self.refresh(raise_on_conflict=True)
-        self._task = asyncio.create_task(self._loop(), name="wsfleet-registry")
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="wsfleet-registry")
 
     async def aclose(self) -> None:
         self._stopping = True
@@ -216,7 +218,7 @@ class Registry:
                     live[name] = orjson.loads(raw) if raw else {}
                 except orjson.JSONDecodeError:
                     live[name] = {}
-        now = time.monotonic()
+        now = self.bus.clock.now()
         if self._links():
             for name in live:
                 self._seen[name] = now
@@ -228,7 +230,7 @@ class Registry:
 
     async def _loop(self) -> None:
         while not self._stopping:  # a cancellation swallowed by a library still ends the loop
-            await asyncio.sleep(self.settings.lease_refresh)
+            await sleep(self.bus.clock, self.settings.lease_refresh)
             try:
                 await self.refresh()
             except Exception:
