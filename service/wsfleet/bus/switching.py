@@ -95,6 +95,7 @@ class Switcher:
         finally:
             self.holds -= 1
             host.flush_outage()
+            host.link_events.fire()  # routing changed: readiness and flush waiters look again
 
 
 class AdmissionState(StrEnum):
@@ -142,6 +143,7 @@ class Admission:
             if self._current():
                 link.admitted = True
                 self.state = AdmissionState.ADMITTED
+                host.link_events.fire()
             else:
                 self.state = AdmissionState.ABANDONED
 

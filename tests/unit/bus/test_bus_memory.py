@@ -285,3 +285,22 @@ async def test_wait_ready_and_flush_wake_on_events_not_on_polls(
     await settle()
     assert flushed.done() and flushed.result() is True
     await a.bus.wait_ready(0.0)  # ready already: no waiting at all
+
+
+async def test_wait_ready_returns_as_soon_as_the_first_link_is_admitted(
+    clock: ManualClock,
+) -> None:
+    memory.forget_brokers()
+    memory.broker("r1", clock)
+    bus = Bus(
+        FleetSettings(redis=(RedisNode.parse("memory://r1"),), server_name="a"),
+        lambda channel, message: None,
+        clock=clock,
+    )
+    try:
+        await bus.start()
+        await asyncio.wait_for(bus.wait_ready(1.0), 1.0)  # the manual clock never moves
+        assert bus.usable_links()
+    finally:
+        await bus.aclose()
+        memory.forget_brokers()
