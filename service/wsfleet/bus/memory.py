@@ -44,7 +44,11 @@ class MemoryConnection:
     def post(self, kind: str, payload: Any) -> None:
         """Queue an event for the owner; delivered in order on a later loop turn."""
         self._events.append((kind, payload))
-        if not self._scheduled and not self.broker.frozen:
+        self.resume()
+
+    def resume(self) -> None:
+        """Schedule the delivery of what is queued (after a thaw)."""
+        if self._events and not self._scheduled and not self.broker.frozen:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.deliver)
 
@@ -65,7 +69,7 @@ class MemoryConnection:
         """Client side: disconnect (nothing more is delivered)."""
         if not self.closed:
             self.closed = True
-            self.broker._drop(self)
+            self.broker.detach(self)
 
 
 class MemoryBroker:
@@ -100,7 +104,8 @@ class MemoryBroker:
         """Open connections (what ``CLIENT LIST`` would count)."""
         return len(self._connections)
 
-    def _drop(self, conn: MemoryConnection) -> None:
+    def detach(self, conn: MemoryConnection) -> None:
+        """Forget ``conn`` and its subscriptions (it closed, or the broker died)."""
         self._connections.discard(conn)
         for channel in conn.subscribed:
             listeners = self._channels.get(channel)
@@ -159,7 +164,7 @@ class MemoryBroker:
         self.frozen = False
         self._held.clear()
         for conn in list(self._connections):
-            self._drop(conn)
+            self.detach(conn)
             conn.post("lost", ConnectionResetError(f"memory://{self.name} was killed"))
         self._channels.clear()
         self.keyspace.clear()
@@ -178,9 +183,7 @@ class MemoryBroker:
         for conn, commands in held:  # run even if the client gave up: Redis would, too
             self._run(conn, [[as_bytes(arg) for arg in c.args] for c in commands])
         for conn in list(self._connections):
-            if conn._events and not conn._scheduled:
-                conn._scheduled = True
-                asyncio.get_running_loop().call_soon(conn.deliver)
+            conn.resume()
 
 
 _BROKERS: dict[str, MemoryBroker] = {}
