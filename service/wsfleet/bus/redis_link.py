@@ -20,14 +20,11 @@ capped exponential backoff and reports every health change.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections import deque
 from collections.abc import Iterable
-from typing import Any, Final
-
-import hiredis
+from typing import Any
 
 from wsfleet.bus.broker import (
     PUBLISHER,
@@ -43,18 +40,13 @@ from wsfleet.bus.broker import (
     MessageCallback,
     take_unpinned,
 )
-from wsfleet.bus.confirmations import Confirmations
 from wsfleet.bus.nodes import RedisNode
-from wsfleet.bus.resp import RespConnection, open_connection, pack_command
+from wsfleet.bus.redis_subscriber import SUBSCRIBE_BATCH, RedisSubscriber
+from wsfleet.bus.resp import RespConnection, open_connection
 
 log = logging.getLogger("wsfleet.bus")
 
-SUBSCRIBE_BATCH: Final = 512
-_MESSAGE: Final = b"message"
-_SUBSCRIBE: Final = b"subscribe"
-_UNSUBSCRIBE: Final = b"unsubscribe"
-
-__all__ = ["Command", "LinkError", "LinkTimings", "RedisLink"]
+__all__ = ["SUBSCRIBE_BATCH", "Command", "LinkError", "LinkTimings", "RedisLink"]
 
 
 class RedisLink:
@@ -84,16 +76,11 @@ class RedisLink:
         self._queue: deque[Command] = deque()
         self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
-        self._desired: set[bytes] = set()
-        self._requested: set[bytes] = set()
-        self._subs = Confirmations()
-        self._sub_changed = asyncio.Event()
         self._pub: RespConnection | None = None
-        self._sub: RespConnection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._last_sub_pong = 0.0
         self.health = LinkHealth()
+        self._subscriber = RedisSubscriber(self, node, self.timings, self.health, self._set_health)
         self.publishable = True
         """The operator's intent: False while a hot-added link warms up or a removed one drains."""
         self.admitted = False
@@ -145,8 +132,13 @@ class RedisLink:
             return
         self._tasks = {
             asyncio.create_task(self._publisher_loop(), name=f"wsfleet-redis-pub-{name}"),
-            asyncio.create_task(self._subscriber_loop(), name=f"wsfleet-redis-sub-{name}"),
-            asyncio.create_task(self._reconcile_loop(), name=f"wsfleet-redis-subs-{name}"),
+            asyncio.create_task(
+                self._subscriber.run(self._on_message, self._on_changed),
+                name=f"wsfleet-redis-sub-{name}",
+            ),
+            asyncio.create_task(
+                self._subscriber.reconcile_loop(), name=f"wsfleet-redis-subs-{name}"
+            ),
             asyncio.create_task(self._ping_loop(), name=f"wsfleet-redis-ping-{name}"),
         }
 
@@ -161,19 +153,19 @@ class RedisLink:
             self._watchdog.cancel()
             self._watchdog = None
         leftover: list[Command] = []
-        for conn in (self._pub, self._sub):
-            if conn is not None:
-                leftover.extend(conn.waiting)
-                conn.waiting.clear()
-                conn.close()
-        self._pub = self._sub = None
+        conn = self._pub
+        if conn is not None:
+            leftover.extend(conn.waiting)
+            conn.waiting.clear()
+            conn.close()
+        self._pub = None
+        self._subscriber.close(LinkError(f"{self.node} was removed"))
         self._set_health(PUBLISHER, False, "close", None)
         self._set_health(SUBSCRIBER, False, "close", None)
         leftover.extend(self._queue)
         self._queue.clear()
         if leftover:
             self._on_failed(self, leftover, LinkError(f"{self.node} was removed"))
-        self._subs.fail_all(LinkError(f"{self.node} was removed"))
 
     # -- publisher ---------------------------------------------------------------------------
 
@@ -305,107 +297,26 @@ class RedisLink:
             self._queue.clear()
             self._on_failed(self, leftover, error)
 
-    # -- subscriber --------------------------------------------------------------------------
+    # -- subscriber (wsfleet.bus.redis_subscriber) -----------------------------------------
 
     def set_channels(self, desired: set[bytes]) -> None:
-        self._desired = set(desired)
-        self._sub_changed.set()
+        self._subscriber.set_channels(desired)
 
     def is_subscribed(self, channels: Iterable[bytes]) -> bool:
-        return self._subs.covers(channels)
+        return self._subscriber.confirmations.covers(channels)
 
     async def wait_subscribed(self, channels: Iterable[bytes]) -> None:
-        if self._closed and not self._subs.covers(channels):
-            raise LinkError(f"{self.node} was removed")
-        await self._subs.wait(channels)
+        await self._subscriber.wait_subscribed(channels)
 
-    async def _subscriber_loop(self) -> None:
-        backoff = self.timings.backoff_initial
-        loop = asyncio.get_running_loop()
-        while not self._closed:  # also ends if a library swallowed a cancel
-            try:
-                conn = await open_connection(self.node, self.timings)
-            except (OSError, TimeoutError, LinkError) as exc:
-                self._set_health(SUBSCRIBER, False, "error", str(exc) or type(exc).__name__)
-                await asyncio.sleep(backoff * (1 + random.random()))
-                backoff = min(backoff * 2, self.timings.backoff_max)
-                continue
-            backoff = self.timings.backoff_initial
-            conn.on_push = self._on_push
-            self._sub = conn
-            self._requested = set()
-            self._subs.reset()
-            self._last_sub_pong = loop.time()
-            self._sub_changed.set()
-            self._set_health(SUBSCRIBER, True, "connect", None)
-            try:
-                await conn.closed
-            except asyncio.CancelledError:
-                conn.close()
-                raise
-            finally:
-                self._sub = None
-                self._requested = set()
-                self._subs.reset()
-            if not self._closed:
-                error = conn.error
-                log.warning("Redis %s subscriber failed: %s", self.node, error)
-                self._set_health(SUBSCRIBER, False, "error", str(error) or "connection lost")
-            self.health.reconnects += 1
-
-    def _on_push(self, reply: Any) -> None:
-        """Everything the subscriber connection receives, parsed, in order."""
-        if type(reply) is list and reply:
-            kind = reply[0]
-            if kind == _MESSAGE:
-                try:
-                    self._on_message(self, reply[1], reply[2])
-                except Exception:
-                    log.exception("bus message handler failed")
-            elif kind == _SUBSCRIBE:
-                self._subs.confirm(reply[1])
-                self._on_changed(self)
-            elif kind == _UNSUBSCRIBE:
-                self._subs.drop(reply[1])
-            elif kind == b"pong":  # PING in subscribed mode
-                self._last_sub_pong = asyncio.get_running_loop().time()
-        elif reply == b"PONG":  # PING before the first subscription
-            self._last_sub_pong = asyncio.get_running_loop().time()
-        elif isinstance(reply, hiredis.ReplyError):
-            log.warning("Redis %s subscriber: %s", self.node, reply)
-
-    async def _reconcile_loop(self) -> None:
-        while not self._closed:  # also ends if a library swallowed a cancel
-            await self._sub_changed.wait()
-            self._sub_changed.clear()
-            conn = self._sub
-            if conn is None:
-                continue
-            marker = self.marker
-            to_add = sorted(self._desired - self._requested, key=lambda c: (c == marker, c))
-            to_drop = sorted(self._requested - self._desired)
-            try:
-                for i in range(0, len(to_add), SUBSCRIBE_BATCH):
-                    chunk = to_add[i : i + SUBSCRIBE_BATCH]
-                    conn.write(pack_command(("SUBSCRIBE", *chunk)))
-                    self._requested.update(chunk)
-                for i in range(0, len(to_drop), SUBSCRIBE_BATCH):
-                    chunk = to_drop[i : i + SUBSCRIBE_BATCH]
-                    conn.write(pack_command(("UNSUBSCRIBE", *chunk)))
-                    self._requested.difference_update(chunk)
-            except (OSError, RuntimeError) as exc:
-                log.debug(
-                    "Redis %s: subscription change failed (%s); retried on reconnect",
-                    self.node,
-                    exc,
-                )
+    def force_resubscribe(self) -> None:
+        """Drop the subscriber connection; the subscriber reconnects and replays every channel."""
+        self._subscriber.force_resubscribe()
 
     # -- health ------------------------------------------------------------------------------
 
     async def _ping_loop(self) -> None:
         loop = asyncio.get_running_loop()
         interval = self.timings.ping_interval
-        ping = pack_command(("PING",))
         while not self._closed:  # also ends if a library swallowed a cancel
             await asyncio.sleep(interval)
             if self._pub is not None:
@@ -415,20 +326,7 @@ class RedisLink:
                     self.health.latency = loop.time() - start
                 except (TimeoutError, LinkError) as exc:
                     log.debug("Redis %s: publisher ping failed: %r", self.node, exc)
-            sub = self._sub
-            if sub is not None:
-                if loop.time() - self._last_sub_pong > interval + self.timings.ping_timeout:
-                    log.warning("Redis %s: subscriber stopped answering; reconnecting", self.node)
-                    self.force_resubscribe()
-                    continue
-                with contextlib.suppress(OSError, RuntimeError):
-                    sub.write(ping)
-
-    def force_resubscribe(self) -> None:
-        """Drop the subscriber connection; the subscriber reconnects and replays every channel."""
-        sub = self._sub
-        if sub is not None:
-            sub.fail(ConnectionResetError("resubscribing"))
+            self._subscriber.ping(loop.time())
 
     def _set_health(self, role: str, healthy: bool, event: str, error: str | None) -> None:
         if self.health.update(role, healthy, error):
