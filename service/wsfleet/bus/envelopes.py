@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from wsfleet import contract
 from wsfleet.bus.codec import BusDecodeError
 
 REPLY_EVENT: Final = "_Cs_Cb_"
@@ -293,7 +294,7 @@ def room(
 def control(
     action: str, args: dict[str, Any], sender: str, wsf: dict[str, Any] | None
 ) -> dict[str, Any]:
-    return {"action": action, "args": args, "senderServer": sender} | _meta(wsf)
+    return contract.control_envelope(action, args, sender, wsf)
 
 
 def _meta(wsf: dict[str, Any] | None) -> dict[str, Any]:

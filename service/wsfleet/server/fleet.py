@@ -24,6 +24,7 @@ from wsfleet.bus.private_ids import send_many
 from wsfleet.bus.registry import Registry
 from wsfleet.bus.rpc import CallMode, CrossServerResult, PendingCall, PendingCalls
 from wsfleet.bus.settings import RESERVED_NAMESPACES, FleetSettings
+from wsfleet.contract import ControlAction
 from wsfleet.listeners import ListenerTable
 from wsfleet.protocol.codes import CloseCode
 from wsfleet.protocol.wsframe import build_text_frame
@@ -150,7 +151,9 @@ class Fleet:
 
     def claim(self, socket_id: str) -> None:
         notice = self.bus.codec.dumps(
-            env.control("duplicate", {"socketId": socket_id}, self.name, self.bus.meta())
+            env.control(
+                ControlAction.DUPLICATE, {"socketId": socket_id}, self.name, self.bus.meta()
+            )
         )
         self.directory.claim(socket_id, notice)
 
@@ -391,7 +394,7 @@ class Fleet:
     def _on_control(self, message: dict[str, Any]) -> None:
         control = env.parse_control(message)
         action, args = control.action, control.args
-        if action == "duplicate":
+        if action == ControlAction.DUPLICATE:
             socket_id = args.get("socketId")
             socket = self.server.get_socket(socket_id) if isinstance(socket_id, str) else None
             if socket is None:
@@ -400,10 +403,10 @@ class Fleet:
             self.server._unregister(socket, release=False)
             if self.server.settings.duplicate_policy is not DuplicatePolicy.REPLACE:
                 socket.close(CloseCode.DUPLICATE_LOGIN, "logged in elsewhere")
-        elif action == "redis.add":
+        elif action == ControlAction.REDIS_ADD:
             node = RedisNode.parse(str(args.get("address", "")))
             self._spawn(self.add_redis_node(node), f"wsfleet-redis-add-{node.key}")
-        elif action == "redis.set":
+        elif action == ControlAction.REDIS_SET:
             addresses = args.get("addresses")
             if not isinstance(addresses, list) or not addresses:
                 log.warning("ignoring redis.set from %s without addresses", control.sender)
@@ -414,7 +417,7 @@ class Fleet:
                 log.warning("ignoring redis.set from %s: %s", control.sender, exc)
                 return
             self._spawn(self.apply_node_list(nodes), "wsfleet-redis-set")
-        elif action == "redis.remove":
+        elif action == ControlAction.REDIS_REMOVE:
             key = RedisNode.parse(str(args.get("address", ""))).key
             self._spawn(self.bus.remove_redis_node(key), f"wsfleet-redis-remove-{key}")
         else:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar, overload
 
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.rpc import CallMode, CrossServerResult
+from wsfleet.contract import ControlAction
 from wsfleet.listeners import Tag, register
 from wsfleet.server.fleet import CrossHandler, CustomHandler, Fleet
 
@@ -198,7 +199,9 @@ class FleetAPI:
         fleet = self._require_fleet()
         node = address if isinstance(address, RedisNode) else RedisNode.parse(address)
         if everywhere:
-            fleet.announce("redis.add", str(node) if not node.password else _plain(node))
+            fleet.announce(
+                ControlAction.REDIS_ADD, str(node) if not node.password else _plain(node)
+            )
         return await fleet.add_redis_node(node)
 
     async def remove_redis_instance(
@@ -208,7 +211,7 @@ class FleetAPI:
         fleet = self._require_fleet()
         node = address if isinstance(address, RedisNode) else RedisNode.parse(address)
         if everywhere:
-            fleet.announce("redis.remove", _plain(node))
+            fleet.announce(ControlAction.REDIS_REMOVE, _plain(node))
         return await fleet.bus.remove_redis_node(node.key)
 
     def get_healthy_redis_instances_count(self, role: str = "publisher") -> int:
