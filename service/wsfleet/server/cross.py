@@ -23,6 +23,8 @@ log = logging.getLogger("wsfleet.fleet")
 CrossHandler = Callable[[dict[str, Any], Callable[[Any], None] | None], Any]
 
 QUERY_EVENT: Final = "__wsfleet.query"
+_MODES: dict[str, CallMode] = {mode.value: mode for mode in CallMode}
+"""Modes by value (a ``CallMode`` is a ``str`` and finds itself): cheaper than ``CallMode()``."""
 
 
 class CrossServer:
@@ -116,6 +118,37 @@ class CrossServer:
             self.bus.publish_raw(self.settings.bridge_channel, encoded, self.name)
         return call
 
+    async def call(
+        self,
+        event: str,
+        message: Any,
+        *,
+        target_server: str | Iterable[str] | None,
+        exclude_self: bool,
+        mode: CallMode | str,
+        expected_responses: int | None,
+        timeout: float,
+    ) -> CrossServerResult:
+        """Send and wait for the replies; cancelling the caller cancels the call."""
+        call = self.emit(
+            event,
+            message,
+            target_server=target_server,
+            exclude_self=exclude_self,
+            mode=_MODES.get(mode) or CallMode(mode),
+            expected_responses=expected_responses,
+            timeout=timeout,
+            want_reply=True,
+            want_future=True,
+        )
+        if call is None or call.future is None:
+            raise RuntimeError("a call that wants a reply always has a future")
+        try:
+            return await call.future
+        except asyncio.CancelledError:
+            self.calls.cancel(call.callback_id)  # no-op when it ended meanwhile
+            raise
+
     # -- incoming ----------------------------------------------------------------------------
 
     def on_bridge(self, message: dict[str, Any]) -> None:
@@ -192,7 +225,7 @@ class CrossServer:
         return None
 
     async def query(self, question: dict[str, Any], timeout: float) -> CrossServerResult:
-        call = self.emit(
+        return await self.call(
             QUERY_EVENT,
             question,
             target_server=None,
@@ -200,12 +233,31 @@ class CrossServer:
             mode=CallMode.ALL,
             expected_responses=None,
             timeout=timeout,
-            want_reply=True,
-            want_future=True,
         )
-        if call is None or call.future is None:
-            raise RuntimeError("a query always opens a call with a future")
-        return await call.future
+
+    async def online_count(self, timeout: float) -> int:
+        result = await self.query({"q": "online"}, timeout)
+        return sum(
+            int(v.get("sockets", 0)) for v in result.payloads.values() if isinstance(v, dict)
+        )
+
+    async def room_socket_ids(
+        self, namespace: str, room_id: str | None, timeout: float
+    ) -> set[str]:
+        result = await self.query({"q": "room", "ns": namespace, "room": room_id}, timeout)
+        return _union(result.payloads.values())
+
+    async def room_ids(self, namespace: str, timeout: float) -> set[str]:
+        result = await self.query({"q": "rooms", "ns": namespace}, timeout)
+        return _union(result.payloads.values())
+
+
+def _union(values: Iterable[Any]) -> set[str]:
+    members: set[str] = set()
+    for value in values:
+        if isinstance(value, list):
+            members.update(str(v) for v in value)
+    return members
 
 
 def _targets(target_server: str | Iterable[str] | None) -> list[str]:

@@ -65,7 +65,27 @@ class FleetControl:
         message = env.control(action, {"address": address}, self.name, self.bus.meta())
         self.bus.publish(self.settings.control_channel, message, "*control")
 
-    # -- hot-plug ----------------------------------------------------------------------------
+    # -- hot-plug ---
+
+    async def add_instance(self, address: str | RedisNode, *, everywhere: bool) -> bool:
+        node = address if isinstance(address, RedisNode) else RedisNode.parse(address)
+        if everywhere:
+            self.announce("redis.add", str(node) if not node.password else _plain(node))
+        return await self.add_redis_node(node)
+
+    async def remove_instance(self, address: str | RedisNode, *, everywhere: bool) -> bool:
+        node = address if isinstance(address, RedisNode) else RedisNode.parse(address)
+        if everywhere:
+            self.announce("redis.remove", _plain(node))
+        return await self.bus.remove_redis_node(node.key)
+
+    def healthy_count(self, role: str) -> int:
+        if role not in ("publisher", "subscriber"):
+            raise TypeError("role must be 'publisher' or 'subscriber'")
+        links = self.bus.links.values()
+        if role == "publisher":
+            return sum(1 for link in links if link.publisher_healthy)
+        return sum(1 for link in links if link.subscriber_healthy)
 
     async def add_redis_node(self, node: RedisNode) -> bool:
         def fleet_listens(key: str) -> bool:
@@ -119,3 +139,11 @@ class FleetControl:
                 await self.apply_node_list(listed)
             except Exception:
                 log.exception("applying the Redis node list of %s failed", directory)
+
+
+def _plain(node: RedisNode) -> str:
+    scheme = "rediss" if node.tls else "redis"
+    auth = ""
+    if node.password:
+        auth = f"{node.username or ''}:{node.password}@"
+    return f"{scheme}://{auth}{node.host}:{node.port}/{node.db}"

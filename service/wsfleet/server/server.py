@@ -9,7 +9,6 @@ docs/architecture.md draws them.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -46,8 +45,6 @@ __all__ = [
 
 H = TypeVar("H", bound=Callable[..., Any])
 HealthListener = Callable[[bool, dict[str, Any]], None]
-_MODES: dict[str, CallMode] = {mode.value: mode for mode in CallMode}
-"""Modes by value (a ``CallMode`` is a ``str`` and finds itself): cheaper than ``CallMode()``."""
 
 
 class Server:
@@ -437,25 +434,15 @@ class Server:
     ) -> CrossServerResult:
         """Call other nodes and wait for their replies (``mode``: ``count``, ``all``, ``first``
         or ``quorum``; see docs/api.md). Cancelling the awaiting task cancels the call."""
-        cross = self._require_fleet().cross
-        call = cross.emit(
+        return await self._require_fleet().cross.call(
             event,
             message,
             target_server=target_server,
             exclude_self=exclude_self,
-            mode=_MODES.get(mode) or CallMode(mode),
+            mode=mode,
             expected_responses=expected_responses,
             timeout=timeout,
-            want_reply=True,
-            want_future=True,
         )
-        if call is None or call.future is None:
-            raise RuntimeError("a call that wants a reply always has a future")
-        try:
-            return await call.future
-        except asyncio.CancelledError:
-            cross.calls.cancel(call.callback_id)  # no-op when it ended meanwhile
-            raise
 
     async def emit_cross_server_with_promise(
         self,
@@ -516,29 +503,16 @@ class Server:
         self, address: str | RedisNode, *, everywhere: bool = False
     ) -> bool:
         """Hot-add a Redis node on this node; with ``everywhere``, tell every node to do it too."""
-        fleet = self._require_fleet()
-        node = address if isinstance(address, RedisNode) else RedisNode.parse(address)
-        if everywhere:
-            fleet.control.announce("redis.add", str(node) if not node.password else _plain(node))
-        return await fleet.control.add_redis_node(node)
+        return await self._require_fleet().control.add_instance(address, everywhere=everywhere)
 
     async def remove_redis_instance(
         self, address: str | RedisNode, *, everywhere: bool = False
     ) -> bool:
         """Hot-remove a Redis node (drained first); with ``everywhere``, on every node."""
-        fleet = self._require_fleet()
-        node = address if isinstance(address, RedisNode) else RedisNode.parse(address)
-        if everywhere:
-            fleet.control.announce("redis.remove", _plain(node))
-        return await fleet.bus.remove_redis_node(node.key)
+        return await self._require_fleet().control.remove_instance(address, everywhere=everywhere)
 
     def get_healthy_redis_instances_count(self, role: str = "publisher") -> int:
-        if role not in ("publisher", "subscriber"):
-            raise TypeError("role must be 'publisher' or 'subscriber'")
-        links = self._require_fleet().bus.links.values()
-        if role == "publisher":
-            return sum(1 for link in links if link.publisher_healthy)
-        return sum(1 for link in links if link.subscriber_healthy)
+        return self._require_fleet().control.healthy_count(role)
 
     def get_redis_instances_count(self) -> int:
         return len(self._require_fleet().bus.links)
@@ -556,38 +530,16 @@ class Server:
 
     async def cluster_online_count(self, timeout: float = 2.0) -> int:
         """Accepted sockets on every live node."""
-        result = await self._require_fleet().cross.query({"q": "online"}, timeout)
-        return sum(
-            int(v.get("sockets", 0)) for v in result.payloads.values() if isinstance(v, dict)
-        )
+        return await self._require_fleet().cross.online_count(timeout)
 
     async def cluster_room_socket_ids(
         self, namespace: str, room_id: str | None = None, timeout: float = 2.0
     ) -> set[str]:
-        question = {"q": "room", "ns": namespace, "room": room_id}
-        result = await self._require_fleet().cross.query(question, timeout)
-        return _union(result.payloads.values())
+        return await self._require_fleet().cross.room_socket_ids(namespace, room_id, timeout)
 
     async def cluster_room_ids(self, namespace: str, timeout: float = 2.0) -> set[str]:
-        result = await self._require_fleet().cross.query({"q": "rooms", "ns": namespace}, timeout)
-        return _union(result.payloads.values())
+        return await self._require_fleet().cross.room_ids(namespace, timeout)
 
     async def locate_socket(self, socket_id: str) -> str | None:
         """The name of the node where ``socket_id`` is connected, or None."""
         return await self._require_fleet().directory.locate(socket_id)
-
-
-def _union(values: Iterable[Any]) -> set[str]:
-    members: set[str] = set()
-    for value in values:
-        if isinstance(value, list):
-            members.update(str(v) for v in value)
-    return members
-
-
-def _plain(node: RedisNode) -> str:
-    scheme = "rediss" if node.tls else "redis"
-    auth = ""
-    if node.password:
-        auth = f"{node.username or ''}:{node.password}@"
-    return f"{scheme}://{auth}{node.host}:{node.port}/{node.db}"
