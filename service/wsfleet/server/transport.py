@@ -107,11 +107,10 @@ class _WebSocket(web.WebSocketResponse):
     __slots__ = (
         "_wsfleet_close_task",
         "_wsfleet_close_timeout",
-        "_wsfleet_direct",
         "_wsfleet_transport",
     )
 
-    def __init__(self, settings: ServerSettings, direct: bool) -> None:
+    def __init__(self, settings: ServerSettings) -> None:
         super().__init__(
             autoping=False,
             compress=False,
@@ -121,10 +120,9 @@ class _WebSocket(web.WebSocketResponse):
         self._wsfleet_close_timeout = settings.close_timeout
         self._wsfleet_transport: asyncio.Transport | None = None
         self._wsfleet_close_task: asyncio.Task[None] | None = None
-        self._wsfleet_direct = direct
 
     def _post_start(self, *args: Any, **kwargs: Any) -> None:
-        if not self._wsfleet_direct:
+        if read_path() is not ReadPath.DIRECT:
             super()._post_start(*args, **kwargs)
             return
         # aiohttp builds its message queue here, by a module-level name: make it ours.
@@ -132,7 +130,7 @@ class _WebSocket(web.WebSocketResponse):
 
     def queue(self) -> Any:
         """The connection's direct queue, or None on the public path."""
-        return direct_queue_of(self._reader) if self._wsfleet_direct else None
+        return direct_queue_of(self._reader) if read_path() is ReadPath.DIRECT else None
 
     def schedule_close(self, code: int, reason: str) -> None:
         """Start the close handshake in a task (``Socket.close`` is synchronous); the
@@ -181,7 +179,7 @@ async def handle(
     socket_id: str | None = None,
     fallback: HttpHandler | None = None,
 ) -> web.StreamResponse:
-    ws = _WebSocket(node.settings, read_path() is ReadPath.DIRECT)
+    ws = _WebSocket(node.settings)
     if not ws.can_prepare(request).ok:
         if fallback is not None:
             return await fallback(request)
