@@ -63,6 +63,9 @@ class Recorder:
         self.calls.append(("private", list(socket_ids), text))
         return True
 
+    def send_private_ids(self, socket_ids: list[str], text: bytes) -> None:
+        self.calls.append(("private-ids", socket_ids, text))
+
 
 REQUEST = UpgradeRequest(path="", params={}, query_string="", headers={}, cookies={}, remote=None)
 
@@ -114,12 +117,13 @@ def test_sends_are_delivered_locally_then_propagated() -> None:
     assert hub.to_room("chat", "lobby", b"x", ["b"]) == 1
     assert hub.broadcast(b"y") == 2
     assert hub.to_ids(["a", "zz"], b"z") == 1
-    assert [c[0] for c in rec.calls] == ["room", "broadcast", "private"]
+    assert hub.to_id("yy", b"w")
+    assert [c[0] for c in rec.calls] == ["room", "broadcast", "private-ids", "private"]
     assert rec.calls[2][1] == ["zz"]
     assert len(wire_a.written) == 3 and len(wire_b.written) == 1
     assert stats.broadcasts == 1
     assert hub.broadcast(b"local", local_only=True) == 2
-    assert len(rec.calls) == 3
+    assert len(rec.calls) == 4
 
 
 def test_a_login_elsewhere_closes_ours_without_releasing_the_id() -> None:

@@ -157,6 +157,8 @@ class CrossServer:
         if type(data) is dict and data.get("isCallback"):  # a reply: every call's hot path
             callback_id, sender = data.get("callbackId"), data.get("senderServer")
             if type(callback_id) is str and type(sender) is str and sender:
+                if _addressed_elsewhere(data.get("targetServer"), self.name):
+                    return
                 self.calls.resolve(callback_id, sender, data)
                 return
         parsed = env.parse_bridge(message)  # validates, and raises on what is not valid
@@ -196,7 +198,7 @@ class CrossServer:
                 data = env.reply(self.name, callback_id, payload, None)["data"]
                 self.calls.resolve(callback_id, self.name, data)
                 return
-            message = env.reply(self.name, callback_id, payload, self.bus.meta())
+            message = env.reply(self.name, callback_id, payload, self.bus.meta(), request.sender)
             if request.meta.reply_to is not None:
                 self.bus.publish(request.meta.reply_to, message, request.sender)
             else:
@@ -267,6 +269,11 @@ def _targets(target_server: str | Iterable[str] | None) -> list[str]:
         return [target_server] if target_server else []
     names: Iterable[object] = target_server
     return [t for t in names if isinstance(t, str) and t]
+
+
+def _addressed_elsewhere(targets: object, name: str) -> bool:
+    """A reply naming its caller in ``targetServer`` is for that node only."""
+    return type(targets) is list and bool(targets) and name not in targets
 
 
 def _reply_with_result(

@@ -19,6 +19,7 @@ from typing import Any
 from wsfleet.bus import envelopes as env
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.directory import SocketDirectory
+from wsfleet.bus.private_ids import send_many
 from wsfleet.bus.registry import Registry
 from wsfleet.bus.rpc import PendingCalls
 from wsfleet.bus.settings import FleetSettings
@@ -133,6 +134,12 @@ class Fleet:
             self.directory.send(socket_id, data)
         return True
 
+    def send_private_ids(self, socket_ids: list[str], text: bytes) -> None:
+        """``to_socket_ids`` for ids that are not local: one envelope per owning node and one
+        (d) for the ids whose owner is unknown (:mod:`wsfleet.bus.private_ids`)."""
+        if not send_many(self.bus, socket_ids, text.decode()):
+            self.send_private(socket_ids, text)
+
     def claim(self, socket_id: str) -> None:
         notice = self.bus.codec.dumps(
             env.control("duplicate", {"socketId": socket_id}, self.name, self.bus.meta())
@@ -146,6 +153,19 @@ class Fleet:
         if namespace not in self._ns_subscribed:
             self._ns_subscribed.add(namespace)
             self.bus.subscribe(self.settings.room_channel(namespace))
+
+    async def namespace_confirmed(self, namespace: str, timeout: float | None) -> None:
+        """Wait until every Redis node confirmed this node's subscription to the namespace's
+        channel (at once when it already did). Raises ``TimeoutError``."""
+        listened = self._ns_subscribed
+        if namespace not in listened and namespace not in self.settings.preset_room_namespaces:
+            return  # not a namespace this node listens to (no local member)
+        channel = self.settings.room_channel(namespace)
+        raw = (channel.encode(),)
+        if all(link.is_subscribed(raw) for link in self.bus.links.values()):
+            return
+        async with asyncio.timeout(timeout):
+            await self.bus.wait_subscribed(channel)
 
     def namespace_emptied(self, namespace: str) -> None:
         if not self.settings.auto_unsubscribe or namespace not in self._ns_subscribed:

@@ -246,7 +246,7 @@ class Hub:
     def to_ids(self, socket_ids: Iterable[str], text: bytes) -> int:
         sent, missing = self.deliver_ids(socket_ids, build_text_frame(text))
         if missing:
-            self.propagation.send_private(missing, text)
+            self.propagation.send_private_ids(missing, text)
         return sent
 
     # -- local delivery of a pre-built frame -----------------------------------------------------

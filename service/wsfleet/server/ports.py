@@ -73,7 +73,12 @@ class Propagation(Protocol):
     ) -> None: ...
 
     def send_private(self, socket_ids: Iterable[str], text: bytes) -> bool:
-        """Route to sockets on other nodes; False when there is no fleet to route through."""
+        """Route to sockets on other nodes, one envelope per id; False when there is no fleet
+        to route through."""
+        ...
+
+    def send_private_ids(self, socket_ids: list[str], text: bytes) -> None:
+        """``to_socket_ids`` for ids that are not local: one envelope per owning node."""
         ...
 
 
@@ -100,6 +105,9 @@ class LocalOnly:
 
     def send_private(self, socket_ids: Iterable[str], text: bytes) -> bool:
         return False
+
+    def send_private_ids(self, socket_ids: list[str], text: bytes) -> None:
+        pass
 
 
 class FleetMembership(Protocol):
