@@ -21,7 +21,7 @@
   removed (stop publishing, keep listening for ``drain_grace``, then disconnect) at run time.
 
 Every wait is on an event or a timer of the injected :class:`~wsfleet.clock.Clock`; every task
-is owned (:class:`~wsfleet.bus.signals.TaskSet`) and nothing starts once :meth:`Bus.aclose` began.
+is owned (:class:`~wsfleet.tasks.TaskOwner`) and nothing starts once :meth:`Bus.aclose` began.
 """
 
 from __future__ import annotations
@@ -48,10 +48,11 @@ from wsfleet.bus.probing import Prober
 from wsfleet.bus.redis_link import RedisLink
 from wsfleet.bus.routing import Router
 from wsfleet.bus.settings import FleetSettings
-from wsfleet.bus.signals import ClosingError, Pulse, TaskSet
+from wsfleet.bus.signals import ClosingError, Pulse
 from wsfleet.bus.stats import BusStats, BusUnavailableError, health_info
 from wsfleet.bus.switching import REORDER_GUARD, Admissions, Switcher
 from wsfleet.clock import Clock, LoopClock
+from wsfleet.tasks import TaskOwner
 
 if TYPE_CHECKING:
     from wsfleet.tracing import Tracing
@@ -102,7 +103,7 @@ class Bus:
         self.switcher = Switcher(self)
         self.failover = Failover(self, self.stats, self._dispatch)
         self.prober = Prober(self, self.stats)
-        self.tasks = TaskSet("the bus")
+        self.tasks = TaskOwner("the bus")
         self.admissions = Admissions(self, self.switcher, self.tasks)
         self._seq = itertools.count(1)
         self.channels = ChannelSet(self._set_channels)
@@ -134,7 +135,7 @@ class Bus:
         self.tasks.reopen()
         for node in self.configured:
             self._add_link(node, publishable=True)
-        self.tasks.spawn(self.prober.run(), "wsfleet-bus-probe")
+        self.tasks.start(self.prober.run(), "wsfleet-bus-probe")
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
         """Wait until at least one link publishes and every link listens to every channel."""
