@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from kopf.testing import KopfRunner
-from tests.chart.k8s_tools import required
+from tests.chart.k8s_tools import ToolMissing, tool
 from tests.k8s.controlplane import ControlPlane, free_port
 from tests.redis_procs import RedisProcess
 
@@ -86,9 +86,18 @@ def redis_node(r: RedisProcess, **extra: Any) -> dict[str, Any]:
     return {"host": "127.0.0.1", "port": r.port, **extra}
 
 
-def kubectl(api: ControlPlane, *args: str) -> str:
+def kubectl_binary() -> str:
+    """The kubectl built by tools/k8s-controlplane/build.sh (never one found on PATH, never a
+    skip): fails with one sentence when missing."""
+    try:
+        return str(tool("kubectl"))
+    except ToolMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def kubectl(api: ControlPlane, *args: str, user: str | None = None) -> str:
     run = subprocess.run(
-        [required("kubectl"), *args], env=api.env(), capture_output=True, text=True, timeout=30
+        [kubectl_binary(), *args], env=api.env(user), capture_output=True, text=True, timeout=30
     )
     assert run.returncode == 0, f"kubectl {' '.join(args)}: {run.stderr}"
     return run.stdout
@@ -102,6 +111,13 @@ async def fleet_when(
         lambda: (f := get(api, fleet_path(ns, "chat"))) and check(f) and f, what
     )
     return fleet
+
+
+def fleet_events(api: ControlPlane, ns: str, name: str = "chat") -> list[dict[str, Any]]:
+    """The Events about WsFleet ``name``, oldest first."""
+    path = f"/api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name%3D{name}"
+    items = ok(api.request("GET", path), 200).get("items") or []
+    return [e for e in items if (e.get("involvedObject") or {}).get("kind") == "WsFleet"]
 
 
 def assert_no_permission_errors(operator_output: str) -> None:

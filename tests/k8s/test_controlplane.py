@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.chart.k8s_tools import required
 from tests.k8s.controlplane import ControlPlane
+from tests.k8s.harness import kubectl, kubectl_binary
 
 pytestmark = pytest.mark.k8s
 
@@ -34,18 +34,6 @@ def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "conditio
             pytest.fail(f"{what} not reached within {timeout} s (last: {result!r})")
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
-
-
-def kubectl(kube_api: ControlPlane, *args: str, user: str | None = None) -> str:
-    run = subprocess.run(
-        [required("kubectl"), *args],
-        env=kube_api.env(user),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert run.returncode == 0, f"kubectl {' '.join(args)}: {run.stderr}"
-    return run.stdout
 
 
 def test_version_is_the_built_release(kube_api: ControlPlane) -> None:
@@ -149,7 +137,8 @@ def test_crd_with_status_and_scale_subresources(kube_api: ControlPlane, k8s_name
         got = kube_api.request(
             "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{group}"
         ).json()
-        conditions = got.get("status", {}).get("conditions", [])
+        # Right after a create the API server may answer "conditions": null.
+        conditions = (got.get("status") or {}).get("conditions") or ()
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     until(established, what="CRD Established")
@@ -226,7 +215,7 @@ def test_rbac_is_enforced_for_unprivileged_users(
     assert kube_api.request("GET", secrets_path, user="wsfleet-user").status == 403
 
     can = subprocess.run(
-        [required("kubectl"), "auth", "can-i", "list", "secrets", "-n", k8s_namespace],
+        [kubectl_binary(), "auth", "can-i", "list", "secrets", "-n", k8s_namespace],
         env=kube_api.env(user),
         capture_output=True,
         text=True,
@@ -293,7 +282,7 @@ def test_kubeconfig_works_with_kubectl(kube_api: ControlPlane, k8s_namespace: st
     got = kube_api.request("GET", f"/api/v1/namespaces/{k8s_namespace}/configmaps/from-kubectl")
     assert got.json()["data"] == {"k": "v"}
     denied = subprocess.run(
-        [required("kubectl"), "-n", k8s_namespace, "get", "configmaps"],
+        [kubectl_binary(), "-n", k8s_namespace, "get", "configmaps"],
         env=kube_api.env("wsfleet-user"),
         capture_output=True,
         text=True,

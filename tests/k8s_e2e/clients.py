@@ -72,7 +72,7 @@ class Client:
         try:
             reply = await self.call("say", {"room": ROOM, "text": f"{self.name}:{seq}"}, timeout=5)
         except (ConnectionError, TimeoutError, aiohttp.ClientError, RuntimeError):
-            return False
+            return False  # the connection is going away: not acked, may be lost
         if isinstance(reply, dict) and reply.get("ok"):
             self.acked.add(seq)
             return True
@@ -109,6 +109,10 @@ class Client:
     async def _reconnect(self) -> None:
         with contextlib.suppress(Exception):
             await self.connect()
+
+    def state(self) -> str:
+        online = "online" if self._online.is_set() else "offline"
+        return f"{self.name}: {online}, acked {len(self.acked)}, closes {self.close_codes}"
 
     async def wait_online(self, timeout: float = 30.0) -> None:
         async with asyncio.timeout(timeout):

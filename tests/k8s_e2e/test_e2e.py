@@ -362,11 +362,14 @@ async def test_an_image_change_rolls_the_fleet_under_traffic(
         for c in clients:
             await c.wait_online()
         marks = {c.name: len(c.acked) for c in clients}
-        await until(
-            lambda: all(len(c.acked) > marks[c.name] for c in clients),
-            "everyone talking after the roll",
-            20,
-        )
+        try:
+            await until(
+                lambda: all(len(c.acked) > marks[c.name] for c in clients),
+                "everyone talking after the roll",
+                20,
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {[c.state() for c in clients]}, chatter {talk}") from None
         stop.set()
         await talk
         assert all(c.close_codes == [1012] * len(c.close_codes) for c in clients), [
@@ -454,19 +457,15 @@ async def test_an_unready_pod_can_be_evicted_during_a_redis_outage(
         resp = cluster.plane.request(
             "POST", f"/api/v1/namespaces/{NS}/pods/{victim}/eviction", eviction
         )
-        if pdb["spec"].get("unhealthyPodEvictionPolicy") == "AlwaysAllow":
-            assert resp.status == 201, resp.body
-            await until(
-                lambda: victim not in {p["metadata"]["name"] for p in fleet_pods(cluster)},
-                "the evicted pod gone (its node can be drained during the outage)",
-                60,
-            )
-        else:
-            # FOR THE COORDINATOR: without unhealthyPodEvictionPolicy: AlwaysAllow (k8s-platform's
-            # change) the default IfHealthyBudget refuses to evict an unready pod while the
-            # budget is not met, so a node drain blocks for the whole Redis outage. Once that
-            # change is merged, this branch is dead: delete it so only the assertion above remains.
-            assert resp.status == 429, resp.body
+        # the operator's PDB lets an unhealthy pod go even while the budget is not met, so a node
+        # drain or an upgrade does not wait for the Redis outage to end
+        assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+        assert resp.status == 201, resp.body
+        await until(
+            lambda: victim not in {p["metadata"]["name"] for p in fleet_pods(cluster)},
+            "the evicted pod gone (its node can be drained during the outage)",
+            60,
+        )
     finally:
         await run(
             cluster,
@@ -512,6 +511,9 @@ async def test_the_dashboards_have_data_from_a_prometheus_using_the_service_moni
                 lambda c=c: _one_other(c), "a cross-server call answered by the other pod", 30
             )
             assert set(others) < names, others
+        for c in clients:  # closed connections on each pod (spread put two on each)
+            await c.close()
+        clients = await spread(cluster, session, "n", pods=2)  # and open ones again
         async with prometheus(cluster, service_monitor) as prom:
             # each pod once (the headless Service is dropped by the ServiceMonitor's relabeling)
             await until(
