@@ -393,6 +393,9 @@ class RedisLink:
                     chunk = to_drop[i : i + SUBSCRIBE_BATCH]
                     conn.write(pack_command(("UNSUBSCRIBE", *chunk)))
                     self._requested.difference_update(chunk)
+                    # Not confirmed from now on: a SUBSCRIBE sent before the UNSUBSCRIBE is
+                    # answered must be confirmed by its own reply (wait_subscribed).
+                    self._confirmed.difference_update(chunk)
             except (OSError, RuntimeError) as exc:
                 log.debug(
                     "Redis %s: subscription change failed (%s); retried on reconnect",

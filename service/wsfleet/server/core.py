@@ -102,22 +102,31 @@ class ServerCore:
 
     @overload
     def on(
-        self, event: str, handler: None = None, *, tag: Tag | None = None
+        self, event: str, handler: None = None, *, tag: Tag | None = None, missing: Any = None
     ) -> Callable[[H], H]: ...
     @overload
-    def on(self, event: str, handler: H, *, tag: Tag | None = None) -> H: ...
-    def on(self, event: str, handler: Any = None, *, tag: Tag | None = None) -> Any:
+    def on(self, event: str, handler: H, *, tag: Tag | None = None, missing: Any = None) -> H: ...
+    def on(
+        self, event: str, handler: Any = None, *, tag: Tag | None = None, missing: Any = None
+    ) -> Any:
         """Register a handler ``(socket, payload, ack)`` for a client event; usable as a decorator.
 
         ``ack`` is ``None`` when the client did not ask for one. A handler may also *return* a
         value: if it is not ``None`` and the client asked for an ack that was not sent yet, the
         value is sent as the ack. Handlers may be plain functions or coroutines.
-        """
-        return self._register(self._events, event, handler, once=False, tag=tag)
 
-    def once(self, event: str, handler: Any = None, *, tag: Tag | None = None) -> Any:
+        ``missing`` is the payload the handler gets for a frame without a ``payload`` key
+        (JavaScript ``undefined``); ``None`` by default, like ``"payload": null``. With
+        ``missing=wsfleet.MISSING`` the two differ, and acking or emitting ``MISSING`` leaves
+        ``payload`` out, as the original does for ``undefined``.
+        """
+        return self._register(self._events, event, handler, once=False, tag=tag, missing=missing)
+
+    def once(
+        self, event: str, handler: Any = None, *, tag: Tag | None = None, missing: Any = None
+    ) -> Any:
         """Like :meth:`on`, removed after its first call."""
-        return self._register(self._events, event, handler, once=True, tag=tag)
+        return self._register(self._events, event, handler, once=True, tag=tag, missing=missing)
 
     def off(self, event: str, handler_or_tag: EventHandler | Tag | None = None) -> int:
         """Remove client-event handlers: all of ``event``, one function, or those with a tag."""
@@ -233,6 +242,18 @@ class ServerCore:
             )
         if self._rooms.join(namespace, room_id, socket_id) and self.fleet is not None:
             self.fleet.namespace_used(namespace)
+
+    async def join_room_confirmed(
+        self, namespace: str, room_id: str, socket_id: str, *, timeout: float | None = 5.0
+    ) -> None:
+        """:meth:`join_room`, then wait until every Redis node confirmed this node's
+        subscription to the namespace's channel: a room message published anywhere after this
+        returns reaches the socket. Done at once on a single node or when the subscription was
+        already confirmed. Raises ``TimeoutError`` after ``timeout`` seconds (the socket is in
+        the room all the same; ``None`` waits as long as it takes)."""
+        self.join_room(namespace, room_id, socket_id)
+        if self.fleet is not None:
+            await self.fleet.namespace_confirmed(namespace, timeout)
 
     def leave_room(self, namespace: str, room_id: str, socket_id: str) -> bool:
         _check_name("namespace", namespace)
@@ -358,7 +379,7 @@ class ServerCore:
         text = encode_event(event, payload)
         sent, missing = self._deliver_ids(socket_ids, build_text_frame(text))
         if missing and self.fleet is not None:
-            self.fleet.send_private(missing, text)
+            self.fleet.send_private_ids(missing, text)
         return sent
 
     def _deliver_ids(self, socket_ids: Iterable[str], frame: bytes) -> tuple[int, list[str]]:

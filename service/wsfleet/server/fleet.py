@@ -20,6 +20,7 @@ from wsfleet.bus.codec import BusDecodeError
 from wsfleet.bus.directory import SocketDirectory
 from wsfleet.bus.nodelist import read_node_list
 from wsfleet.bus.nodes import RedisNode
+from wsfleet.bus.private_ids import send_many
 from wsfleet.bus.registry import Registry
 from wsfleet.bus.rpc import CallMode, CrossServerResult, PendingCall, PendingCalls
 from wsfleet.bus.settings import RESERVED_NAMESPACES, FleetSettings
@@ -142,6 +143,12 @@ class Fleet:
             data = self.bus.codec.dumps(env.private(text, [socket_id], self.name, meta))
             self.directory.send(socket_id, data)
 
+    def send_private_ids(self, socket_ids: list[str], frame: bytes) -> None:
+        """``to_socket_ids`` for ids that are not local: one envelope per owning node and one
+        (d) for the ids whose owner is unknown (:mod:`wsfleet.bus.private_ids`)."""
+        if not send_many(self.bus, socket_ids, frame.decode()):
+            self.send_private(socket_ids, frame)
+
     def claim(self, socket_id: str) -> None:
         notice = self.bus.codec.dumps(
             env.control(
@@ -157,6 +164,19 @@ class Fleet:
         if namespace not in self._ns_subscribed:
             self._ns_subscribed.add(namespace)
             self.bus.subscribe(self.settings.room_channel(namespace))
+
+    async def namespace_confirmed(self, namespace: str, timeout: float | None) -> None:
+        """Wait until every Redis node confirmed this node's subscription to the namespace's
+        channel (at once when it already did). Raises ``TimeoutError``."""
+        listened = self._ns_subscribed
+        if namespace not in listened and namespace not in self.settings.preset_room_namespaces:
+            return  # not a namespace this node listens to (no local member)
+        channel = self.settings.room_channel(namespace)
+        raw = (channel.encode(),)
+        if all(link.is_subscribed(raw) for link in self.bus.links.values()):
+            return
+        async with asyncio.timeout(timeout):
+            await self.bus.wait_subscribed(channel)
 
     def namespace_emptied(self, namespace: str) -> None:
         if not self.settings.auto_unsubscribe or namespace not in self._ns_subscribed:
@@ -300,7 +320,7 @@ class Fleet:
                 data = env.reply(self.name, callback_id, payload, None)["data"]
                 self.calls.resolve(callback_id, self.name, data)
                 return
-            message = env.reply(self.name, callback_id, payload, self.bus.meta())
+            message = env.reply(self.name, callback_id, payload, self.bus.meta(), request.sender)
             if request.meta.reply_to is not None:
                 self.bus.publish(request.meta.reply_to, message, request.sender)
             else:
@@ -330,6 +350,8 @@ class Fleet:
         if type(data) is dict and data.get("isCallback"):  # a reply: every call's hot path
             callback_id, sender = data.get("callbackId"), data.get("senderServer")
             if type(callback_id) is str and type(sender) is str and sender:
+                if _addressed_elsewhere(data.get("targetServer"), self.name):
+                    return
                 self.calls.resolve(callback_id, sender, data)
                 return
         parsed = env.parse_bridge(message)  # validates, and raises on what is not valid
@@ -494,6 +516,11 @@ def _targets(target_server: str | Iterable[str] | None) -> list[str]:
         return [target_server] if target_server else []
     names: Iterable[object] = target_server
     return [t for t in names if isinstance(t, str) and t]
+
+
+def _addressed_elsewhere(targets: object, name: str) -> bool:
+    """A reply naming its caller in ``targetServer`` is for that node only."""
+    return type(targets) is list and bool(targets) and name not in targets
 
 
 def _reply_with_result(

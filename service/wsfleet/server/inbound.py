@@ -160,14 +160,19 @@ class ConnectionHandling(ServerCore):
             return False
         stats.events_handled += 1
         start = perf_counter()
-        ack = (
-            Acknowledge(socket, frame.callback_id, start) if frame.callback_id is not None else None
-        )
+        if frame.callback_id is None:
+            ack = None
+        elif frame.has_payload:
+            ack = Acknowledge(socket, frame.callback_id, start)
+        else:
+            ack = Acknowledge(socket, frame.callback_id, start, no_payload=True)
         hist = stats.handler_seconds.for_event(frame.event)
         pending = 0
+        has_payload = frame.has_payload
         for listener in listeners:
             try:
-                result = listener.fn(socket, frame.payload, ack)
+                payload = frame.payload if has_payload else listener.missing
+                result = listener.fn(socket, payload, ack)
             except Exception:
                 self._handler_failed(frame.event)
                 log.exception("handler for event %r failed", frame.event)

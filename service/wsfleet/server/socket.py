@@ -201,19 +201,29 @@ class Socket:
 class Acknowledge:
     """The ``ack`` passed to a handler: call it (once) to reply to the client's ``callbackId``."""
 
-    __slots__ = ("_socket", "_start", "callback_id", "sent")
+    __slots__ = ("_socket", "_start", "callback_id", "no_payload", "sent")
 
-    def __init__(self, socket: Socket, callback_id: str, start: float | None = None) -> None:
+    def __init__(
+        self,
+        socket: Socket,
+        callback_id: str,
+        start: float | None = None,
+        no_payload: bool = False,
+    ) -> None:
         self._socket = socket
         self.callback_id = callback_id
         self.sent = False
         self._start = start
+        #: The event came without ``payload``: ``ack(None)`` (an echo) leaves it out too.
+        self.no_payload = no_payload
 
     def __call__(self, payload: Any = MISSING) -> bool:
         """Send the ack. Further calls are ignored (the client acts on the first one anyway)."""
         if self.sent:
             return False
         self.sent = True
+        if payload is None and self.no_payload:
+            payload = MISSING
         socket = self._socket
         if self._start is not None:
             socket._server.stats.ack_seconds.observe(perf_counter() - self._start)
