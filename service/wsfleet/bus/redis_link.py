@@ -395,7 +395,8 @@ class RedisLink:
                     self._requested.difference_update(chunk)
                     # Not confirmed from now on: a SUBSCRIBE sent before the UNSUBSCRIBE is
                     # answered must be confirmed by its own reply (wait_subscribed).
-                    self._confirmed.difference_update(chunk)
+                    for channel in chunk:
+                        self._subs.drop(channel)
             except (OSError, RuntimeError) as exc:
                 log.debug(
                     "Redis %s: subscription change failed (%s); retried on reconnect",
