@@ -42,8 +42,12 @@ def control_channel(bridge_prefix: str) -> str:
 
 
 def control_message(addresses: Sequence[str], serialization: str) -> bytes:
-    """The ``redis.set`` message, packed like every other message on the fleet's bus."""
-    return encode_control(contract.redis_set(addresses, c.SENDER_NAME), serialization)
+    """The ``redis.set`` message, packed like every other message on the fleet's bus.
+
+    Addresses on the bus name hosts only (nodes refuse ``password_file`` and credentials there):
+    each pod reads the password of a node from its own ConfigMap line."""
+    plain = [address.split("?", 1)[0] for address in addresses]
+    return encode_control(contract.redis_set(plain, c.SENDER_NAME), serialization)
 
 
 def encode_control(message: dict[str, Any], serialization: str) -> bytes:

@@ -98,6 +98,22 @@ class FleetSettings:
     config_poll_interval: float = 1.0
     """Seconds between checks of ``config_dir`` for a changed Redis node list."""
 
+    redis_password_file: Path | None = None
+    """A file holding the password of every Redis node named on the bus (control messages never
+    carry credentials); see :mod:`wsfleet.bus.trust`."""
+
+    redis_secrets_dir: Path | None = None
+    """A directory of per-host password files (``<host>_<port>`` or ``<host>``) for Redis nodes
+    named on the bus."""
+
+    bus_key_file: Path | None = None
+    """Keys that sign and verify every bus message (``<key id>:<secret>`` per line, the first one
+    signs); or the ``WSFLEET_BUS_KEYS`` environment variable. See :mod:`wsfleet.bus.signing`."""
+
+    bus_accept_unsigned: bool = False
+    """Compatibility mode for fleets with original Node.js nodes: with a key, also accept unsigned
+    route messages that carry no wsfleet metadata (never control messages)."""
+
     def __post_init__(self) -> None:
         problems: list[str] = []
         if not self.server_name:

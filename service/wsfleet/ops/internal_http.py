@@ -58,7 +58,10 @@ def cluster_view(server: Server) -> dict[str, Any]:
     bus = fleet.bus
     working = set(bus.working_paths())
     view["node"] = fleet.name
-    view["liveNodes"] = {name: info for name, info in sorted(fleet.registry.live.items())}
+    view["liveNodes"] = {
+        name: {k: v for k, v in info.items() if k != "boot"}  # boot ids stay off /cluster
+        for name, info in sorted(fleet.registry.live.items())
+    }
     view["redis"] = [
         {
             "key": key,

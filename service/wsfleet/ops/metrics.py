@@ -209,6 +209,14 @@ class NodeCollector(Collector):
         yield _counter(
             "bus_duplicates_dropped", "bus messages dropped as duplicates", b.duplicates_dropped
         )
+        rejected = CounterMetricFamily(
+            PREFIX + "bus_rejected",
+            "bus messages refused (unsigned, bad signature, unknown key, replay, address, ...)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(b.rejected.items()):
+            rejected.add_metric([reason], n)
+        yield rejected
         yield _gauge(
             "bus_outage_buffer_messages",
             "publishes waiting for a usable Redis node",

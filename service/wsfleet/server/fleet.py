@@ -24,6 +24,7 @@ from wsfleet.bus.private_ids import send_many
 from wsfleet.bus.registry import Registry
 from wsfleet.bus.rpc import CallMode, CrossServerResult, PendingCall, PendingCalls
 from wsfleet.bus.settings import RESERVED_NAMESPACES, FleetSettings
+from wsfleet.bus.trust import BusAddressError, Credentials, trusted_nodes
 from wsfleet.contract import ControlAction
 from wsfleet.listeners import ListenerTable
 from wsfleet.protocol.codes import CloseCode
@@ -39,6 +40,11 @@ CrossHandler = Callable[[dict[str, Any], Callable[[Any], None] | None], Any]
 CustomHandler = Callable[[str, dict[str, Any]], Any]
 
 QUERY_EVENT: Final = "__wsfleet.query"
+_REDIS_ACTIONS: Final = (
+    ControlAction.REDIS_ADD,
+    ControlAction.REDIS_SET,
+    ControlAction.REDIS_REMOVE,
+)
 
 
 class Fleet:
@@ -51,6 +57,11 @@ class Fleet:
         self.directory = SocketDirectory(self.bus)
         self.bus.peers = self.registry.recent
         self._listed: tuple[RedisNode, ...] | None = None
+        self.credentials = Credentials(
+            lambda: (*self.bus.configured, *(self._listed or ())),
+            password_file=settings.redis_password_file,
+            secrets_dir=settings.redis_secrets_dir,
+        )
         self.calls = PendingCalls(self.name, settings.max_pending_calls)
         self.calls.is_alive = lambda name: name in self.registry.live
         self.listeners: ListenerTable[CrossHandler] = ListenerTable()
@@ -403,23 +414,21 @@ class Fleet:
             self.server._unregister(socket, release=False)
             if self.server.settings.duplicate_policy is not DuplicatePolicy.REPLACE:
                 socket.close(CloseCode.DUPLICATE_LOGIN, "logged in elsewhere")
-        elif action == ControlAction.REDIS_ADD:
-            node = RedisNode.parse(str(args.get("address", "")))
-            self._spawn(self.add_redis_node(node), f"wsfleet-redis-add-{node.key}")
-        elif action == ControlAction.REDIS_SET:
-            addresses = args.get("addresses")
-            if not isinstance(addresses, list) or not addresses:
-                log.warning("ignoring redis.set from %s without addresses", control.sender)
-                return
+        elif action in _REDIS_ACTIONS:
             try:
-                nodes = [RedisNode.parse(str(address)) for address in addresses]
-            except ValueError as exc:
-                log.warning("ignoring redis.set from %s: %s", control.sender, exc)
+                nodes = trusted_nodes(action, args, self.credentials)
+            except BusAddressError as exc:
+                self.bus.stats.rejected["address"] += 1
+                log.warning("refused %s from %s: %s", action, control.sender, exc)
                 return
-            self._spawn(self.apply_node_list(nodes), "wsfleet-redis-set")
-        elif action == ControlAction.REDIS_REMOVE:
-            key = RedisNode.parse(str(args.get("address", ""))).key
-            self._spawn(self.bus.remove_redis_node(key), f"wsfleet-redis-remove-{key}")
+            if action == ControlAction.REDIS_ADD:
+                node = nodes[0]
+                self._spawn(self.add_redis_node(node), f"wsfleet-redis-add-{node.key}")
+            elif action == ControlAction.REDIS_SET:
+                self._spawn(self.apply_node_list(nodes), "wsfleet-redis-set")
+            else:
+                key = nodes[0].key
+                self._spawn(self.bus.remove_redis_node(key), f"wsfleet-redis-remove-{key}")
         else:
             log.debug("unknown control action %r from %s", action, control.sender)
 
@@ -467,7 +476,12 @@ class Fleet:
         if not wanted:
             log.warning("ignoring an empty Redis node list")
             return
-        current = set(self.bus.links)
+        links = self.bus.links
+        # new credentials or TLS for a known node (its list entry caught up with a control
+        # message that could not carry them): reconnect it
+        changed = [k for k, node in wanted.items() if k in links and links[k].node != node]
+        await asyncio.gather(*(self.bus.remove_redis_node(key) for key in changed))
+        current = set(links)
         added = [node for key, node in wanted.items() if key not in current]
         removed = [key for key in current if key not in wanted]
         if not added and not removed:

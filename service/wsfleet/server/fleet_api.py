@@ -10,6 +10,7 @@ from typing import Any, TypeVar, overload
 
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.rpc import CallMode, CrossServerResult
+from wsfleet.bus.trust import public_address
 from wsfleet.contract import ControlAction
 from wsfleet.listeners import Tag, register
 from wsfleet.server.fleet import CrossHandler, CustomHandler, Fleet
@@ -195,13 +196,14 @@ class FleetAPI:
     async def add_redis_instance(
         self, address: str | RedisNode, *, everywhere: bool = False
     ) -> bool:
-        """Hot-add a Redis node on this node; with ``everywhere``, tell every node to do it too."""
+        """Hot-add a Redis node on this node; with ``everywhere``, tell every node to do it too.
+
+        The control message names the node by ``scheme://host:port/db`` only: every node takes
+        the credentials from its own configuration (:mod:`wsfleet.bus.trust`)."""
         fleet = self._require_fleet()
         node = address if isinstance(address, RedisNode) else RedisNode.parse(address)
         if everywhere:
-            fleet.announce(
-                ControlAction.REDIS_ADD, str(node) if not node.password else _plain(node)
-            )
+            fleet.announce(ControlAction.REDIS_ADD, public_address(node))
         return await fleet.add_redis_node(node)
 
     async def remove_redis_instance(
@@ -211,7 +213,7 @@ class FleetAPI:
         fleet = self._require_fleet()
         node = address if isinstance(address, RedisNode) else RedisNode.parse(address)
         if everywhere:
-            fleet.announce(ControlAction.REDIS_REMOVE, _plain(node))
+            fleet.announce(ControlAction.REDIS_REMOVE, public_address(node))
         return await fleet.bus.remove_redis_node(node.key)
 
     def get_healthy_redis_instances_count(self, role: str = "publisher") -> int:
@@ -266,11 +268,3 @@ class FleetAPI:
     async def locate_socket(self, socket_id: str) -> str | None:
         """The name of the node where ``socket_id`` is connected, or None."""
         return await self._require_fleet().directory.locate(socket_id)
-
-
-def _plain(node: RedisNode) -> str:
-    scheme = "rediss" if node.tls else "redis"
-    auth = ""
-    if node.password:
-        auth = f"{node.username or ''}:{node.password}@"
-    return f"{scheme}://{auth}{node.host}:{node.port}/{node.db}"
