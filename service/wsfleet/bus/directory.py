@@ -114,6 +114,7 @@ class SocketDirectory:
         return contract.socket_key(socket_id, self.settings.bridge_prefix)
 
     def claim(self, socket_id: str, duplicate_notice: bytes) -> None:
+        duplicate_notice = self.bus.auth.seal(duplicate_notice, None)  # a script routes it
         self.bus.execute(
             (
                 "EVAL",
@@ -136,6 +137,7 @@ class SocketDirectory:
 
     def send(self, socket_id: str, envelope: bytes) -> None:
         """Deliver a private-message envelope to the node holding ``socket_id``."""
+        envelope = self.bus.auth.seal(envelope, None)  # a script routes it
         self.bus.stats.published += 1
         self.bus.execute(
             (

@@ -14,6 +14,7 @@ import logging
 import secrets
 from typing import Any, Protocol
 
+from wsfleet.bus.auth import BusAuth
 from wsfleet.bus.broker import BrokerLink, Command, LinkError
 from wsfleet.bus.codec import BusCodec
 from wsfleet.bus.settings import FleetSettings
@@ -34,6 +35,7 @@ class ProbeHost(Protocol):
     settings: FleetSettings
     clock: Clock
     codec: BusCodec
+    auth: BusAuth
     inbox: str
 
     @property
@@ -63,6 +65,7 @@ class Prober:
         self._waiters[token] = future
         start = clock.now()
         data = host.codec.dumps({"action": "probe", "args": {"t": token, "l": link.key}})
+        data = host.auth.seal(data, host.inbox)
         self.stats.probes_sent += 1
         sent: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         sent.add_done_callback(lambda done: _lost(done, future))

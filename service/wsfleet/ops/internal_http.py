@@ -77,6 +77,13 @@ def cluster_view(server: Server) -> dict[str, Any]:
         for key, link in sorted(bus.links.items())
     ]
     view["outageBuffer"] = len(bus.outage)
+    view["busAuth"] = {
+        "mode": bus.auth.mode.value,  # off | signed | compat (unsigned from original nodes)
+        "signingKeyId": bus.auth.signing_key_id,
+        "keyIds": bus.auth.key_ids,
+        "unsignedAccepted": bus.auth.unsigned_accepted,
+        "rejected": dict(bus.stats.rejected),
+    }
     view["pendingCalls"] = len(fleet.calls)
     return view
 
