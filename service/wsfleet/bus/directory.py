@@ -111,7 +111,7 @@ class SocketDirectory:
         self._ttl_ms = int(self.settings.lease_ttl * 1000)
 
     def _key(self, socket_id: str) -> str:
-        return contract.socket_key(socket_id, self.settings.bridge_prefix)
+        return contract.socket_key(socket_id, self.settings.bridge_space)
 
     def claim(self, socket_id: str, duplicate_notice: bytes) -> None:
         duplicate_notice = self.bus.auth.seal(duplicate_notice, None)  # a script routes it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.routing import Strategy
 
 RESERVED_NAMESPACES = frozenset({"broadcast", "private_socket"})
+_FLEET_ID = re.compile(r"[A-Za-z0-9._-]{1,120}")
 
 
 def default_server_name() -> str:
@@ -36,6 +38,11 @@ class FleetSettings:
 
     ws_prefix: str = contract.DEFAULT_WS_PREFIX
     """Prefix of the WebSocket routing channels (``ws:broadcast``, ``ws:<namespace>``)."""
+
+    fleet: str | None = None
+    """The fleet's identity (the operator sets ``<namespace>.<name>``): both prefixes get
+    ``<fleet>:`` appended, so fleets sharing a Redis never see each other's traffic. Unset, the
+    channels are the original's (needed for mixed fleets with original Node.js nodes)."""
 
     serialization: Serialization = Serialization.MSGPACK
     """MessagePack (the original's default, ``enableRedisDataCompression``) or JSON."""
@@ -120,6 +127,8 @@ class FleetSettings:
             problems.append("server_name must not be empty")
         if self.bridge_prefix == self.ws_prefix:
             problems.append("bridge_prefix and ws_prefix must differ")
+        if self.fleet is not None and not _FLEET_ID.fullmatch(self.fleet):
+            problems.append("fleet must be 1-120 characters A-Z a-z 0-9 . _ -")
         for name in (
             "redis_ping_interval",
             "redis_ping_timeout",
@@ -146,26 +155,36 @@ class FleetSettings:
     # -- channel names -----------------------------------------------------------------------
 
     @property
+    def bridge_space(self) -> str:
+        """The bridge prefix in effect: :attr:`bridge_prefix` inside the fleet's space."""
+        return contract.fleet_prefix(self.bridge_prefix, self.fleet)
+
+    @property
+    def ws_space(self) -> str:
+        """The WebSocket prefix in effect: :attr:`ws_prefix` inside the fleet's space."""
+        return contract.fleet_prefix(self.ws_prefix, self.fleet)
+
+    @property
     def bridge_channel(self) -> str:
-        return contract.bridge_channel(self.bridge_prefix)
+        return contract.bridge_channel(self.bridge_space)
 
     @property
     def private_channel(self) -> str:
-        return contract.private_channel(self.ws_prefix)
+        return contract.private_channel(self.ws_space)
 
     @property
     def broadcast_channel(self) -> str:
-        return contract.broadcast_channel(self.ws_prefix)
+        return contract.broadcast_channel(self.ws_space)
 
     @property
     def control_channel(self) -> str:
-        return contract.control_channel(self.bridge_prefix)
+        return contract.control_channel(self.bridge_space)
 
     def inbox_channel(self, server_name: str) -> str:
-        return contract.inbox_channel(server_name, self.bridge_prefix)
+        return contract.inbox_channel(server_name, self.bridge_space)
 
     def room_channel(self, namespace: str) -> str:
-        return contract.room_channel(namespace, self.ws_prefix)
+        return contract.room_channel(namespace, self.ws_space)
 
     def channel_kind(self, channel: str) -> str:
         """The bounded metric label of a channel: bridge, private, broadcast, control, inbox,
@@ -178,12 +197,12 @@ class FleetSettings:
             return "broadcast"
         if channel == self.control_channel:
             return "control"
-        if channel.startswith(contract.inbox_channel("", self.bridge_prefix)):
+        if channel.startswith(contract.inbox_channel("", self.bridge_space)):
             return "inbox"
-        if channel.startswith(self.ws_prefix):
+        if channel.startswith(self.ws_space):
             return "room"
         return "custom"
 
     def key(self, *parts: str) -> str:
         """A Redis key in wsfleet's key space."""
-        return contract.key(self.bridge_prefix, *parts)
+        return contract.key(self.bridge_space, *parts)
