@@ -52,6 +52,7 @@ from wsfleet.bus.settings import FleetSettings
 from wsfleet.bus.signals import ClosingError, Pulse, TaskSet
 from wsfleet.bus.stats import BusStats, BusUnavailableError, health_info
 from wsfleet.bus.switching import REORDER_GUARD, Admissions, Switcher
+from wsfleet.bus.tls import client_context
 from wsfleet.clock import Clock, LoopClock
 from wsfleet.sealing import FIELD
 
@@ -117,6 +118,12 @@ class Bus:
             command_timeout=settings.command_timeout,
             ping_interval=settings.redis_ping_interval,
             ping_timeout=settings.redis_ping_timeout,
+            tls=client_context(
+                settings.redis_tls_ca_file,
+                settings.redis_tls_cert_file,
+                settings.redis_tls_key_file,
+                verify=settings.redis_tls_verify,
+            ),
         )
         self.inbox = settings.inbox_channel(self.name)
         self._echo_marker = self.codec.key_marker("b", self.boot)

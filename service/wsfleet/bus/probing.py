@@ -95,9 +95,11 @@ class Prober:
         async def one(link: BrokerLink) -> None:
             try:
                 results[link.key] = await self.probe(link)
-            except (TimeoutError, LinkError):
+            except (TimeoutError, LinkError) as exc:
                 results[link.key] = None
                 stats.probes_failed += 1
+                if isinstance(exc, LinkError):  # e.g. NOPERM: an ACL user without &channel
+                    link.health.last_error = f"{link.node}: probe not sent ({exc})"
                 if link.subscriber_healthy and link.publisher_healthy:
                     stats.deaf_repairs += 1
                     log.warning("Redis %s: probe lost, resubscribing", link.node)

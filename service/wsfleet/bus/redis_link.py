@@ -371,7 +371,8 @@ class RedisLink:
                 self._last_sub_pong = asyncio.get_running_loop().time()
         elif reply == b"PONG":  # PING before the first subscription
             self._last_sub_pong = asyncio.get_running_loop().time()
-        elif isinstance(reply, hiredis.ReplyError):
+        elif isinstance(reply, hiredis.ReplyError):  # e.g. NOPERM: an ACL user without &channel
+            self.health.last_error = f"{self.node}: subscribe refused ({reply})"
             log.warning("Redis %s subscriber: %s", self.node, reply)
 
     async def _reconcile_loop(self) -> None:

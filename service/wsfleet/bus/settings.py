@@ -113,6 +113,22 @@ class FleetSettings:
     """A directory of per-host password files (``<host>_<port>`` or ``<host>``) for Redis nodes
     named on the bus."""
 
+    redis_username: str | None = None
+    """The ACL user of Redis nodes named on the bus whose password comes from
+    ``redis_secrets_dir`` or ``redis_password_file``."""
+
+    redis_tls_ca_file: Path | None = None
+    """CA certificates that sign the ``rediss://`` nodes' certificates (default: the system's)."""
+
+    redis_tls_cert_file: Path | None = None
+    """A client certificate for ``rediss://`` nodes that require one (``tls-auth-clients``)."""
+
+    redis_tls_key_file: Path | None = None
+    """The private key of ``redis_tls_cert_file``."""
+
+    redis_tls_verify: bool = True
+    """Verify the certificate and host name of ``rediss://`` nodes (off only for tests)."""
+
     bus_key_file: Path | None = None
     """Keys that sign and verify every bus message (``<key id>:<secret>`` per line, the first one
     signs); or the ``WSFLEET_BUS_KEYS`` environment variable. See :mod:`wsfleet.bus.signing`."""

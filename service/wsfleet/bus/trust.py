@@ -12,6 +12,8 @@ Credentials come only from the node's own configuration, in this order:
    ``host:port/db``: their user name, password and TLS setting;
 2. ``redis_secrets_dir``: a file named ``<host>_<port>`` (or ``<host>``) holding the password;
 3. ``redis_password_file``: one password for every Redis node.
+
+With 2. or 3., the ACL user is ``redis_username`` (or Redis' ``default`` user).
 """
 
 from __future__ import annotations
@@ -84,8 +86,10 @@ class Credentials:
         *,
         password_file: Path | None = None,
         secrets_dir: Path | None = None,
+        username: str | None = None,
     ) -> None:
         self._known = known
+        self.username = username
         self.password_file = password_file
         self.secrets_dir = secrets_dir
 
@@ -99,7 +103,9 @@ class Credentials:
                     tls=configured.tls or node.tls,  # the bus never downgrades TLS
                 )
         password = self._from_secrets_dir(node) or _read(self.password_file)
-        return dataclasses.replace(node, password=password) if password else node
+        if not password:
+            return node
+        return dataclasses.replace(node, username=self.username, password=password)
 
     def _from_secrets_dir(self, node: RedisNode) -> str | None:
         if self.secrets_dir is None:

@@ -61,6 +61,7 @@ class Fleet:
             lambda: (*self.bus.configured, *(self._listed or ())),
             password_file=settings.redis_password_file,
             secrets_dir=settings.redis_secrets_dir,
+            username=settings.redis_username,
         )
         self.calls = PendingCalls(self.name, settings.max_pending_calls)
         self.calls.is_alive = lambda name: name in self.registry.live

@@ -86,3 +86,21 @@ def test_trusted_nodes_reads_set_add_and_remove() -> None:
             trusted_nodes("redis.set", args, creds)
     with pytest.raises(BusAddressError):
         trusted_nodes("redis.set", {"addresses": ["redis://a:1/0", "redis://:pw@b:2/0"]}, creds)
+
+
+def test_the_acl_user_of_bus_named_nodes_comes_from_the_settings(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.write_text("pw")
+    creds = Credentials(list, password_file=shared, username="wsfleet-app")
+    node = creds.complete(parse_bus_address("redis://d:4/0"))
+    assert (node.username, node.password) == ("wsfleet-app", "pw")
+
+
+def test_tls_files_are_checked_at_start(tmp_path: Path) -> None:
+    from wsfleet.bus.tls import client_context
+
+    with pytest.raises(ValueError, match="go together"):
+        client_context(cert_file=tmp_path / "c.pem")
+    with pytest.raises(ValueError, match="cannot load the Redis TLS files"):
+        client_context(ca_file=tmp_path / "missing.pem")
+    assert client_context(verify=False).verify_mode.name == "CERT_NONE"
