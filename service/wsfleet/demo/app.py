@@ -1,19 +1,24 @@
 """The demo application: what ``wsfleet serve`` runs when no ``--app`` is given.
 
 Contract (also used by the client test suites): ``?token=deny`` is refused with 401 before the
-upgrade; ``?id=`` names the socket (else a ``guest-…`` id); ``?name=`` is the display name. Events,
+upgrade; ``?id=`` names the socket (else a random ``guest-…`` id of 96 bits); ``?name=`` is the
+display name. ``?id=`` is a demo convenience (anyone can claim any id with it): applications take
+the id from a verified token (:mod:`wsfleet.tokens`, the README quickstart). Pages of other
+origins are refused with 403 unless ``allowed_origins`` says otherwise. Events,
 all acked: ``echo``, ``join``/``leave``/``say`` (namespace ``chat``), ``whoami``, ``broadcast``
 (pushed to everyone as ``announcement``) and ``close-me`` {code, reason}.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from pathlib import Path
 from typing import Any, Final
 
 from wsfleet.server import Acknowledge, Refuse, Server, Socket, UpgradeRequest
+from wsfleet.server.origins import SAME_ORIGIN
 
 STATIC_DIR: Final = Path(__file__).with_name("static")
 NAMESPACE: Final = "chat"
@@ -35,7 +40,7 @@ def _name(socket: Socket) -> str:
 def authenticate(request: UpgradeRequest) -> str:
     if request.param("token") == "deny":
         raise Refuse(401, "Unauthorized: demo token 'deny' is refused")
-    socket_id = request.param("id") or f"guest-{secrets.token_hex(3)}"
+    socket_id = request.param("id") or f"guest-{secrets.token_urlsafe(12)}"
     if len(socket_id) > 64:
         raise Refuse(400, "id must be at most 64 characters")
     return socket_id
@@ -43,6 +48,8 @@ def authenticate(request: UpgradeRequest) -> str:
 
 def setup(server: Server) -> None:
     server.set_authenticator(authenticate)
+    if not server.settings.allowed_origins:  # the demo page and its socket share one origin
+        server.settings = dataclasses.replace(server.settings, allowed_origins=(SAME_ORIGIN,))
 
     @server.on_system("connection")
     def connected(socket: Socket) -> None:

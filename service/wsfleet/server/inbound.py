@@ -19,6 +19,7 @@ from wsfleet.protocol.codec import decode_client_frame as _decode
 from wsfleet.protocol.codes import CloseCode
 from wsfleet.protocol.errors import FrameError
 from wsfleet.protocol.wsframe import build_pong_frame
+from wsfleet.server.origins import origin_allowed
 from wsfleet.server.ratelimit import TokenBucket
 from wsfleet.server.settings import RateLimitPolicy
 from wsfleet.server.socket import Acknowledge, Closer, Socket, UpgradeRequest
@@ -49,6 +50,8 @@ class ConnectionHandling(ServerCore):
         """Run the authenticate hook; raises :class:`Refuse`."""
         if not self._accepting:
             raise Refuse(503, "Server is shutting down")
+        if not origin_allowed(request.headers, self.settings.allowed_origins):
+            raise Refuse(403, "Forbidden: origin not allowed")
         if self._authenticate is None:
             return None
         result = self._authenticate(request)
