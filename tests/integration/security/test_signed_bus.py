@@ -193,3 +193,22 @@ async def test_a_replayed_genuine_message_is_refused(
     await wait_until(lambda: stats(b).duplicates_dropped == 3)
     a.server.broadcast("pay", "twice?")
     assert await victim.recv() == '{"event":"pay","payload":"twice?"}'
+
+
+async def test_every_path_works_signed_directory_routed_messages_and_duplicate_logins(
+    redis: RedisProcess, make_fleet: MakeFleet, connect: Connect, tmp_path: Path
+) -> None:
+    keys = key_file(tmp_path, "keys", OLD)
+    a, b = await make_fleet([redis], 2, bus_key_file=keys)
+    on_b = [await join(connect, b, sid) for sid in ("b1", "b2")]
+    async with asyncio.timeout(5):  # b's claims reached the directory
+        while [await a.server.locate_socket(s) for s in ("b1", "b2")] != ["node2"] * 2:
+            await asyncio.sleep(0.01)
+    a.server.to_socket_id("b1", "dm", 1)  # sealed unbound: a Redis script picks the channel
+    assert await on_b[0].recv() == '{"event":"dm","payload":1}'
+    a.server.to_socket_ids(["b1", "b2"], "multi", 2)
+    assert [await c.recv() for c in on_b] == ['{"event":"multi","payload":2}'] * 2
+    # a duplicate login: the notice is routed by a Redis script to the old node's inbox
+    await join(connect, a, "b1")
+    assert await on_b[0].closed() == 4012
+    assert sum(stats(b).rejected.values()) == sum(stats(a).rejected.values()) == 0
