@@ -5,8 +5,8 @@
 - **signed**: every message this node publishes is signed; every message it receives must carry
   a valid, fresh signature of a known key, or it is dropped and counted by reason.
 - **compat** (a key and ``bus_accept_unsigned``): as signed, but unsigned messages that look like
-  an original Node.js node's (no ``wsf`` field) on the bridge, broadcast, private and room
-  channels are accepted and counted; never control messages, never on an inbox.
+  an original Node.js node's (no ``wsf`` field) on the bridge, broadcast, private, room and
+  custom channels are accepted and counted; never control messages, never on an inbox.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class BusAuth:
         if "wsf" in message or "action" in message or FIELD in message:
             return False
         kind = settings.channel_kind(channel)
-        if kind in ("bridge", "broadcast", "private", "room"):
+        if kind in ("bridge", "broadcast", "private", "room", "custom"):
             self.unsigned_accepted += 1
             return True
         return False
