@@ -59,3 +59,24 @@ def test_demo_guest_ids_have_96_random_bits() -> None:
     ids = {authenticate(request) for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(base64.urlsafe_b64decode(i.removeprefix("guest-"))) == 12 for i in ids)
+
+
+def test_the_demo_takes_the_id_from_a_verified_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsfleet.demo.app import authenticate
+    from wsfleet.server import Refuse, UpgradeRequest
+
+    def request(**params: str) -> UpgradeRequest:
+        return UpgradeRequest(
+            path="", params=params, query_string="", headers={}, cookies={}, remote=None
+        )
+
+    token = tokens.issue(KEYS, "alice")
+    with pytest.raises(Refuse) as refused:  # no keys: a token cannot be verified
+        authenticate(request(token=token))
+    assert refused.value.status == 401
+    monkeypatch.setenv("WSFLEET_DEMO_TOKEN_KEYS", "t1:" + "x" * 32)
+    assert authenticate(request(token=token, id="mallory")) == "alice"
+    for bad in ("deny", token[:-2], tokens.issue(tokens.Keys.parse("t1:" + "z" * 32), "bob")):
+        with pytest.raises(Refuse) as refused:
+            authenticate(request(token=bad, id="bob"))
+        assert refused.value.status == 401
