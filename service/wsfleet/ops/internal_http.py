@@ -47,7 +47,10 @@ def cluster_view(server: Server) -> dict[str, Any]:
     bus = fleet.bus
     working = set(bus.working_paths())
     view["node"] = fleet.name
-    view["liveNodes"] = {name: info for name, info in sorted(fleet.registry.live.items())}
+    view["liveNodes"] = {
+        name: {k: v for k, v in info.items() if k != "boot"}  # boot ids stay off /cluster
+        for name, info in sorted(fleet.registry.live.items())
+    }
     view["redis"] = [
         {
             "key": key,
@@ -63,6 +66,13 @@ def cluster_view(server: Server) -> dict[str, Any]:
         for key, link in sorted(bus.links.items())
     ]
     view["outageBuffer"] = len(bus.outage)
+    view["busAuth"] = {
+        "mode": bus.auth.mode.value,  # off | signed | compat (unsigned from original nodes)
+        "signingKeyId": bus.auth.signing_key_id,
+        "keyIds": bus.auth.key_ids,
+        "unsignedAccepted": bus.auth.unsigned_accepted,
+        "rejected": dict(bus.stats.rejected),
+    }
     view["pendingCalls"] = len(fleet.calls)
     return view
 
