@@ -200,6 +200,7 @@ async def redis_changed(
     st.bus_key_error = bus_key.error
     if bus_key.error is not None:
         # The nodes would drop an unsigned redis.set: say why instead of publishing it.
+        runtime.metrics.control_messages.labels("failed").inc(len(targets))
         runtime.poke((fleet.namespace, fleet.name))
         message = (
             f"Redis nodes now {', '.join(n.key for n in fleet.redis_nodes)}; redis.set not "

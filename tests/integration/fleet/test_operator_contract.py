@@ -173,6 +173,7 @@ async def test_the_operators_hot_plug_is_signed_with_the_fleets_bus_key_secret(
     assert st.bus_key_error is not None and "HTTP 403 Forbidden" in st.bus_key_error
     assert [e["reason"] for e in blind.events] == ["RedisHotPlugUnsigned"]
     assert "cannot sign it" in blind.events[0]["message"]
+    assert runtime.metrics.control_messages.labels("failed")._value.get() == 2
 
     # an unsigned redis.set (what an operator unaware of the key would send) is refused
     unsigned = redis_probe.control_message([url(r1), url(r3)], "msgpack")
