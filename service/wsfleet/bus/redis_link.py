@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -45,6 +46,17 @@ _UNSUBSCRIBE: Final = b"unsubscribe"
 
 class LinkError(WsfleetError):
     """A command could not be run on a Redis node."""
+
+
+def connect_error_text(node: RedisNode, exc: BaseException) -> str:
+    """Why connecting to ``node`` failed, in words an operator can act on."""
+    if isinstance(exc, socket.gaierror):
+        return f"the host name {node.host!r} did not resolve ({exc.strerror or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {node.host}:{node.port} (is redis-server running there?)"
+    if isinstance(exc, TimeoutError):
+        return f"no connection to {node.host}:{node.port} within the connect timeout"
+    return str(exc) or type(exc).__name__
 
 
 def _pack_python(args: tuple[Any, ...]) -> bytes:
@@ -459,13 +471,16 @@ class RedisLink:
             try:
                 conn = await _open(self.node, self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
-                error = str(exc) or type(exc).__name__
+                error = connect_error_text(self.node, exc)
+                if error != self.health.last_error:  # said once, not on every retry
+                    log.warning("Redis %s: cannot connect: %s", self.node, error)
                 self._set_health("publisher", False, "error", error)
                 self._fail_queued(exc)
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
             backoff = self.timings.backoff_initial
+            self.health.last_error = None
             conn.on_writable = self._flush
             self._pub = conn
             self.publisher_connects += 1
@@ -509,7 +524,7 @@ class RedisLink:
             try:
                 conn = await _open(self.node, self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
-                self._set_health("subscriber", False, "error", str(exc) or type(exc).__name__)
+                self._set_health("subscriber", False, "error", connect_error_text(self.node, exc))
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
