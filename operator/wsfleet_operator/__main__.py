@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import sys
 
-from kopf.cli import main as kopf_main
+try:
+    from kopf.cli import main as kopf_main
+except ImportError:  # an optional extra: one sentence, not a traceback
+    sys.exit(
+        "wsfleet-operator: the operator needs kopf, which is not installed: "
+        "pip install 'wsfleet[operator]'"
+    )
 
 from .settings import OperatorSettings, SettingsError
 
