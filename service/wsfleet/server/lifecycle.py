@@ -4,6 +4,7 @@ protocol-ping loop."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -20,6 +21,16 @@ from wsfleet.server.core import _LISTENING, _SERVER_CLOSE, Authenticator
 from wsfleet.server.inbound import ConnectionHandling
 
 log = logging.getLogger("wsfleet.server")
+
+
+def announce_listening(host: str, port: int) -> None:
+    """Print where a node listens (what ``run()`` does once the port is bound)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    print(
+        f"wsfleet: listening on http://{shown}:{port} "
+        f"(WebSocket on any path, e.g. ws://{shown}:{port}/ws; Ctrl+C stops)",
+        flush=True,
+    )
 
 
 class Lifecycle(ConnectionHandling):
@@ -69,8 +80,12 @@ class Lifecycle(ConnectionHandling):
     ) -> None:
         """Blocking: listen until SIGINT/SIGTERM, then :meth:`drain` (a second signal closes at
         once) and return. ``prepare`` is awaited on the server's event loop before it listens;
-        ``sidecars`` (async context managers, e.g. an internal HTTP port) run around it."""
+        ``sidecars`` (async context managers, e.g. an internal HTTP port) run around it.
+        Without ``on_listening`` it prints the address it listens on."""
         from wsfleet.server import transport
+
+        if on_listening is None:
+            on_listening = functools.partial(announce_listening, host)
 
         transport.run(
             self,
