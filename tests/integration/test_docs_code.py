@@ -3,8 +3,9 @@
 A block right under the line ``<!-- fragment -->`` is a fragment (it names things defined
 elsewhere): it is only compiled. Every other block is saved as a script and run:
 
-- a block that calls ``.run(`` (not ``asyncio.run(``) is a server: it must print where it listens; the blocks after it
-  in the same file run against it (the README's client talks to the README's server);
+- a block that calls ``.run(`` (not ``asyncio.run(``) is a server: it must print where it
+  listens; the blocks after it in the same file run against it (the README's client talks to
+  the README's server);
 - any other block runs against a demo node (``wsfleet serve``) and must exit 0.
 
 Port 9000 in a block is replaced by the port of the node it talks to (tests never bind 9000).
