@@ -38,14 +38,18 @@ async def test_demo_app_contract(node: NodeProcess, connect: Connect) -> None:
     await alice.send('{"event":"echo","payload":{"a":[1,"x"]},"callbackId":"1"}')
     assert await alice.recv() == '{"payload":{"a":[1,"x"]},"callbackId":"1"}'
     await alice.send('{"event":"join","payload":{"room":"lobby"},"callbackId":"2"}')
-    assert await alice.recv() == '{"payload":{"room":"lobby","members":["alice"]},"callbackId":"2"}'
+    assert await alice.recv() == (
+        '{"payload":{"room":"lobby","members":["alice"],"names":{"alice":"Alice"}},'
+        '"callbackId":"2"}'
+    )
     await bob.send('{"event":"join","payload":{"room":"lobby"},"callbackId":"3"}')
     assert (
         await alice.recv()
         == '{"event":"joined","payload":{"room":"lobby","id":"bob","name":"bob"}}'
     )
     assert await bob.recv() == (
-        '{"payload":{"room":"lobby","members":["alice","bob"]},"callbackId":"3"}'
+        '{"payload":{"room":"lobby","members":["alice","bob"],'
+        '"names":{"alice":"Alice","bob":"bob"}},"callbackId":"3"}'
     )
     await bob.send('{"event":"say","payload":{"room":"lobby","text":"hi"},"callbackId":"4"}')
     said = await alice.recv()
