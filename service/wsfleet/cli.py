@@ -339,7 +339,8 @@ def _internal_port(server: Any, ops: Any) -> Callable[[], AbstractAsyncContextMa
                 f"--internal-port off"
             ) from None
         print(
-            f"wsfleet: internal port on {http.url} (/metrics /healthz /readyz /cluster)",
+            f"wsfleet: internal port on {http.url} (fleet view at /; "
+            "/metrics /healthz /readyz /cluster)",
             flush=True,
         )
         try:

@@ -122,6 +122,7 @@ def test_build_makes_a_wheel_and_an_sdist_without_warnings(installed: Installed)
         names = archive.namelist()
         metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA")))
     assert "wsfleet/demo/static/index.html" in names
+    assert "wsfleet/ops/static/fleet.html" in names  # the fleet view of the internal port
     text = metadata.decode()
     assert "License-Expression: MIT" in text
     for dependency in ("msgpack", "hiredis", "prometheus-client", "orjson", "aiohttp"):

@@ -3,62 +3,24 @@
 // by name; a node restart shows "connection dropped" then "connection recovered".
 import { it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { startServer } from '../helpers/server.mjs';
+import { startRedis } from '../helpers/fleet.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const REDIS = process.env.REDIS_SERVER || '/usr/bin/redis-server';
 const buildDir = new URL('../../build/', import.meta.url);
 const clientBuild = readFileSync(new URL('../../dist/wsfleet-client.min.js', import.meta.url), 'utf8');
 const T = { timeout: 90000 };
 
 let redis;
-let redisDir;
 let nodeA;
 let nodeB;
 let browser;
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-async function startRedis() {
-  const port = await freePort();
-  redisDir = mkdtempSync(join(tmpdir(), 'wsfleet-demo-redis-'));
-  const child = spawn(REDIS, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', redisDir], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise((res, rej) => {
-    let out = '';
-    const timer = setTimeout(() => rej(new Error(`redis-server did not start: ${out}`)), 10000);
-    child.stdout.setEncoding('utf8').on('data', (d) => {
-      out += d;
-      if (/Ready to accept connections/.test(out)) {
-        clearTimeout(timer);
-        res();
-      }
-    });
-    child.once('exit', (code) => rej(new Error(`redis-server exited (${code}): ${out}`)));
-  });
-  return { child, address: `127.0.0.1:${port}` };
-}
 
 const fleetEnv = (name) => ({ WSFLEET_REDIS: redis.address, WSFLEET_SERVER_NAME: name, WSFLEET_DRAIN_TIMEOUT: '1' });
 
 before(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`Chromium is missing at ${CHROMIUM}: install it (apt-get install chromium) or set CHROMIUM_PATH.`);
-  if (!existsSync(REDIS)) throw new Error(`redis-server is missing at ${REDIS}: install it (apt-get install redis-server) or set REDIS_SERVER.`);
   redis = await startRedis();
   nodeA = await startServer({ env: fleetEnv('demo-a') });
   nodeB = await startServer({ env: fleetEnv('demo-b') });
@@ -72,11 +34,7 @@ before(async () => {
 after(async () => {
   if (browser) await browser.close();
   for (const node of [nodeA, nodeB]) if (node) await node.stop();
-  if (redis) {
-    redis.child.kill('SIGKILL');
-    await new Promise((res) => (redis.child.exitCode !== null ? res() : redis.child.once('exit', res)));
-  }
-  if (redisDir) rmSync(redisDir, { recursive: true, force: true });
+  if (redis) await redis.stop();
 });
 
 async function openDemo(node, size = { width: 820, height: 560 }) {
