@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 from aiohttp import web_ws as _aiohttp_web_ws
 
+from wsfleet.protocol.deflate import shared_deflater
 from wsfleet.protocol.params import parse_ws_request_params
 from wsfleet.server.server import Refuse
 from wsfleet.server.socket import Socket, UpgradeRequest
@@ -135,7 +136,7 @@ class _WebSocket(web.WebSocketResponse):
     def __init__(self, settings: ServerSettings) -> None:
         super().__init__(
             autoping=False,
-            compress=False,
+            compress=settings.compression,
             max_msg_size=settings.max_message_size,
             timeout=settings.close_timeout,
         )
@@ -202,6 +203,8 @@ async def handle(
     await ws.prepare(request)
     ws._wsfleet_transport = transport
     socket = server._open(transport, ws.schedule_close, info, socket_id or admitted)
+    if 9 <= ws.compress <= 15:  # permessage-deflate negotiated, with this window size
+        socket.deflate = shared_deflater(server.settings.compression_threshold, ws.compress)
     try:
         await server._connected(socket)
         await _read_loop(server, socket, ws)
