@@ -53,7 +53,7 @@ async def _fleet_members(server: Server, room: str) -> dict[str, str]:
     """The room's members on every live node (this one answers directly)."""
     members = _local_members(server, room)
     if server.fleet is None:
-        return members
+        return dict(sorted(members.items()))
     try:
         result = await server.emit_cross_server_async(
             _MEMBERS_EVENT, {"room": room}, mode="all", exclude_self=True, timeout=_MEMBERS_TIMEOUT
@@ -66,7 +66,7 @@ async def _fleet_members(server: Server, room: str) -> dict[str, str]:
             for socket_id, name in list(reply.items())[:1000]:
                 if isinstance(socket_id, str) and isinstance(name, str):
                     members.setdefault(socket_id[:64], name[:40])
-    return members
+    return dict(sorted(members.items()))
 
 
 def authenticate(request: UpgradeRequest) -> str:
