@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import sys
 
+from . import MISSING_KOPF
+
 try:
     from kopf.cli import main as kopf_main
 except ImportError:  # an optional extra: one sentence, not a traceback
-    sys.exit(
-        "wsfleet-operator: the operator needs kopf, which is not installed: "
-        "pip install 'wsfleet[operator]'"
-    )
+    sys.exit(f"wsfleet-operator: {MISSING_KOPF}")
 
 from .settings import OperatorSettings, SettingsError
 

@@ -162,6 +162,32 @@ def test_a_missing_extra_is_one_sentence(installed: Installed) -> None:
         "installed: pip install 'wsfleet[tracing]' (or unset OTEL_TRACES_EXPORTER and "
         "OTEL_EXPORTER_OTLP_ENDPOINT to run without tracing)"
     )
+    in_code = subprocess.run(
+        [installed.python, "-c", "from wsfleet.server import Server; Server().enable_tracing()"],
+        cwd=installed.work,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=installed.env(),
+    )
+    assert in_code.returncode == 1
+    assert in_code.stderr.strip().endswith(
+        "ImportError: wsfleet tracing needs OpenTelemetry, which is not installed: "
+        "pip install 'wsfleet[tracing]'"
+    )
+    operator = subprocess.run(
+        [installed.python, "-m", "wsfleet_operator"],
+        cwd=installed.work,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=installed.env(),
+    )
+    assert operator.returncode == 1
+    assert operator.stderr.strip() == (
+        "wsfleet-operator: the operator needs kopf, which is not installed: "
+        "pip install 'wsfleet[operator]'"
+    )
 
 
 async def test_two_node_fleet_and_the_client_from_the_wheel(
