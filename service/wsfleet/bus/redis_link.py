@@ -284,6 +284,7 @@ class RedisLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self._last_sub_pong = 0.0
+        self._said: str | None = None  # the last connect failure logged
         self.health = _Health()
         self.publishable = True
         """The operator's intent: False while a hot-added link warms up or a removed one drains."""
@@ -472,7 +473,8 @@ class RedisLink:
                 conn = await _open(self.node, self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
                 error = connect_error_text(self.node, exc)
-                if error != self.health.last_error:  # said once, not on every retry
+                if error != self._said:  # said once, not on every retry
+                    self._said = error
                     log.warning("Redis %s: cannot connect: %s", self.node, error)
                 self._set_health("publisher", False, "error", error)
                 self._fail_queued(exc)
@@ -480,7 +482,7 @@ class RedisLink:
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
             backoff = self.timings.backoff_initial
-            self.health.last_error = None
+            self._said = None
             conn.on_writable = self._flush
             self._pub = conn
             self.publisher_connects += 1
