@@ -123,9 +123,13 @@ it('shows the fleet as /cluster sees it, draws live charts, and lists hot-plugs 
   assert.equal(await cell(page, 'view-b', 'rooms').textContent(), '2'); // r2, r1
   assert.equal(await page.getByTestId('summary-connections').textContent(), '5');
   assert.equal(await page.getByTestId('summary-nodes').textContent(), '2 / 2');
-  // The demo's join asks every node for the room's members: RPC outcomes are counted.
-  const rpcOk = Number(await cell(page, 'view-a', 'rpc-complete').textContent()) + Number(await cell(page, 'view-b', 'rpc-complete').textContent());
-  assert.ok(rpcOk >= 5, `RPC complete: ${rpcOk}`);
+  // The demo's join asks every node for the room's members: each of the 5 joins is one call,
+  // counted by outcome (complete, or timed out on a very busy machine).
+  let calls = 0;
+  for (const name of ['view-a', 'view-b']) {
+    for (const field of ['rpc-complete', 'rpc-timeout', 'rpc-failed']) calls += Number(await cell(page, name, field).textContent());
+  }
+  assert.equal(calls, 5);
 
   const redisRow = page.locator(`[data-testid="redis-row"][data-redis="${redis.address}/0"]`);
   assert.equal(await redisRow.locator('[data-field="state"]').textContent(), 'up');
