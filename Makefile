@@ -67,6 +67,8 @@ typecheck: venv
 
 pytest: venv interop-deps
 	$(PY) -m pytest -q
+	# the server-facing tests again on aiohttp's public read path (the fallback of the hook)
+	WSFLEET_WS_PATH=public $(PY) -m pytest -q tests/integration tests/unit
 
 js-test: js-build
 	cd $(JS) && WSFLEET_BIN=$(CURDIR)/$(VENV)/bin/wsfleet npm test --silent

@@ -1,13 +1,15 @@
 """Names fixed by the operational contract between node, operator and chart.
 
-The operator imports nothing from the ``wsfleet`` node package: the few names both sides use are
-repeated here on purpose (control channel, registry keys, ports, mount paths). They are part of the
-fixed contract (see ``operator/README.md``, "Contract"), so they only change together with the node.
+Channel names, registry keys and the control-message format are not repeated here: they come
+from :mod:`wsfleet.contract`, the one module both the node and the operator import (it loads
+nothing but the standard library). Ports and mount paths are the chart's side of the contract.
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+from wsfleet import contract
 
 GROUP: Final = "wsfleet.io"
 VERSION: Final = "v1alpha1"
@@ -35,9 +37,4 @@ CONFIG_KEY: Final = "redis"
 SECRETS_DIR: Final = "/etc/wsfleet/redis-secrets"
 RUN_AS_USER: Final = 10001
 
-# Redis keys and channel, relative to the fleet's bridge prefix (contract: "Redis node list").
-DEFAULT_BRIDGE_PREFIX: Final = "csbp:"
-CONTROL_CHANNEL: Final = "wsfleet:control"
-REGISTRY_NODES: Final = "wsfleet:nodes"
-REGISTRY_INFO: Final = "wsfleet:nodeinfo"
-CONTROL_ACTION_REDIS_SET: Final = "redis.set"
+DEFAULT_BRIDGE_PREFIX: Final = contract.DEFAULT_BRIDGE_PREFIX

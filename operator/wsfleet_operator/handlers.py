@@ -4,7 +4,9 @@
   handler serves all three, so a restart of the operator re-applies everything once).
 - field ``spec.redis``: apply the ConfigMap (never the pod template: no restart), then publish the
   ``redis.set`` control message on every Redis node of the old and the new list.
-- event on owned Deployments: remember their status, refresh the fleet's status at once.
+- events on owned Deployments: remember their status, refresh the fleet's status at once.
+- events on every owned kind (Deployment, Services, ConfigMap, PDB): a deletion or a hand edit
+  of a field the operator applied (:mod:`wsfleet_operator.drift`) is repaired within seconds.
 - index of WsFleets: the status loop's list of fleets, kept by kopf's own watch.
 - startup: kopf settings (state in annotations, watch timeouts), the API client, the status loop.
 
@@ -17,8 +19,6 @@ a per-object timer: deleting a WsFleet never waits for the operator, even when i
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import copy
 import logging
 import time
@@ -29,12 +29,20 @@ import aiohttp
 import kopf
 
 from . import constants as c
-from . import redis_probe, resources
+from . import events, redis_probe, resources
 from .kube import KubeClient, KubeError, login
-from .model import FleetSpec, RedisNodeSpec, SpecError
-from .runtime import MEMO_KEY, FleetKey, FleetState, Runtime
+from .model import RedisNodeSpec, SpecError
+from .runtime import MEMO_KEY, FleetKey, Runtime
 from .settings import OperatorSettings, SettingsError
-from .status import Observed, compute_status
+from .sync import (
+    apply_all,
+    observe_generation,
+    owner_of,
+    parse_fleet,
+    record_failure,
+    resolve_targets,
+    status_loop,
+)
 
 log = logging.getLogger("wsfleet_operator")
 
@@ -77,7 +85,8 @@ async def startup(
     settings.watching.server_timeout = op.watch_server_timeout
     settings.watching.client_timeout = op.watch_server_timeout + 30
     settings.watching.connect_timeout = 30
-    settings.posting.level = logging.WARNING  # k8s Events only for warnings and failures
+    # kopf's own Events only for warnings and failures; the operator posts its transitions itself.
+    settings.posting.level = logging.WARNING
     # No watching of CRDs and namespaces (less RBAC): the WsFleet API must be served before the
     # operator watches it, so wait for it here (kopf retries a failing startup handler).
     settings.scanning.disabled = True
@@ -136,60 +145,6 @@ def fleets(
     return {(namespace or "", name): copy.deepcopy(dict(body))}
 
 
-def parse_fleet(body: Mapping[str, Any]) -> FleetSpec:
-    meta = body["metadata"]
-    return FleetSpec.parse(meta["name"], meta["namespace"], body.get("spec") or {})
-
-
-def _owner(body: Mapping[str, Any]) -> dict[str, Any]:
-    meta = body["metadata"]
-    return {
-        "apiVersion": body.get("apiVersion", c.API_VERSION),
-        "kind": body.get("kind", c.KIND),
-        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
-    }
-
-
-def _fail(runtime: Runtime, st: FleetState, key: FleetKey, exc: Exception) -> Exception:
-    """Record a failed apply for status; pick kopf's retry policy for it.
-
-    400/404/422 (the object is invalid, or its namespace is gone) will not heal by retrying: the
-    next spec edit triggers a new attempt. Anything else (403, 409, 5xx, network) is retried.
-    """
-    if isinstance(exc, KubeError):
-        st.error = f"HTTP {exc.status}: {exc.body[:300]}"
-    else:
-        st.error = f"{type(exc).__name__}: {exc}"[:300]
-    runtime.metrics.reconciles.labels("error").inc()
-    runtime.poke(key)
-    if isinstance(exc, KubeError) and exc.status in (400, 404, 422):
-        return kopf.PermanentError(st.error)
-    return kopf.TemporaryError(st.error, delay=10)
-
-
-async def apply_all(runtime: Runtime, body: Mapping[str, Any], fleet: FleetSpec) -> None:
-    """Server-side apply every owned object; record the outcome for the status loop."""
-    key = (fleet.namespace, fleet.name)
-    st = runtime.state(key, body["metadata"].get("uid"))
-    generation = body["metadata"].get("generation")
-    started = time.perf_counter()
-    async with st.lock:
-        try:
-            for obj in resources.owned_objects(fleet, owner=_owner(body)):
-                result = await runtime.kube.apply(obj)
-                if obj["kind"] == "Deployment":
-                    st.deployment, st.deployment_known = result, True
-        except (KubeError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _fail(runtime, st, key, exc) from exc
-        st.generation = int(generation) if generation is not None else st.generation
-        st.error = None
-        st.needs_apply = False
-        st.applied_at = time.monotonic()
-    runtime.metrics.reconciles.labels("ok").inc()
-    runtime.metrics.reconcile_seconds.observe(time.perf_counter() - started)
-    runtime.poke(key)
-
-
 @kopf.on.resume(*CRD)
 @kopf.on.create(*CRD)
 @kopf.on.update(*CRD)
@@ -200,48 +155,13 @@ async def reconcile(body: kopf.Body, memo: Any, **_: Any) -> None:
     except (SpecError, ValueError, TypeError) as exc:
         meta = body["metadata"]
         st = runtime.state((meta["namespace"], meta["name"]), meta.get("uid"))
+        observe_generation(st, body)
         st.error = f"invalid spec: {exc}"
+        st.rejected = True
         runtime.poke((meta["namespace"], meta["name"]))
         raise kopf.PermanentError(st.error) from exc
     runtime.state((fleet.namespace, fleet.name)).redis_due = True
     await apply_all(runtime, body, fleet)
-
-
-async def resolve_targets(
-    runtime: Runtime, namespace: str, nodes: tuple[RedisNodeSpec, ...]
-) -> list[redis_probe.Target]:
-    """Nodes plus their passwords, read from the Secrets the spec names."""
-    secrets: dict[str, Mapping[str, Any] | str] = {}
-    targets = []
-    for node in nodes:
-        if node.secret_name is None or node.secret_key is None:
-            targets.append(redis_probe.Target(node))
-            continue
-        if node.secret_name not in secrets:
-            try:
-                obj = await runtime.kube.get("v1", "Secret", namespace, node.secret_name)
-                secrets[node.secret_name] = (obj or {}).get("data") or {}
-                if obj is None:
-                    secrets[node.secret_name] = f"Secret {node.secret_name} not found"
-            except KubeError as exc:
-                secrets[node.secret_name] = f"cannot read Secret {node.secret_name}: {exc.status}"
-        data = secrets[node.secret_name]
-        if isinstance(data, str):
-            targets.append(redis_probe.Target(node, error=data))
-            continue
-        raw = data.get(node.secret_key)
-        if raw is None:
-            err = f"Secret {node.secret_name} has no key {node.secret_key}"
-            targets.append(redis_probe.Target(node, error=err))
-            continue
-        try:
-            password = base64.b64decode(raw).decode().strip()
-        except (binascii.Error, UnicodeDecodeError):
-            err = f"Secret {node.secret_name}/{node.secret_key} is not text"
-            targets.append(redis_probe.Target(node, error=err))
-            continue
-        targets.append(redis_probe.Target(node, password=password))
-    return targets
 
 
 @kopf.on.field(*CRD, field="spec.redis")
@@ -257,10 +177,11 @@ async def redis_changed(
     except (SpecError, ValueError, TypeError) as exc:
         raise kopf.PermanentError(f"invalid spec: {exc}") from exc
     st = runtime.state((fleet.namespace, fleet.name), body["metadata"].get("uid"))
+    cm = resources.configmap(fleet, owner=owner_of(body))
     try:
-        await runtime.kube.apply(resources.configmap(fleet, owner=_owner(body)))
+        st.applied.record(cm, await runtime.kube.apply(cm))  # our own edit is not drift
     except (KubeError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise _fail(runtime, st, (fleet.namespace, fleet.name), exc) from exc
+        raise record_failure(runtime, st, (fleet.namespace, fleet.name), exc) from exc
     st.redis_due = True
 
     old_nodes: list[RedisNodeSpec] = []
@@ -284,13 +205,25 @@ async def redis_changed(
     runtime.metrics.control_messages.labels("failed").inc(len(failed))
     # A node that is gone is the usual reason to edit the list: never retry on failures. Pods
     # still pick the list up from the ConfigMap file.
+    told = sorted(set(results) - set(failed))
     logger.info(
         "Redis nodes now %s; redis.set published on %s; failed on %s",
         fleet.addresses,
-        sorted(set(results) - set(failed)),
+        told,
         failed or "none",
     )
     runtime.poke((fleet.namespace, fleet.name))
+    nodes = ", ".join(n.key for n in fleet.redis_nodes)
+    if failed:
+        why = "; ".join(f"{k}: {v}" for k, v in sorted(failed.items()))
+        message = (
+            f"Redis nodes now {nodes}; redis.set reached {len(told)} of {len(results)} Redis "
+            f"nodes (failed: {why}); pods still read the list from the ConfigMap"
+        )
+        await events.post(runtime.kube, body, "Warning", "RedisHotPlugPartlyFailed", message)
+    else:
+        message = f"Redis nodes now {nodes}; redis.set published on {len(told)} Redis nodes"
+        await events.post(runtime.kube, body, "Normal", "RedisNodesUpdated", message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,111 +231,61 @@ async def redis_changed(
 
 
 def owner_fleet(body: Mapping[str, Any]) -> str | None:
-    for ref in body.get("metadata", {}).get("ownerReferences") or ():
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or ():
         if ref.get("kind") == c.KIND and str(ref.get("apiVersion", "")).startswith(c.GROUP + "/"):
             return str(ref.get("name"))
     return None
+
+
+def _owned_changed(
+    runtime: Runtime, kind: str, event_type: str | None, body: Mapping[str, Any], ns: str | None
+) -> FleetKey | None:
+    """Mark the owner for a re-apply when an owned object was deleted or edited by hand."""
+    owner = owner_fleet(body)
+    if owner is None:
+        return None
+    key = (ns or "", owner)
+    st = runtime.state(key)
+    if event_type == "DELETED" or st.applied.drifted(kind, body):
+        if not st.needs_apply:
+            name = (body.get("metadata") or {}).get("name")
+            what = "deleted" if event_type == "DELETED" else "changed by someone else"
+            log.info("%s %s/%s was %s: re-applying", kind, ns, name, what)
+        st.needs_apply = True
+        runtime.poke(key)
+    return key
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
 async def deployment_event(
     type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
 ) -> None:
-    owner = owner_fleet(body)
-    if owner is None:
-        return
     runtime = runtime_of(memo)
-    key = (namespace or "", owner)
+    key = _owned_changed(runtime, "Deployment", type, body, namespace)
+    if key is None:
+        return
     st = runtime.state(key)
     if type == "DELETED":
         st.deployment, st.deployment_known = None, True
-        st.needs_apply = True  # someone deleted it: the status loop re-creates it
     else:
         st.deployment, st.deployment_known = copy.deepcopy(dict(body)), True
     runtime.poke(key)
 
 
-# ---------------------------------------------------------------------------------------------
-# The status loop: the single writer of WsFleet.status
+@kopf.on.event("", "v1", "services", labels=OWNED)
+async def service_event(
+    type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    _owned_changed(runtime_of(memo), "Service", type, body, namespace)
 
 
-def _snapshot(index: Any, key: FleetKey) -> dict[str, Any] | None:
-    store = index.get(key) if index is not None else None
-    for value in store or ():
-        return value if isinstance(value, dict) else None
-    return None
+@kopf.on.event("", "v1", "configmaps", labels=OWNED)
+async def configmap_event(
+    type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    _owned_changed(runtime_of(memo), "ConfigMap", type, body, namespace)
 
 
-async def sync_fleet(runtime: Runtime, key: FleetKey, body: Mapping[str, Any], probe: bool) -> None:
-    """Bring one fleet's status up to date (and repair its objects when due)."""
-    meta = body["metadata"]
-    st = runtime.state(key, meta.get("uid"))
-    try:
-        fleet = parse_fleet(body)
-    except (SpecError, ValueError, TypeError):
-        return  # reconcile() reported it; nothing sensible to compute
-    resync = runtime.settings.resync_interval
-    due = st.applied_at is not None and time.monotonic() - st.applied_at > resync
-    if st.needs_apply or due:
-        try:
-            await apply_all(runtime, body, fleet)
-        except (kopf.TemporaryError, kopf.PermanentError) as exc:
-            log.warning("re-applying %s/%s failed: %s", *key, exc)
-    if not st.deployment_known:
-        try:
-            st.deployment = await runtime.kube.get("apps/v1", "Deployment", *key)
-            st.deployment_known = True
-        except (KubeError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.warning("reading Deployment %s/%s failed: %s", *key, exc)
-    if probe or st.redis_due or st.redis is None:
-        st.redis_due = False
-        targets = await resolve_targets(runtime, fleet.namespace, fleet.redis_nodes)
-        st.redis = await redis_probe.probe(
-            targets,
-            bridge_prefix=fleet.bridge_prefix,
-            timeout=runtime.settings.redis_timeout,
-            verify_tls=runtime.settings.redis_tls_verify,
-        )
-    current = body.get("status") or {}
-    # The index may not show our last write yet: take transition times from what we wrote.
-    base = st.written if st.written is not None else current
-    new = compute_status(Observed(fleet, st.generation, st.deployment, st.redis, st.error), base)
-    if new == current:
-        return
-    try:
-        await runtime.kube.patch_status(*key, new)
-    except (KubeError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-        log.warning("writing status of %s/%s failed: %s", *key, exc)
-        return
-    st.written = new
-    runtime.metrics.status_writes.inc()
-
-
-async def status_loop(runtime: Runtime, index: Any) -> None:
-    """Poked fleets at once; every fleet (with a Redis probe) every ``status_interval``."""
-    interval = runtime.settings.status_interval
-    next_full = time.monotonic()
-    limit = asyncio.Semaphore(8)
-    while True:
-        await runtime.wait_wake(next_full - time.monotonic())
-        now = time.monotonic()
-        full = now >= next_full
-        keys = runtime.take_dirty()
-        if full:
-            next_full = now + interval
-            keys |= set(index) if index is not None else set()
-        runtime.metrics.fleets.set(len(index) if index is not None else 0)
-
-        async def one(key: FleetKey, full: bool) -> None:
-            body = _snapshot(index, key)
-            if body is None:
-                runtime.forget(key)
-                return
-            async with limit:
-                try:
-                    await sync_fleet(runtime, key, body, probe=full)
-                except Exception:  # the loop must outlive any one fleet's surprise
-                    log.exception("status of %s/%s failed", *key)
-
-        await asyncio.gather(*(one(k, full) for k in keys))
-        runtime.last_round = time.monotonic()
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OWNED)
+async def pdb_event(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    _owned_changed(runtime_of(memo), "PodDisruptionBudget", type, body, namespace)

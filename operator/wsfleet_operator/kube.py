@@ -27,6 +27,7 @@ _PATHS: dict[tuple[str, str], tuple[str, str]] = {
     ("v1", "ConfigMap"): ("/api/v1", "configmaps"),
     ("v1", "Service"): ("/api/v1", "services"),
     ("v1", "Secret"): ("/api/v1", "secrets"),
+    ("v1", "Event"): ("/api/v1", "events"),
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
     ("policy/v1", "PodDisruptionBudget"): ("/apis/policy/v1", "poddisruptionbudgets"),
     (c.API_VERSION, c.KIND): (f"/apis/{c.API_VERSION}", c.PLURAL),
@@ -132,6 +133,15 @@ class KubeClient:
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         return await self.request("GET", object_path(api_version, kind, namespace, name))
+
+    async def create(self, obj: Mapping[str, Any]) -> Obj:
+        """POST a new object (Events)."""
+        meta = obj["metadata"]
+        path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"])
+        result = await self.request("POST", path, body=obj)
+        if result is None:
+            raise KubeError(404, "POST", path, "not found")
+        return result
 
     async def apply(self, obj: Mapping[str, Any]) -> Obj:
         """Server-side apply (JSON is YAML): idempotent, keeps fields other managers own."""

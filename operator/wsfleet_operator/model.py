@@ -15,6 +15,17 @@ from . import constants as c
 
 DEFAULT_IMAGE = "ghcr.io/wsfleet/wsfleet:0.1.0"
 
+#: Settings the operator fixes itself (the CRD refuses them too), with the reason.
+FIXED_SETTINGS = {
+    "server_name": "every pod is named after itself (POD_NAME)",
+    "redis": "the Redis nodes are listed in spec.redis.nodes",
+    "port": "the operator fixes the client port",
+    "internal_port": "the operator fixes the internal port",
+    "config_dir": "the operator mounts the Redis node list",
+}
+
+IntOrStr = int | str
+
 
 class SpecError(ValueError):
     """The spec cannot be turned into objects (the CRD schema should have refused it)."""
@@ -92,6 +103,18 @@ class FleetSpec:
     max_replicas: int | None = None
     service_type: str = "ClusterIP"
     service_port: int = 80
+    env: tuple[Mapping[str, Any], ...] = ()
+    env_from: tuple[Mapping[str, Any], ...] = ()
+    volume_mounts: tuple[Mapping[str, Any], ...] = ()
+    volumes: tuple[Mapping[str, Any], ...] = ()
+    image_pull_secrets: tuple[Mapping[str, Any], ...] = ()
+    service_account_name: str | None = None
+    priority_class_name: str | None = None
+    topology_spread_constraints: tuple[Mapping[str, Any], ...] = ()
+    max_surge: IntOrStr = "100%"
+    max_unavailable: IntOrStr = 0
+    pdb_max_unavailable: IntOrStr = 1
+    unhealthy_pod_eviction_policy: str = "AlwaysAllow"
 
     @classmethod
     def parse(cls, name: str, namespace: str, spec: Mapping[str, Any]) -> FleetSpec:
@@ -105,6 +128,11 @@ class FleetSpec:
         auto = spec.get("autoscaling") or {}
         service = spec.get("service") or {}
         settings = {str(k): str(v) for k, v in (server.get("settings") or {}).items()}
+        for key, why in FIXED_SETTINGS.items():
+            if key in settings:
+                raise SpecError(f"spec.server.settings.{key} cannot be set: {why}")
+        rollout = spec.get("rollout") or {}
+        disruption = spec.get("disruption") or {}
         return cls(
             name=name,
             namespace=namespace,
@@ -121,12 +149,26 @@ class FleetSpec:
             pod_labels=dict(pod.get("labels") or {}),
             pod_annotations=dict(pod.get("annotations") or {}),
             node_selector=dict(pod.get("nodeSelector") or {}),
-            tolerations=tuple(pod.get("tolerations") or ()),
+            tolerations=_items(pod.get("tolerations")),
             affinity=dict(pod.get("affinity") or {}),
             min_replicas=_opt_int(auto.get("minReplicas")),
             max_replicas=_opt_int(auto.get("maxReplicas")),
             service_type=str(service.get("type") or "ClusterIP"),
             service_port=int(service.get("port", 80)),
+            env=_items(spec.get("env")),
+            env_from=_items(spec.get("envFrom")),
+            volume_mounts=_items(spec.get("volumeMounts")),
+            volumes=_items(pod.get("volumes")),
+            image_pull_secrets=_items(pod.get("imagePullSecrets")),
+            service_account_name=pod.get("serviceAccountName") or None,
+            priority_class_name=pod.get("priorityClassName") or None,
+            topology_spread_constraints=_items(pod.get("topologySpreadConstraints")),
+            max_surge=_int_or_str(rollout.get("maxSurge", "100%")),
+            max_unavailable=_int_or_str(rollout.get("maxUnavailable", 0)),
+            pdb_max_unavailable=_int_or_str(disruption.get("maxUnavailable", 1)),
+            unhealthy_pod_eviction_policy=str(
+                disruption.get("unhealthyPodEvictionPolicy") or "AlwaysAllow"
+            ),
         )
 
     @property
@@ -170,3 +212,17 @@ class FleetSpec:
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _items(value: Any) -> tuple[Mapping[str, Any], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise SpecError(f"expected a list of objects, got {value!r:.80}")
+    return tuple(dict(v) for v in value)
+
+
+def _int_or_str(value: Any) -> IntOrStr:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise SpecError(f"expected a number or a percentage, got {value!r:.80}")
+    return value

@@ -19,6 +19,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from wsfleet import contract
+
 from . import constants as c
 from .model import RedisNodeSpec
 from .status import RedisReport
@@ -36,19 +38,19 @@ class Target:
 
 
 def control_channel(bridge_prefix: str) -> str:
-    return bridge_prefix + c.CONTROL_CHANNEL
+    return contract.control_channel(bridge_prefix)
 
 
 def control_message(addresses: Sequence[str], serialization: str) -> bytes:
     """The ``redis.set`` message, packed like every other message on the fleet's bus."""
-    msg = {
-        "action": c.CONTROL_ACTION_REDIS_SET,
-        "args": {"addresses": list(addresses)},
-        "senderServer": c.SENDER_NAME,
-    }
+    return encode_control(contract.redis_set(addresses, c.SENDER_NAME), serialization)
+
+
+def encode_control(message: dict[str, Any], serialization: str) -> bytes:
+    """A control message (built by :mod:`wsfleet.contract`) in the fleet's serialization."""
     if serialization == "json":
-        return orjson.dumps(msg)
-    packed: bytes = msgpack.packb(msg, use_bin_type=True)
+        return orjson.dumps(message)
+    packed: bytes = msgpack.packb(message, use_bin_type=True)
     return packed
 
 
@@ -80,7 +82,8 @@ async def _one_node(
     try:
         async with asyncio.timeout(timeout * 3):
             await client.ping()
-            members = await client.zrangebyscore(prefix + c.REGISTRY_NODES, f"({now_ms}", "+inf")
+            nodes_key = contract.nodes_key(prefix)
+            members = await client.zrangebyscore(nodes_key, f"({now_ms}", "+inf")
         return True, {m.decode() if isinstance(m, bytes) else str(m) for m in members}, None
     except (OSError, TimeoutError, aioredis.RedisError) as exc:
         return False, None, f"{type(exc).__name__}: {exc}"[:200]

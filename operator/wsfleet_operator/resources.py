@@ -113,7 +113,10 @@ def container_env(fleet: FleetSpec) -> list[Obj]:
     values[env_name("log_format")] = fleet.log_format
     values[env_name("drain_timeout")] = str(fleet.drain_timeout)
     env += [{"name": k, "value": v} for k, v in values.items()]
-    return env
+    # Then spec.env (the CRD refuses the names the operator must own); an entry with the name of
+    # a setting replaces it, so a setting can come from a Secret (valueFrom.secretKeyRef).
+    mine = {e["name"] for e in fleet.env}
+    return [e for e in env if e["name"] not in mine] + [dict(e) for e in fleet.env]
 
 
 def _probe(path: str, *, period: int, failures: int) -> Obj:
@@ -142,6 +145,8 @@ def pod_template(fleet: FleetSpec) -> Obj:
         vol = secret_volume_name(i)
         mounts.append({"name": vol, "mountPath": f"{c.SECRETS_DIR}/{secret}", "readOnly": True})
         volumes.append({"name": vol, "secret": {"secretName": secret, "defaultMode": 0o440}})
+    mounts += [dict(m) for m in fleet.volume_mounts]
+    volumes += [dict(v) for v in fleet.volumes]
 
     container: Obj = {
         "name": "wsfleet",
@@ -150,6 +155,7 @@ def pod_template(fleet: FleetSpec) -> Obj:
         "command": ["wsfleet", "serve"],
         "args": container_args(fleet),
         "env": container_env(fleet),
+        **({"envFrom": [dict(e) for e in fleet.env_from]} if fleet.env_from else {}),
         "ports": [
             {"name": "ws", "containerPort": c.WS_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": c.INTERNAL_PORT, "protocol": "TCP"},
@@ -190,6 +196,14 @@ def pod_template(fleet: FleetSpec) -> Obj:
         spec["tolerations"] = [dict(t) for t in fleet.tolerations]
     if fleet.affinity:
         spec["affinity"] = dict(fleet.affinity)
+    if fleet.topology_spread_constraints:
+        spec["topologySpreadConstraints"] = [dict(t) for t in fleet.topology_spread_constraints]
+    if fleet.image_pull_secrets:
+        spec["imagePullSecrets"] = [dict(s) for s in fleet.image_pull_secrets]
+    if fleet.service_account_name:
+        spec["serviceAccountName"] = fleet.service_account_name
+    if fleet.priority_class_name:
+        spec["priorityClassName"] = fleet.priority_class_name
     meta: Obj = {"labels": pod_labels}
     if fleet.pod_annotations:
         meta["annotations"] = dict(fleet.pod_annotations)
@@ -206,21 +220,40 @@ def deployment(fleet: FleetSpec, owner: Mapping[str, Any] | None = None) -> Obj:
             "selector": {"matchLabels": selector_labels(fleet.name)},
             "strategy": {
                 "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+                "rollingUpdate": {
+                    "maxSurge": fleet.max_surge,
+                    "maxUnavailable": fleet.max_unavailable,
+                },
             },
             "template": pod_template(fleet),
         },
     }
 
 
-def _ports(fleet: FleetSpec) -> list[Obj]:
-    return [
-        {"name": "ws", "port": fleet.service_port, "targetPort": "ws", "protocol": "TCP"},
-        {"name": "metrics", "port": c.INTERNAL_PORT, "targetPort": "metrics", "protocol": "TCP"},
-    ]
+def _ws_port(fleet: FleetSpec) -> Obj:
+    return {
+        "name": "ws",
+        "port": fleet.service_port,
+        "targetPort": "ws",
+        "protocol": "TCP",
+        "appProtocol": "kubernetes.io/ws",
+    }
+
+
+def _internal_port() -> Obj:
+    return {
+        "name": "metrics",
+        "port": c.INTERNAL_PORT,
+        "targetPort": "metrics",
+        "protocol": "TCP",
+        "appProtocol": "http",
+    }
 
 
 def service(fleet: FleetSpec, owner: Mapping[str, Any] | None = None) -> Obj:
+    """The clients' Service: the WebSocket port only, whatever its type. The internal port
+    (metrics, /cluster, /readyz) is on the headless Service alone, so a LoadBalancer or NodePort
+    fleet never publishes it."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -228,13 +261,14 @@ def service(fleet: FleetSpec, owner: Mapping[str, Any] | None = None) -> Obj:
         "spec": {
             "type": fleet.service_type,
             "selector": selector_labels(fleet.name),
-            "ports": _ports(fleet),
+            "ports": [_ws_port(fleet)],
         },
     }
 
 
 def headless_service(fleet: FleetSpec, owner: Mapping[str, Any] | None = None) -> Obj:
-    """Every pod, ready or not, by DNS and for scraping: ``<pod-ip>.<name>-headless``."""
+    """Every pod, ready or not, by DNS and for scraping (the ServiceMonitor uses this one):
+    ``<pod-ip>.<name>-headless``."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -243,7 +277,7 @@ def headless_service(fleet: FleetSpec, owner: Mapping[str, Any] | None = None) -
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
             "selector": selector_labels(fleet.name),
-            "ports": _ports(fleet),
+            "ports": [_ws_port(fleet), _internal_port()],
         },
     }
 
@@ -253,7 +287,13 @@ def pod_disruption_budget(fleet: FleetSpec, owner: Mapping[str, Any] | None = No
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _meta(fleet, fleet.name, owner),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(fleet.name)}},
+        "spec": {
+            "maxUnavailable": fleet.pdb_max_unavailable,
+            # AlwaysAllow by default: in a Redis outage every pod is unready, and the Kubernetes
+            # default (IfHealthyBudget) would then block every node drain.
+            "unhealthyPodEvictionPolicy": fleet.unhealthy_pod_eviction_policy,
+            "selector": {"matchLabels": selector_labels(fleet.name)},
+        },
     }
 
 

@@ -18,9 +18,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from .drift import Applied
 from .kube import KubeClient
 from .settings import OperatorSettings
-from .status import RedisReport
+from .status import CONDITION_TYPES, RedisReport
 
 FleetKey = tuple[str, str]  # (namespace, name)
 
@@ -30,8 +31,12 @@ MEMO_KEY = "wsfleet_runtime"
 @dataclass
 class FleetState:
     uid: str | None = None
-    generation: int | None = None  # spec generation last applied successfully
+    generation: int | None = None  # spec generation last observed (applied or rejected)
+    applied_generation: int | None = None  # spec generation last applied successfully
     error: str | None = None  # why the last apply failed
+    rejected: bool = False  # the last failure needs a spec change (invalid spec, HTTP 4xx)
+    applied: Applied = field(default_factory=Applied)  # what the API stored, per owned object
+    replicas: int | None = None  # Deployment replicas last applied (for the Scaled event)
     deployment: dict[str, Any] | None = None
     deployment_known: bool = False  # ``deployment`` came from the API (None = it is absent)
     redis: RedisReport | None = None
@@ -67,6 +72,28 @@ class Metrics:
             "wsfleet_operator_status_writes", "Status patches written.", registry=r
         )
         self.fleets = Gauge("wsfleet_operator_fleets", "WsFleets this operator sees.", registry=r)
+        # kube-state-metrics style (kube_deployment_status_condition): one series per status
+        # value, 1 for the current one, so `{type="Degraded",status="true"} == 1` selects.
+        self.conditions = Gauge(
+            "wsfleet_operator_fleet_condition",
+            "Conditions of each WsFleet's status (1 for the current status).",
+            ["namespace", "wsfleet", "type", "status"],
+            registry=r,
+        )
+
+    def set_conditions(self, key: tuple[str, str], conditions: Iterable[Any]) -> None:
+        for cond in conditions:
+            current = str(cond.get("status", "Unknown")).lower()
+            for status in ("true", "false", "unknown"):
+                self.conditions.labels(*key, cond.get("type"), status).set(
+                    1 if status == current else 0
+                )
+
+    def forget(self, key: tuple[str, str]) -> None:
+        for ctype in CONDITION_TYPES:
+            for status in ("true", "false", "unknown"):
+                with contextlib.suppress(KeyError):
+                    self.conditions.remove(*key, ctype, status)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -96,6 +123,7 @@ class Runtime:
     def forget(self, key: FleetKey) -> None:
         self.fleets.pop(key, None)
         self._dirty.discard(key)
+        self.metrics.forget(key)
 
     def poke(self, key: FleetKey) -> None:
         """Ask the status loop to refresh this fleet's status now."""

@@ -1,14 +1,21 @@
 """Pure status computation: what the operator knows -> ``WsFleet.status``.
 
-Four conditions, in the shape of the Kubernetes API conventions (type, status, reason, message,
+Conditions in the shape of the Kubernetes API conventions (type, status, reason, message,
 lastTransitionTime, observedGeneration); ``lastTransitionTime`` only moves when ``status`` flips.
+``observedGeneration`` is the generation the operator has seen, applied or rejected.
 
-- ``Ready``: every wanted replica is ready (a pod is ready only when its node has a working path
-  through Redis, so this already includes the fleet's own view of Redis).
-- ``Progressing``: the Deployment is rolling out or scaling; False with ``Complete`` when settled.
+- ``Ready``: the current spec is applied, its rollout is complete and every wanted replica is
+  ready (a pod is ready only when its node has a working path through Redis).
+- ``Progressing``: the spec is being applied, the Deployment is rolling out or scaling; False with
+  ``Complete`` when settled, ``ProgressDeadlineExceeded`` when stuck, ``SpecRejected`` when the
+  spec cannot be applied.
 - ``RedisHealthy``: every listed Redis node answers the operator's PING (the operator's view).
-- ``Degraded``: something needs a human: the last reconcile failed, the rollout is stuck, some or
-  all Redis nodes are down, or ``spec.replicas`` was clamped into ``spec.autoscaling``.
+- ``Degraded``: something needs a human: the spec was rejected, the last reconcile failed, the
+  rollout is stuck, some or all Redis nodes are down, or ``spec.replicas`` was clamped.
+- ``Reconciling`` and ``Stalled``: the pair kstatus reads (Flux, Argo CD's gitops-engine,
+  ``kpt live status``, cli-utils): Reconciling mirrors Progressing being True; Stalled is True
+  when the operator cannot make progress without a spec change (rejected spec, stuck rollout).
+  With observedGeneration that makes a fleet Current, InProgress or Failed in those tools.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 from .model import FleetSpec
 from .resources import selector_string
 
-CONDITION_TYPES = ("Ready", "Progressing", "RedisHealthy", "Degraded")
+CONDITION_TYPES = ("Ready", "Progressing", "RedisHealthy", "Degraded", "Reconciling", "Stalled")
 
 
 @dataclass(frozen=True)
@@ -38,10 +45,12 @@ class Observed:
     """What the operator saw; the input of :func:`compute_status`."""
 
     fleet: FleetSpec
-    generation: int | None  # the spec generation last applied successfully
+    generation: int | None  # the spec generation observed (applied or rejected)
     deployment: Mapping[str, Any] | None
     redis: RedisReport | None = None
     error: str | None = None  # the last reconcile's failure, None after a success
+    rejected: bool = False  # the error will not heal without a spec change
+    applied: bool = True  # the observed generation has been applied
 
 
 def now_rfc3339() -> str:
@@ -82,21 +91,14 @@ def compute_conditions(obs: Observed) -> list[dict[str, Any]]:
     want = fleet.effective_replicas
     n = _deployment_numbers(dep)
 
-    # Ready
-    if dep is None:
-        ready = _cond("Ready", False, "DeploymentMissing", "the Deployment does not exist yet", gen)
-    elif want == 0:
-        ready = _cond("Ready", False, "ScaledToZero", "spec.replicas is 0", gen)
-    elif n["ready"] >= want:
-        ready = _cond("Ready", True, "AllReplicasReady", f"{n['ready']}/{want} replicas ready", gen)
-    else:
-        ready = _cond(
-            "Ready", False, "ReplicasNotReady", f"{n['ready']}/{want} replicas ready", gen
-        )
-
     # Progressing
     stuck = _deployment_condition(dep, "Progressing").get("reason") == "ProgressDeadlineExceeded"
-    if dep is None:
+    if obs.rejected:
+        prog = _cond("Progressing", False, "SpecRejected", obs.error or "spec rejected", gen)
+    elif not obs.applied:
+        why = f"retrying: {obs.error}" if obs.error else "applying the spec"
+        prog = _cond("Progressing", True, "Applying", why, gen)
+    elif dep is None:
         prog = _cond("Progressing", True, "Creating", "creating the Deployment", gen)
     elif stuck:
         prog = _cond("Progressing", False, "ProgressDeadlineExceeded", "the rollout is stuck", gen)
@@ -114,6 +116,25 @@ def compute_conditions(obs: Observed) -> list[dict[str, Any]]:
     else:
         prog = _cond("Progressing", False, "Complete", f"{want} replicas up to date", gen)
 
+    # Ready: only once the current spec is applied and rolled out
+    done = prog["reason"] == "Complete"
+    if obs.rejected:
+        ready = _cond("Ready", False, "SpecRejected", prog["message"], gen)
+    elif dep is None and obs.applied:
+        ready = _cond("Ready", False, "DeploymentMissing", "the Deployment does not exist yet", gen)
+    elif want == 0 and done:
+        ready = _cond("Ready", False, "ScaledToZero", "spec.replicas is 0", gen)
+    elif done:
+        ready = _cond("Ready", True, "AllReplicasReady", f"{n['ready']}/{want} replicas ready", gen)
+    elif prog["status"] == "True" and prog["reason"] != "WaitingForReplicas":
+        ready = _cond("Ready", False, "RolloutInProgress", prog["message"], gen)
+    elif stuck:
+        ready = _cond("Ready", False, "RolloutStuck", prog["message"], gen)
+    else:
+        ready = _cond(
+            "Ready", False, "ReplicasNotReady", f"{n['ready']}/{want} replicas ready", gen
+        )
+
     # RedisHealthy
     keys = [node.key for node in fleet.redis_nodes]
     report = obs.redis
@@ -130,7 +151,7 @@ def compute_conditions(obs: Observed) -> list[dict[str, Any]]:
     # Degraded: the first of these that applies is the reason; the message lists them all.
     problems: list[tuple[str, str]] = []
     if obs.error:
-        problems.append(("ReconcileFailed", obs.error))
+        problems.append(("SpecRejected" if obs.rejected else "ReconcileFailed", obs.error))
     if stuck:
         problems.append(("RolloutStuck", "the Deployment exceeded its progress deadline"))
     if report is not None and down:
@@ -144,7 +165,36 @@ def compute_conditions(obs: Observed) -> list[dict[str, Any]]:
     else:
         degraded = _cond("Degraded", False, "AsExpected", "nothing to report", gen)
 
-    return [ready, prog, redis, degraded]
+    return [ready, prog, redis, degraded, *kstatus_conditions(prog, stuck, obs.rejected, gen)]
+
+
+def kstatus_conditions(
+    prog: Mapping[str, Any], stuck: bool, rejected: bool, gen: int | None
+) -> list[dict[str, Any]]:
+    """``Reconciling`` and ``Stalled`` (abnormal-true, as kstatus reads them) from Progressing."""
+    busy = prog["status"] == "True"
+    reconciling = _cond("Reconciling", busy, prog["reason"], prog["message"], gen)
+    if rejected or stuck:
+        stalled = _cond("Stalled", True, prog["reason"], prog["message"], gen)
+    else:
+        stalled = _cond("Stalled", False, "AsExpected", "progressing normally", gen)
+    return [reconciling, stalled]
+
+
+def rejected_conditions(
+    message: str, generation: int | None, old: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """A spec the operator cannot even read (the CRD schema should have refused it)."""
+    rejected = {"reason": "SpecRejected", "message": message}
+    out = [
+        _cond("Ready", False, generation=generation, **rejected),
+        _cond("Progressing", False, generation=generation, **rejected),
+        _cond("Degraded", True, generation=generation, **rejected),
+        _cond("Reconciling", False, generation=generation, **rejected),
+        _cond("Stalled", True, generation=generation, **rejected),
+    ]
+    kept = [dict(c) for c in old if c.get("type") == "RedisHealthy"]
+    return out[:2] + kept + out[2:]
 
 
 def _down_message(down: Sequence[str], report: RedisReport) -> str:
@@ -191,7 +241,15 @@ def compute_status(
         if key not in status and key in old:
             status[key] = old[key]
     conditions = compute_conditions(
-        Observed(obs.fleet, generation, obs.deployment, obs.redis, obs.error)
+        Observed(
+            obs.fleet,
+            generation,
+            obs.deployment,
+            obs.redis,
+            obs.error,
+            rejected=obs.rejected,
+            applied=obs.applied,
+        )
     )
     status["conditions"] = merge_transition_times(
         conditions, old.get("conditions") or (), now or now_rfc3339()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from wsfleet.version import __version__
 
 __all__ = [
+    "MISSING",
     "Connector",
     "DuplicatePolicy",
     "Refuse",
@@ -23,6 +24,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from wsfleet.client import Connector
+    from wsfleet.protocol import MISSING
     from wsfleet.server import (
         DuplicatePolicy,
         Refuse,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Connector": "wsfleet.client",
     "DuplicatePolicy": "wsfleet.server",
+    "MISSING": "wsfleet.protocol",
     "Refuse": "wsfleet.server",
     "Server": "wsfleet.server",
     "ServerSettings": "wsfleet.server",

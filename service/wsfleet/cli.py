@@ -25,7 +25,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from wsfleet import __version__
 from wsfleet.ops.setting_values import (
     BOOL,
     LOG_LEVEL,
@@ -39,6 +38,7 @@ from wsfleet.ops.setting_values import (
     value_type,
 )
 from wsfleet.protocol.errors import WsfleetError
+from wsfleet.version import __version__
 
 ENV_PREFIX = "WSFLEET_"
 

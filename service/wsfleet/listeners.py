@@ -19,6 +19,8 @@ class Listener(Generic[F]):
     fn: F
     once: bool
     tag: Tag | None
+    #: What a client-event handler receives for a frame without ``payload`` (see ``Server.on``).
+    missing: Any = None
 
 
 class ListenerTable(Generic[F]):
@@ -33,7 +35,9 @@ class ListenerTable(Generic[F]):
         # need not scan the listeners.
         self._with_once: set[str] = set()
 
-    def add(self, event: str, fn: F, *, once: bool = False, tag: Tag | None = None) -> None:
+    def add(
+        self, event: str, fn: F, *, once: bool = False, tag: Tag | None = None, missing: Any = None
+    ) -> None:
         if not _is_name(event):
             raise TypeError(f"event name must be a non-empty string, got {event!r}")
         if not callable(fn):
@@ -47,7 +51,7 @@ class ListenerTable(Generic[F]):
                 "this is almost certainly a listener leak"
             )
         # Copy on write: a dispatch iterating the old list is not affected.
-        self._by_event[event] = [*entries, Listener(fn, once, tag)]
+        self._by_event[event] = [*entries, Listener(fn, once, tag, missing)]
         if once:
             self._with_once.add(event)
 
@@ -104,15 +108,21 @@ def _is_tag(value: object) -> bool:
 
 
 def register(
-    table: ListenerTable[Any], event: str, handler: Any, *, once: bool, tag: Tag | None
+    table: ListenerTable[Any],
+    event: str,
+    handler: Any,
+    *,
+    once: bool,
+    tag: Tag | None,
+    missing: Any = None,
 ) -> Any:
     """``table.add`` for APIs usable both as ``on(event, fn)`` and as ``@on(event)``."""
     if handler is None:
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-            table.add(event, fn, once=once, tag=tag)
+            table.add(event, fn, once=once, tag=tag, missing=missing)
             return fn
 
         return decorator
-    table.add(event, handler, once=once, tag=tag)
+    table.add(event, handler, once=once, tag=tag, missing=missing)
     return handler

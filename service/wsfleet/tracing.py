@@ -21,7 +21,7 @@ except ImportError as _missing:  # an optional extra: say which one
         "pip install 'wsfleet[tracing]'"
     ) from _missing
 
-from wsfleet import __version__
+from wsfleet.version import __version__
 
 _SYSTEM = "redis"
 

@@ -68,9 +68,31 @@ LABELS: dict[str, frozenset[str]] = {
 }
 
 
+# Series the alerts read besides the nodes': the operator's own /metrics (scraped by the operator
+# PodMonitor with honorLabels, so `namespace` is the fleet's) and two standard ones, Prometheus'
+# `up` and kube-state-metrics' container waiting reason.
+OPERATOR_GAUGES = frozenset({"wsfleet_operator_fleet_condition", "wsfleet_operator_fleets"})
+OPERATOR_COUNTERS = frozenset(
+    {
+        "wsfleet_operator_reconciles_total",
+        "wsfleet_operator_control_messages_total",
+        "wsfleet_operator_status_writes_total",
+    }
+)
+STANDARD_GAUGES = frozenset({"up", "kube_pod_container_status_waiting_reason"})
+ALERT_GAUGES = GAUGES | OPERATOR_GAUGES | STANDARD_GAUGES
+ALERT_COUNTERS = COUNTERS | OPERATOR_COUNTERS
+LABELS |= {
+    "wsfleet_operator_fleet_condition": frozenset({"wsfleet", "type", "status"}),
+    "wsfleet_operator_reconciles_total": frozenset({"outcome"}),
+    "wsfleet_operator_control_messages_total": frozenset({"outcome"}),
+    "kube_pod_container_status_waiting_reason": frozenset({"reason", "container"}),
+}
+
+
 def base_name(series: str) -> str | None:
-    """The contract metric a series name belongs to, or None when it is not in the contract."""
-    if series in GAUGES or series in COUNTERS:
+    """The metric a series name belongs to, or None when it is not one the chart may use."""
+    if series in ALERT_GAUGES or series in ALERT_COUNTERS:
         return series
     for suffix in ("_bucket", "_sum", "_count"):
         if series.endswith(suffix) and series.removesuffix(suffix) in HISTOGRAMS:

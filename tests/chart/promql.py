@@ -11,6 +11,7 @@ import promql_parser as pp
 from tests.chart import contract
 
 RATE_FUNCS = frozenset({"rate", "increase", "irate"})
+OVER_TIME_FUNCS = frozenset({"max_over_time", "min_over_time", "avg_over_time"})
 # Labels Prometheus (through the ServiceMonitor) adds to every series of a node.
 SCRAPE_LABELS = frozenset(
     {"namespace", "job", "pod", "fleet", "instance", "service", "container", "endpoint"}
@@ -78,7 +79,7 @@ def selectors(expr: str) -> list[Selector]:
         in_rate = (
             len(sel.parents) >= 2 and sel.parents[-1] == "[range]" and sel.parents[-2] in RATE_FUNCS
         )
-        if sel.metric in contract.COUNTERS:
+        if sel.metric in contract.ALERT_COUNTERS:
             assert in_rate, f"counter {sel.series} must be wrapped in rate()/increase(): {expr!r}"
         elif sel.metric in contract.HISTOGRAMS:
             assert sel.series.endswith("_bucket") or sel.series.endswith(("_sum", "_count"))
@@ -92,7 +93,10 @@ def selectors(expr: str) -> list[Selector]:
                 )
         else:
             assert not set(sel.parents) & RATE_FUNCS, f"gauge {sel.series} inside rate(): {expr!r}"
-            assert "[range]" not in sel.parents, f"gauge {sel.series} as a range: {expr!r}"
+            over_time = len(sel.parents) >= 2 and sel.parents[-2] in OVER_TIME_FUNCS
+            assert "[range]" not in sel.parents or over_time, (
+                f"gauge {sel.series} as a range outside *_over_time(): {expr!r}"
+            )
     return out
 
 

@@ -136,6 +136,7 @@ POD_MONITOR = _kind(
                         "scheme": {"enum": ["http", "https"]},
                         "interval": _DURATION,
                         "scrapeTimeout": _DURATION,
+                        "honorLabels": {"type": "boolean"},
                         "relabelings": {"type": "array", "items": _RELABEL},
                     },
                     ("port",),
@@ -255,6 +256,7 @@ HTTP_ROUTE = _kind(
 
 # The WsFleet spec as the contract fixes it (the CRD's own schema is checked too when it exists).
 _FREE = {"type": "object"}
+_INT_OR_STR = {"type": ["integer", "string"]}
 WSFLEET = _kind(
     "wsfleet.io/v1alpha1",
     "WsFleet",
@@ -293,7 +295,17 @@ WSFLEET = _kind(
                     "preStopSeconds": {"type": "integer", "minimum": 0},
                 }
             ),
+            "rollout": _obj({"maxSurge": _INT_OR_STR, "maxUnavailable": _INT_OR_STR}),
+            "disruption": _obj(
+                {
+                    "maxUnavailable": _INT_OR_STR,
+                    "unhealthyPodEvictionPolicy": {"enum": ["AlwaysAllow", "IfHealthyBudget"]},
+                }
+            ),
             "resources": _FREE,
+            "env": {"type": "array", "items": _FREE},
+            "envFrom": {"type": "array", "items": _FREE},
+            "volumeMounts": {"type": "array", "items": _FREE},
             "podTemplate": _obj(
                 {
                     "labels": _STR_MAP,
@@ -301,6 +313,11 @@ WSFLEET = _kind(
                     "nodeSelector": _STR_MAP,
                     "tolerations": {"type": "array"},
                     "affinity": _FREE,
+                    "topologySpreadConstraints": {"type": "array", "items": _FREE},
+                    "priorityClassName": _STR,
+                    "serviceAccountName": _STR,
+                    "imagePullSecrets": {"type": "array", "items": _FREE},
+                    "volumes": {"type": "array", "items": _FREE},
                 }
             ),
             "autoscaling": _obj(

@@ -1,6 +1,7 @@
-"""The PrometheusRule: five alerts on contract metrics only, checked by the PromQL lint and, when
-Debian's prometheus package is installed, by `promtool check rules` and `promtool test rules`
-(synthetic series: each alert fires when it should and stays quiet when it should not)."""
+"""The PrometheusRule: alerts on contract metrics, the operator's own metrics and two standard
+series (`up`, kube-state-metrics), checked by the PromQL lint and, when Debian's prometheus
+package is installed, by `promtool check rules` and `promtool test rules` (synthetic series: each
+alert fires when it should, stays quiet when it should not, and fires when series disappear)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ ALERTS = {
     "WsfleetBusProbeFailing",
     "WsfleetPublishFailures",
     "WsfleetSlowConsumerSpike",
+    "WsfleetDegraded",
+    "WsfleetFleetNotReady",
+    "WsfleetPodCrashLooping",
+    "WsfleetOperatorReconcileErrors",
+    "WsfleetOperatorDown",
+}
+NEW_ALERTS = {
+    "WsfleetDegraded",
+    "WsfleetFleetNotReady",
+    "WsfleetPodCrashLooping",
+    "WsfleetOperatorReconcileErrors",
+    "WsfleetOperatorDown",
 }
 PROMTOOL = shutil.which("promtool")
 
@@ -31,7 +44,7 @@ def groups(
     return one(rendered[value_set], "PrometheusRule")["spec"]["groups"]
 
 
-def test_the_five_alerts(rendered: dict[str, list[Manifest]]) -> None:
+def test_the_alerts(rendered: dict[str, list[Manifest]]) -> None:
     (group,) = groups(rendered)
     rules = {r["alert"]: r for r in group["rules"]}
     assert set(rules) == ALERTS
@@ -44,11 +57,30 @@ def test_the_five_alerts(rendered: dict[str, list[Manifest]]) -> None:
     assert rules["WsfleetSlowConsumerSpike"]["expr"].endswith("> 1")
 
 
-def test_without_matchers_the_selectors_are_bare(rendered: dict[str, list[Manifest]]) -> None:
+def test_without_matchers_the_selectors_carry_only_their_own(
+    rendered: dict[str, list[Manifest]],
+) -> None:
     (group,) = groups(rendered, "fleet-off")
     for rule in group["rules"]:
         selectors(rule["expr"])
-        assert "{" not in rule["expr"], rule["expr"]
+        assert 'namespace!=""' not in rule["expr"], rule["expr"]
+        if rule["alert"] in ALERTS - NEW_ALERTS:
+            assert "{" not in rule["expr"], rule["expr"]
+
+
+def test_operator_down_needs_the_operators_pod_monitor(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    """Without a scrape of the operator, absent(up) would fire for ever."""
+    (group,) = groups(rendered, "monitoring")
+    rules = {r["alert"]: r for r in group["rules"]}
+    assert rules["WsfleetOperatorDown"]["expr"] == (
+        'absent(up{job="wsfleet-operator",namespace="realtime",namespace!=""} == 1)'
+    )
+    pod_monitor = one(rendered["monitoring"], "PodMonitor")
+    (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["honorLabels"] is True
+    assert {"targetLabel": "job", "replacement": "wsfleet-operator"} in endpoint["relabelings"]
 
 
 @pytest.fixture
@@ -72,7 +104,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_check_rules(rules_file: Path) -> None:
     proc = promtool("check", "rules", str(rules_file))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 5 rules found" in proc.stdout
+    assert f"SUCCESS: {len(ALERTS)} rules found" in proc.stdout
 
 
 def _series(metric: str, labels: dict[str, str], values: str) -> dict[str, str]:
@@ -167,6 +199,113 @@ def test_promtool_unit_tests(rules_file: Path, tmp_path: Path) -> None:
                 "description": description,
             }
     path = tmp_path / "wsfleet-rules-test.yaml"
+    path.write_text(yaml.safe_dump(tests))
+    proc = promtool("test", "rules", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_promtool_fleet_and_operator_alerts(rules_file: Path, tmp_path: Path) -> None:
+    """The fleet-level alerts come from the operator and kube-state-metrics, so they fire when
+    every pod crash-loops and the nodes' own series are gone; absent() catches a vanished
+    operator."""
+    op = {"namespace": "realtime", "job": "wsfleet-operator", "pod": "op-1"}
+
+    def cond(fleet: str, ctype: str, status: str, values: str) -> dict[str, str]:
+        labels = {**op, "namespace": "rt", "wsfleet": fleet, "type": ctype, "status": status}
+        return _series("wsfleet_operator_fleet_condition", labels, values)
+
+    series = [
+        # chat: Degraded from minute 0; calm: never
+        cond("chat", "Degraded", "true", "1x30"),
+        cond("calm", "Degraded", "true", "0x30"),
+        # chat: not Ready (every pod crash-looping: no node series at all); calm: Ready
+        cond("chat", "Ready", "false", "1x30"),
+        cond("calm", "Ready", "false", "0x30"),
+        # kube-state-metrics: chat-a crash-looping for good; chat-b once, briefly
+        _series(
+            "kube_pod_container_status_waiting_reason",
+            {
+                "namespace": "rt",
+                "pod": "chat-a",
+                "container": "wsfleet",
+                "reason": "CrashLoopBackOff",
+            },
+            "1x30",
+        ),
+        _series(
+            "kube_pod_container_status_waiting_reason",
+            {
+                "namespace": "rt",
+                "pod": "chat-b",
+                "container": "wsfleet",
+                "reason": "CrashLoopBackOff",
+            },
+            "1 0x29",
+        ),
+        # the operator fails to reconcile all along, then its target vanishes after 10 minutes
+        _series("wsfleet_operator_reconciles_total", {**op, "outcome": "error"}, "0+3x30"),
+        _series("up", op, "1x10 _x20"),
+    ]
+    rt_chat = {"namespace": "rt", "wsfleet": "chat"}
+    cases = [
+        ("8m", "WsfleetDegraded", []),
+        ("11m", "WsfleetDegraded", [{**rt_chat, "severity": "warning"}]),
+        ("14m", "WsfleetFleetNotReady", []),
+        ("16m", "WsfleetFleetNotReady", [{**rt_chat, "severity": "warning"}]),
+        (
+            "21m",
+            "WsfleetPodCrashLooping",
+            [{"namespace": "rt", "pod": "chat-a", "severity": "warning"}],
+        ),
+        (
+            "20m",
+            "WsfleetOperatorReconcileErrors",
+            [{"namespace": "realtime", "pod": "op-1", "severity": "warning"}],
+        ),
+        ("9m", "WsfleetOperatorDown", []),
+        # the last sample counts for 5 minutes (lookback), then 5 more of absence
+        ("19m", "WsfleetOperatorDown", []),
+        ("21m", "WsfleetOperatorDown", [{"severity": "critical"}]),
+    ]
+    summaries = {
+        "WsfleetDegraded": "WsFleet rt/chat is degraded",
+        "WsfleetFleetNotReady": "WsFleet rt/chat has not been Ready for 15 minutes",
+        "WsfleetPodCrashLooping": "wsfleet pod rt/chat-a is crash-looping",
+        "WsfleetOperatorReconcileErrors": (
+            "wsfleet-operator realtime/op-1 keeps failing to reconcile"
+        ),
+        "WsfleetOperatorDown": "wsfleet-operator is down",
+    }
+    (group,) = yaml.safe_load(rules_file.read_text())["groups"]
+    descriptions = {
+        r["alert"]: r["annotations"]["description"].replace("{{ $value | humanize }}", "50m")
+        for r in group["rules"]
+    }
+
+    def annotated(name: str, labels: dict[str, str]) -> dict[str, Any]:
+        assert "{{" not in descriptions[name]
+        annotations = {"summary": summaries[name], "description": descriptions[name]}
+        return {"exp_labels": labels, "exp_annotations": annotations}
+
+    tests: dict[str, Any] = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {
+                        "eval_time": at,
+                        "alertname": name,
+                        "exp_alerts": [annotated(name, labels) for labels in expected],
+                    }
+                    for at, name, expected in cases
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "wsfleet-fleet-rules-test.yaml"
     path.write_text(yaml.safe_dump(tests))
     proc = promtool("test", "rules", str(path))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -342,7 +342,8 @@ def test_fleet_spec_from_values(rendered: dict[str, list[Manifest]]) -> None:
     fleet = one(rendered["redis-three"], "WsFleet", "chat")
     spec = fleet["spec"]
     assert fleet["metadata"]["namespace"] == NAMESPACE
-    assert spec["replicas"] == 3
+    # an HPA owns spec.replicas: the chart leaves it out, so `helm upgrade` never resets it
+    assert "replicas" not in spec
     assert spec["image"] == "ghcr.io/wsfleet/wsfleet:0.1.0"  # the CRD's default image
     assert spec["redis"]["nodes"] == [
         {"host": "redis-0.redis.data.svc"},
@@ -366,7 +367,84 @@ def test_fleet_spec_from_values(rendered: dict[str, list[Manifest]]) -> None:
     assert spec["podTemplate"] == {
         "labels": {"team": "realtime"},
         "nodeSelector": {"kubernetes.io/os": "linux"},
+        "priorityClassName": "realtime",
+        "volumes": [{"name": "app-certs", "secret": {"secretName": "app-certs"}}],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "chat"}},
+            }
+        ],
     }
+    assert spec["env"] == [
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector.observability:4317"}
+    ]
+    assert spec["volumeMounts"] == [{"name": "app-certs", "mountPath": "/certs", "readOnly": True}]
+    assert spec["rollout"] == {"maxSurge": "25%", "maxUnavailable": 0}
+    assert spec["disruption"] == {"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow"}
+
+
+def test_the_default_fleet_has_requests_rollout_and_pdb_policy(helm: Path) -> None:
+    docs = render(helm, None, "--set", "fleet.enabled=true", "--set", "fleet.redis.nodes[0].host=r")
+    spec = one(docs, "WsFleet")["spec"]
+    assert spec["replicas"] == 2
+    assert spec["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}  # a CPU HPA works
+    assert spec["rollout"] == {"maxSurge": "100%", "maxUnavailable": 0}
+    assert spec["disruption"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    assert "autoscaling" not in spec
+    assert not of_kind(docs, "HorizontalPodAutoscaler")
+
+
+def test_the_hpa_scales_the_wsfleet_on_cpu_and_connections_per_pod(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    hpa = one(rendered["redis-three"], "HorizontalPodAutoscaler", "chat")
+    spec = hpa["spec"]
+    # the WsFleet's scale subresource, never the Deployment (the operator owns its replicas)
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "wsfleet.io/v1alpha1",
+        "kind": "WsFleet",
+        "name": "chat",
+    }
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 10)
+    assert spec["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 60},
+            },
+        },
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "wsfleet_connections"},
+                "target": {"type": "AverageValue", "averageValue": "5000"},
+            },
+        },
+    ]
+
+
+def test_autoscaling_without_a_metric_is_refused(helm: Path) -> None:
+    proc = run_helm(
+        helm,
+        *template_args(
+            None,
+            "--set",
+            "fleet.enabled=true",
+            "--set",
+            "fleet.redis.nodes[0].host=r",
+            "--set",
+            "fleet.autoscaling.enabled=true",
+            "--set",
+            "fleet.autoscaling.targetCPUUtilizationPercentage=0",
+        ),
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "needs targetCPUUtilizationPercentage or connectionsPerPod" in proc.stderr
 
 
 def test_dev_redis_feeds_the_fleet(rendered: dict[str, list[Manifest]]) -> None:
@@ -464,6 +542,13 @@ def test_network_policies(rendered: dict[str, list[Manifest]]) -> None:
     dev = one(rendered["dev-redis"], "NetworkPolicy", f"{RELEASE}-wsfleet-dev-redis")
     assert dev["spec"]["egress"] == []
     assert not of_kind(rendered["defaults"], "NetworkPolicy")
+    # the internal port (and the operator's metrics) only from the monitoring namespace by default
+    monitoring = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert fleet_np["spec"]["ingress"][1]["from"] == monitoring
+    assert op_np["spec"]["ingress"][1]["from"] == monitoring
+    assert "from" not in fleet_np["spec"]["ingress"][0]  # clients: anyone, by default
     # Without a fleet only the operator's policy is rendered.
     assert [d["metadata"]["name"] for d in of_kind(rendered["fleet-off"], "NetworkPolicy")] == [
         f"{RELEASE}-wsfleet-operator"
@@ -479,13 +564,21 @@ def test_service_monitor_scrapes_the_metrics_port_once(rendered: dict[str, list[
     assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     (endpoint,) = sm["spec"]["endpoints"]
     assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
-    drop = [r for r in endpoint["relabelings"] if r.get("action") == "drop"]
-    assert drop == [
+    # the internal port is on the headless Service only: keep it, and name the job after the fleet
+    assert endpoint["relabelings"] == [
         {
             "sourceLabels": ["__meta_kubernetes_service_name"],
             "regex": ".+-headless",
-            "action": "drop",
-        }
+            "action": "keep",
+        },
+        {
+            "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_instance"],
+            "targetLabel": "fleet",
+        },
+        {
+            "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_instance"],
+            "targetLabel": "job",
+        },
     ]
 
 

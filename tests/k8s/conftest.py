@@ -55,6 +55,11 @@ HERE = Path(__file__).resolve().parent
 BUILD_SH = HERE.parents[1] / "tools" / "k8s-controlplane" / "build.sh"
 REQUIRE = os.environ.get("WSFLEET_REQUIRE_K8S") == "1"
 
+#: Admission plugins on top of kube-apiserver's defaults, as a strict production API server has
+#: them. OwnerReferencesPermissionEnforcement (on by default in OpenShift) refuses an owner
+#: reference with blockOwnerDeletion unless its writer may update the owner's finalizers.
+ADMISSION_ARGS = ("--enable-admission-plugins=OwnerReferencesPermissionEnforcement",)
+
 _bin_dir_key = pytest.StashKey[Path | str]()  # the bin dir, or why there is none
 _namespaces = itertools.count(1)
 
@@ -122,7 +127,7 @@ def kube_api(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
         found = _find_or_build(request.config)
     if isinstance(found, str):
         _unavailable(found)
-    plane = ControlPlane(found)
+    plane = ControlPlane(found, extra_apiserver_args=ADMISSION_ARGS)
     try:
         plane.start()
     except ControlPlaneError as e:

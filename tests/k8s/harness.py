@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -18,13 +17,13 @@ from typing import Any
 
 import pytest
 from kopf.testing import KopfRunner
+from tests.chart.k8s_tools import ToolMissing, tool
 from tests.k8s.controlplane import ControlPlane, free_port
 from tests.redis_procs import RedisProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "helm" / "wsfleet" / "crds" / "wsfleets.wsfleet.io.yaml"
 RBAC_FILE = ROOT / "operator" / "rbac.yaml"
-KUBECTL = shutil.which("kubectl")
 GROUP_PATH = "/apis/wsfleet.io/v1alpha1"
 SELECTOR = "app.kubernetes.io/name=wsfleet,app.kubernetes.io/instance={}"
 RedisFactory = Callable[[], Awaitable[RedisProcess]]
@@ -87,10 +86,17 @@ def redis_node(r: RedisProcess, **extra: Any) -> dict[str, Any]:
     return {"host": "127.0.0.1", "port": r.port, **extra}
 
 
-def kubectl(api: ControlPlane, *args: str) -> str:
-    assert KUBECTL is not None
+def kubectl_binary() -> str:
+    """The dev extra's kubectl (never one found on PATH, never a skip): fails when missing."""
+    try:
+        return str(tool("kubectl"))
+    except ToolMissing as exc:
+        pytest.fail(str(exc).replace("helm is missing", "kubectl is missing"), pytrace=False)
+
+
+def kubectl(api: ControlPlane, *args: str, user: str | None = None) -> str:
     run = subprocess.run(
-        [KUBECTL, *args], env=api.env(), capture_output=True, text=True, timeout=30
+        [kubectl_binary(), *args], env=api.env(user), capture_output=True, text=True, timeout=30
     )
     assert run.returncode == 0, f"kubectl {' '.join(args)}: {run.stderr}"
     return run.stdout
@@ -104,6 +110,13 @@ async def fleet_when(
         lambda: (f := get(api, fleet_path(ns, "chat"))) and check(f) and f, what
     )
     return fleet
+
+
+def fleet_events(api: ControlPlane, ns: str, name: str = "chat") -> list[dict[str, Any]]:
+    """The Events about WsFleet ``name``, oldest first."""
+    path = f"/api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name%3D{name}"
+    items = ok(api.request("GET", path), 200).get("items") or []
+    return [e for e in items if (e.get("involvedObject") or {}).get("kind") == "WsFleet"]
 
 
 def assert_no_permission_errors(operator_output: str) -> None:

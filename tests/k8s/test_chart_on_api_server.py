@@ -14,7 +14,6 @@ import yaml
 from tests.chart.k8s_tools import ToolMissing, tool
 from tests.k8s.controlplane import ControlPlane
 from tests.k8s.harness import (
-    KUBECTL,
     ROOT,
     Operator,
     assert_no_permission_errors,
@@ -24,6 +23,7 @@ from tests.k8s.harness import (
     fleet_path,
     fleet_when,
     get,
+    kubectl_binary,
     ok,
     redis_node,
 )
@@ -32,6 +32,7 @@ from tests.redis_procs import RedisProcess
 pytestmark = pytest.mark.k8s
 
 CHART = ROOT / "helm" / "wsfleet"
+MERGE = "application/merge-patch+json"
 RELEASE = "demo"
 
 
@@ -49,11 +50,10 @@ def helm_template(namespace: str, *values: str) -> list[dict[str, Any]]:
 
 
 def kubectl_apply(api: ControlPlane, docs: list[dict[str, Any]], tmp: Path, *extra: str) -> str:
-    assert KUBECTL is not None, "kubectl is not installed"
     manifest = tmp / "rendered.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
     run = subprocess.run(
-        [KUBECTL, "apply", "-f", str(manifest), *extra],
+        [kubectl_binary(), "apply", "-f", str(manifest), *extra],
         env=api.env(),
         capture_output=True,
         text=True,
@@ -75,9 +75,12 @@ def test_the_rendered_chart_passes_server_side_validation(
         'ingress={"enabled":true,"hosts":[{"host":"ws.example.com","paths":[{"path":"/",'
         '"pathType":"Prefix"}]}]}',
         'operator.rbac.readSecrets={"enabled":true,"names":["redis-auth"]}',
+        'fleet.autoscaling={"enabled":true,"connectionsPerPod":5000}',
+        'fleet.env=[{"name":"OTEL_SERVICE_NAME","value":"chat"}]',
     )
     kinds = {d["kind"] for d in docs}
-    assert {"Deployment", "ClusterRole", "WsFleet", "Ingress", "NetworkPolicy"} <= kinds, kinds
+    wanted = {"Deployment", "ClusterRole", "WsFleet", "Ingress", "NetworkPolicy"}
+    assert wanted | {"HorizontalPodAutoscaler"} <= kinds, kinds
     out = kubectl_apply(kube_api, docs, tmp_path, "--dry-run=server")
     assert out.count("(server dry run)") == len(docs), out
     # nothing was created: a dry run only validates
@@ -86,11 +89,10 @@ def test_the_rendered_chart_passes_server_side_validation(
     # the API server refuses what the chart must never render, so the check above has teeth
     (fleet,) = [d for d in docs if d["kind"] == "WsFleet"]
     fleet["spec"]["redis"]["nodes"] = []
-    assert KUBECTL is not None
     manifest = tmp_path / "bad.yaml"
     manifest.write_text(yaml.safe_dump(fleet))
     run = subprocess.run(
-        [KUBECTL, "apply", "-f", str(manifest), "--dry-run=server"],
+        [kubectl_binary(), "apply", "-f", str(manifest), "--dry-run=server"],
         env=kube_api.env(),
         capture_output=True,
         text=True,
@@ -156,3 +158,53 @@ async def test_the_operator_runs_with_the_charts_rbac_and_its_service_account_to
     finally:
         output = op.stop()
     assert_no_permission_errors(output)
+
+
+def helm_upgrade(
+    api: ControlPlane, namespace: str, *values: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`helm upgrade --install` of the chart into ``namespace``, as a user runs it."""
+    args = [str(tool("helm")), "upgrade", "--install", RELEASE, str(CHART), "-n", namespace]
+    for value in values:
+        args += ["--set-json", value]
+    run = subprocess.run(
+        args, env=api.env(), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0 or not check, f"helm upgrade failed: {run.stdout}\n{run.stderr}"
+    return run
+
+
+@pytest.mark.parametrize("autoscaling", [True, False], ids=["hpa", "no-hpa"])
+def test_helm_upgrade_keeps_the_replicas_an_hpa_chose(
+    kube_api: ControlPlane, k8s_namespace: str, crd: dict[str, Any], autoscaling: bool
+) -> None:
+    """With autoscaling on, the chart leaves spec.replicas to the HPA: an upgrade keeps what the
+    HPA set through the scale subresource. Off, the chart's replicas fight the scale: helm 4
+    (server-side apply) refuses the upgrade with a conflict; helm 3 would reset them."""
+    ns = k8s_namespace
+    values = [
+        "fleet.enabled=true",
+        'fleet.name="chat"',
+        'fleet.redis.nodes=[{"host":"redis.data.svc"}]',
+        f'fleet.autoscaling={{"enabled":{str(autoscaling).lower()}}}',
+        f'operator.watchNamespaces=["{ns}"]',
+    ]
+    helm_upgrade(kube_api, ns, *values)
+    fleet = get(kube_api, fleet_path(ns, "chat"))
+    assert fleet is not None
+    assert fleet["spec"]["replicas"] == 2  # the CRD default, or the chart's value
+    hpa = get(kube_api, f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/chat")
+    assert (hpa is not None) is autoscaling
+    # what the HPA controller does: PATCH the WsFleet's scale subresource
+    scale = fleet_path(ns, "chat", "/scale")
+    ok(kube_api.request("PATCH", scale, {"spec": {"replicas": 7}}, content_type=MERGE))
+    run = helm_upgrade(kube_api, ns, *values, "fleet.drain.timeoutSeconds=40", check=False)
+    fleet = get(kube_api, fleet_path(ns, "chat"))
+    assert fleet is not None
+    if autoscaling:
+        assert run.returncode == 0, run.stderr
+        assert fleet["spec"]["drain"]["timeoutSeconds"] == 40  # the upgrade did apply
+        assert fleet["spec"]["replicas"] == 7
+    else:
+        assert run.returncode != 0 and ".spec.replicas" in run.stderr, run.stderr
+        assert "conflict" in run.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import ssl
 import subprocess
 import time
@@ -16,11 +15,11 @@ from typing import Any
 
 import pytest
 from tests.k8s.controlplane import ControlPlane
+from tests.k8s.harness import kubectl, kubectl_binary
 
 pytestmark = pytest.mark.k8s
 
 GO_MOD = Path(__file__).resolve().parents[2] / "tools" / "k8s-controlplane" / "kube-apiserver"
-KUBECTL = shutil.which("kubectl")
 
 
 def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -35,15 +34,6 @@ def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "conditio
             pytest.fail(f"{what} not reached within {timeout} s (last: {result!r})")
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
-
-
-def kubectl(kube_api: ControlPlane, *args: str, user: str | None = None) -> str:
-    assert KUBECTL is not None
-    run = subprocess.run(
-        [KUBECTL, *args], env=kube_api.env(user), capture_output=True, text=True, timeout=30
-    )
-    assert run.returncode == 0, f"kubectl {' '.join(args)}: {run.stderr}"
-    return run.stdout
 
 
 def test_version_is_the_built_release(kube_api: ControlPlane) -> None:
@@ -147,7 +137,8 @@ def test_crd_with_status_and_scale_subresources(kube_api: ControlPlane, k8s_name
         got = kube_api.request(
             "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{group}"
         ).json()
-        conditions = got.get("status", {}).get("conditions", [])
+        # Right after a create the API server may answer "conditions": null.
+        conditions = (got.get("status") or {}).get("conditions") or ()
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     until(established, what="CRD Established")
@@ -181,9 +172,9 @@ def test_crd_with_status_and_scale_subresources(kube_api: ControlPlane, k8s_name
     assert patched.status == 200, patched.body
     assert kube_api.request("GET", f"{widgets}/w").json()["spec"]["replicas"] == 5
 
-    if KUBECTL is not None:  # what the operator's users run: kubectl scale
-        kubectl(kube_api, "-n", k8s_namespace, "scale", f"widgets.{group}/w", "--replicas=7")
-        assert kube_api.request("GET", f"{widgets}/w").json()["spec"]["replicas"] == 7
+    # what the operator's users run: kubectl scale
+    kubectl(kube_api, "-n", k8s_namespace, "scale", f"widgets.{group}/w", "--replicas=7")
+    assert kube_api.request("GET", f"{widgets}/w").json()["spec"]["replicas"] == 7
 
 
 def test_rbac_is_enforced_for_unprivileged_users(
@@ -223,15 +214,14 @@ def test_rbac_is_enforced_for_unprivileged_users(
     assert kube_api.request("GET", "/api/v1/namespaces/default/secrets", user=user).status == 403
     assert kube_api.request("GET", secrets_path, user="wsfleet-user").status == 403
 
-    if KUBECTL is not None:
-        can = subprocess.run(
-            [KUBECTL, "auth", "can-i", "list", "secrets", "-n", k8s_namespace],
-            env=kube_api.env(user),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert can.stdout.strip() == "yes", can.stderr
+    can = subprocess.run(
+        [kubectl_binary(), "auth", "can-i", "list", "secrets", "-n", k8s_namespace],
+        env=kube_api.env(user),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert can.stdout.strip() == "yes", can.stderr
 
 
 def test_service_account_tokens(kube_api: ControlPlane, k8s_namespace: str) -> None:
@@ -283,7 +273,6 @@ def test_watch_streams_initial_events_then_changes(
         assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "c")
 
 
-@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on PATH")
 def test_kubeconfig_works_with_kubectl(kube_api: ControlPlane, k8s_namespace: str) -> None:
     out = json.loads(kubectl(kube_api, "get", "namespace", k8s_namespace, "-o", "json"))
     assert out["metadata"]["name"] == k8s_namespace
@@ -293,7 +282,7 @@ def test_kubeconfig_works_with_kubectl(kube_api: ControlPlane, k8s_namespace: st
     got = kube_api.request("GET", f"/api/v1/namespaces/{k8s_namespace}/configmaps/from-kubectl")
     assert got.json()["data"] == {"k": "v"}
     denied = subprocess.run(
-        [KUBECTL, "-n", k8s_namespace, "get", "configmaps"],
+        [kubectl_binary(), "-n", k8s_namespace, "get", "configmaps"],
         env=kube_api.env("wsfleet-user"),
         capture_output=True,
         text=True,

@@ -18,7 +18,6 @@ import redis.asyncio as aioredis
 import yaml
 from tests.k8s.controlplane import ControlPlane
 from tests.k8s.harness import (
-    KUBECTL,
     RBAC_FILE,
     SELECTOR,
     WAIT,
@@ -28,6 +27,7 @@ from tests.k8s.harness import (
     condition,
     create_fleet,
     eventually,
+    fleet_events,
     fleet_path,
     fleet_when,
     get,
@@ -91,9 +91,21 @@ async def test_create_makes_every_owned_object_with_owner_references(
         "configMap": {"name": "chat-redis-nodes", "defaultMode": 420},
     } in pod["volumes"]
     assert objs["headless Service"]["spec"]["clusterIP"] == "None"
-    ports = {p["name"]: (p["port"], p["targetPort"]) for p in objs["Service"]["spec"]["ports"]}
-    assert ports == {"ws": (80, "ws"), "metrics": (9100, "metrics")}
+
+    def ports(svc: dict[str, Any]) -> dict[str, tuple[int, str, str]]:
+        return {
+            p["name"]: (p["port"], p["targetPort"], p["appProtocol"]) for p in svc["spec"]["ports"]
+        }
+
+    # the internal port only on the headless Service (issue 11): never on the clients' Service
+    assert ports(objs["Service"]) == {"ws": (80, "ws", "kubernetes.io/ws")}
+    assert ports(objs["headless Service"]) == {
+        "ws": (80, "ws", "kubernetes.io/ws"),
+        "metrics": (9100, "metrics", "http"),
+    }
     assert objs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    assert objs["PodDisruptionBudget"]["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": "100%", "maxUnavailable": 0}
 
     # kopf keeps its state in annotations under wsfleet.io; no finalizer; status strictly ours
     fleet = await fleet_when(kube_api, ns, lambda f: f.get("status"), "status written")
@@ -124,7 +136,7 @@ async def test_scale_subresource_and_kubectl_scale_reach_the_deployment(
     scale_path = fleet_path(ns, "chat", "/scale")
     merge_patch(kube_api, scale_path, {"spec": {"replicas": 5}})
     await eventually(
-        lambda: (get(kube_api, dep_path) or {}).get("spec", {}).get("replicas") == 5,
+        lambda: ((get(kube_api, dep_path) or {}).get("spec") or {}).get("replicas") == 5,
         "Deployment scaled to 5 through /scale",
     )
     scale = await eventually(
@@ -133,12 +145,11 @@ async def test_scale_subresource_and_kubectl_scale_reach_the_deployment(
     )
     assert scale["spec"]["replicas"] == 5
     assert scale["status"]["selector"] == SELECTOR.format("chat")
-    if KUBECTL is not None:
-        kubectl(kube_api, "-n", ns, "scale", "wsfleet/chat", "--replicas=3")
-        await eventually(
-            lambda: (get(kube_api, dep_path) or {}).get("spec", {}).get("replicas") == 3,
-            "Deployment scaled to 3 by kubectl scale",
-        )
+    kubectl(kube_api, "-n", ns, "scale", "wsfleet/chat", "--replicas=3")
+    await eventually(
+        lambda: ((get(kube_api, dep_path) or {}).get("spec") or {}).get("replicas") == 3,
+        "Deployment scaled to 3 by kubectl scale",
+    )
 
 
 async def test_redis_edit_updates_configmap_publishes_and_leaves_pods_alone(
@@ -197,6 +208,13 @@ async def test_redis_edit_updates_configmap_publishes_and_leaves_pods_alone(
     assert after is not None
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     assert after["spec"]["template"] == before["spec"]["template"]
+    updated = await eventually(
+        lambda: [e for e in fleet_events(kube_api, ns) if e["reason"] == "RedisNodesUpdated"],
+        "a RedisNodesUpdated Event",
+    )
+    assert updated[0]["message"] == (
+        f"Redis nodes now 127.0.0.1:{new.port}/1; redis.set published on 2 Redis nodes"
+    )
 
 
 async def test_status_follows_the_deployment_and_the_redis_registry(
@@ -246,9 +264,8 @@ async def test_status_follows_the_deployment_and_the_redis_registry(
     assert condition(fleet, "Progressing")["reason"] == "Complete"
     assert condition(fleet, "Degraded")["status"] == "False"
     assert all(c["observedGeneration"] == generation for c in status["conditions"])
-    if KUBECTL is not None:
-        table = kubectl(kube_api, "-n", ns, "get", "wsf", "chat", "--no-headers")
-        assert table.split()[:5] == ["chat", "3", "3", "3", "True"]
+    table = kubectl(kube_api, "-n", ns, "get", "wsf", "chat", "--no-headers")
+    assert table.split()[:5] == ["chat", "3", "3", "3", "True"]
 
     # Redis goes away: RedisHealthy and Degraded say so
     await redis.kill()
@@ -261,9 +278,10 @@ async def test_status_follows_the_deployment_and_the_redis_registry(
     assert condition(fleet, "Degraded")["reason"] == "RedisUnreachable"
 
 
-async def test_a_child_the_api_refuses_shows_as_degraded(
+async def test_a_spec_the_api_refuses_is_stalled_with_the_generation_observed(
     kube_api: ControlPlane, operator: Operator, redis: RedisProcess
 ) -> None:
+    """kstatus (Flux, Argo CD) reports Failed, not "in progress" forever; an Event says why."""
     ns = operator.ns
     bad = {"tolerations": [{"key": "k", "operator": "Sometimes"}]}  # valid for the CRD only
     spec = {"redis": {"nodes": [redis_node(redis)]}, "podTemplate": bad}
@@ -271,18 +289,39 @@ async def test_a_child_the_api_refuses_shows_as_degraded(
     fleet = await fleet_when(
         kube_api,
         ns,
-        lambda f: condition(f, "Degraded").get("reason") == "ReconcileFailed",
-        "Degraded ReconcileFailed",
+        lambda f: condition(f, "Degraded").get("reason") == "SpecRejected",
+        "Degraded SpecRejected",
     )
-    assert "HTTP 422" in condition(fleet, "Degraded")["message"]
-    # fixing the spec heals it
+    message = condition(fleet, "Degraded")["message"]
+    assert "HTTP 422" in message and "tolerations[0].operator" in message, message
+    assert fleet["status"]["observedGeneration"] == fleet["metadata"]["generation"]
+    assert condition(fleet, "Stalled")["status"] == "True"
+    assert condition(fleet, "Reconciling")["status"] == "False"
+    assert condition(fleet, "Ready")["status"] == "False"
+    warning = await eventually(
+        lambda: [e for e in fleet_events(kube_api, ns) if e["reason"] == "SpecRejected"],
+        "a SpecRejected Event on the WsFleet",
+    )
+    assert warning[0]["type"] == "Warning"
+    assert warning[0]["involvedObject"]["uid"] == fleet["metadata"]["uid"]
+
+    # fixing the spec heals it, with the new generation observed
     merge_patch(kube_api, fleet_path(ns, "chat"), {"spec": {"podTemplate": None}})
-    await eventually(
-        lambda: (
-            condition(get(kube_api, fleet_path(ns, "chat")), "Degraded").get("status") == "False"
-            and get(kube_api, f"/apis/apps/v1/namespaces/{ns}/deployments/chat")
+    healed = await fleet_when(
+        kube_api,
+        ns,
+        lambda f: (
+            condition(f, "Degraded").get("status") == "False"
+            and f["status"]["observedGeneration"] == f["metadata"]["generation"]
         ),
         "healed after the fix",
+    )
+    assert healed["metadata"]["generation"] == fleet["metadata"]["generation"] + 1
+    assert condition(healed, "Stalled")["status"] == "False"
+    assert get(kube_api, f"/apis/apps/v1/namespaces/{ns}/deployments/chat") is not None
+    await eventually(
+        lambda: any(e["reason"] == "Recovered" for e in fleet_events(kube_api, ns)),
+        "a Recovered Event",
     )
 
 
@@ -298,7 +337,7 @@ async def test_delete_is_immediate_and_an_edit_while_down_is_applied_on_restart(
     merge_patch(kube_api, fleet_path(ns, "chat"), {"spec": {"replicas": 4}})
     operator.start()
     await eventually(
-        lambda: (get(kube_api, dep_path) or {}).get("spec", {}).get("replicas") == 4,
+        lambda: ((get(kube_api, dep_path) or {}).get("spec") or {}).get("replicas") == 4,
         "the edit made while the operator was down is applied",
     )
 
@@ -386,7 +425,7 @@ async def test_operator_runs_under_exactly_the_rbac_rules_it_ships(
         )
         merge_patch(kube_api, fleet_path(ns, "chat", "/scale"), {"spec": {"replicas": 3}})
         await eventually(
-            lambda: (get(kube_api, dep_path) or {}).get("spec", {}).get("replicas") == 3,
+            lambda: ((get(kube_api, dep_path) or {}).get("spec") or {}).get("replicas") == 3,
             "scaled",
         )
         dep = get(kube_api, dep_path)
@@ -394,7 +433,9 @@ async def test_operator_runs_under_exactly_the_rbac_rules_it_ships(
         merge_patch(kube_api, dep_path + "/status", {"status": {"replicas": 3, "readyReplicas": 3}})
         await eventually(
             lambda: (
-                (get(kube_api, fleet_path(ns, "chat")) or {}).get("status", {}).get("readyReplicas")
+                ((get(kube_api, fleet_path(ns, "chat")) or {}).get("status") or {}).get(
+                    "readyReplicas"
+                )
                 == 3
             ),
             "the Deployment's status, seen through the watch",

@@ -6,6 +6,7 @@ CEL rules (``x-kubernetes-validations``) need a real API server: tests/k8s/test_
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,8 @@ def test_contract_defaults_are_applied() -> None:
         "redis": {"nodes": [{"host": "redis-0.redis", "port": 6379, "db": 0, "tls": False}]},
         "server": {"logFormat": "json"},
         "drain": {"timeoutSeconds": 30, "preStopSeconds": 5},
+        "rollout": {"maxSurge": "100%", "maxUnavailable": 0},
+        "disruption": {"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow"},
         "service": {"type": "ClusterIP", "port": 80},
     }
 
@@ -166,6 +169,11 @@ def test_sample_crs_are_admitted(path: Path) -> None:
         ({"autoscaling": {"minReplicas": 0}}, "minimum"),
         ({"service": {"type": "ExternalName"}}, "enum"),
         ({"service": {"port": 0}}, "minimum"),
+        ({"env": [{"value": "no name"}]}, "required"),
+        ({"volumeMounts": [{"name": "v"}]}, "required"),
+        ({"disruption": {"unhealthyPodEvictionPolicy": "Never"}}, "enum"),
+        ({"podTemplate": {"volumes": [{"secret": {"secretName": "s"}}]}}, "required"),
+        ({"podTemplate": {"topologySpreadConstraints": [{"maxSkew": 1}]}}, "required"),
     ],
 )
 def test_bad_specs_are_refused(spec: dict[str, Any], why: str) -> None:
@@ -185,5 +193,120 @@ def test_cel_rules_are_declared_where_the_schema_cannot_say_it() -> None:
         spec["redis"]["properties"]["nodes"]["x-kubernetes-validations"],
         spec["server"]["properties"]["settings"]["x-kubernetes-validations"],
         spec["autoscaling"]["x-kubernetes-validations"],
+        spec["env"]["x-kubernetes-validations"],
+        spec["volumeMounts"]["x-kubernetes-validations"],
+        spec["podTemplate"]["properties"]["volumes"]["x-kubernetes-validations"],
+        spec["rollout"]["x-kubernetes-validations"],
     ]
     assert all(r and r[0]["rule"] and r[0]["message"] for r in rules)
+
+
+# ---------------------------------------------------------------------------------------------
+# Workload fields carry the Kubernetes API's own schemas
+
+
+def upstream_definitions() -> dict[str, Any]:
+    """The core/v1 definitions of kubernetes-validate (dev extra), Kubernetes 1.37."""
+    import kubernetes_validate
+
+    base = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    defs = json.loads((base / "v1.37.0-local-strict" / "_definitions.json").read_text())
+    return dict(defs["$defs"])
+
+
+def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """An upstream JSON schema as the structural schema a CRD states: $refs resolved, nullable
+    types made plain, int-or-string marked, descriptions dropped."""
+    if "$ref" in node:
+        return structural(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+    if "oneOf" in node:
+        return {"x-kubernetes-int-or-string": True}
+    types = node["type"] if isinstance(node["type"], list) else [node["type"]]
+    (kind,) = [t for t in types if t != "null"]
+    out: dict[str, Any] = {"type": kind}
+    if "format" in node:
+        out["format"] = node["format"]
+    if kind == "array":
+        out["items"] = structural(node["items"], defs)
+    if kind == "object" and "properties" in node:
+        out["properties"] = {k: structural(v, defs) for k, v in node["properties"].items()}
+    elif kind == "object" and isinstance(node.get("additionalProperties"), dict):
+        out["additionalProperties"] = structural(node["additionalProperties"], defs)
+    if node.get("required"):
+        out["required"] = node["required"]
+    out.update({k: v for k, v in node.items() if k.startswith("x-kubernetes")})
+    return out
+
+
+_OURS = ("description", "maxLength", "maxItems", "x-kubernetes-validations")
+
+
+def without_our_limits(node: Any) -> Any:
+    """Our schema minus what we add on top of upstream (descriptions, CEL, size limits)."""
+    if isinstance(node, dict):
+        return {k: without_our_limits(v) for k, v in node.items() if k not in _OURS}
+    return node
+
+
+@pytest.mark.parametrize(
+    ("path", "definition"),
+    [
+        ("env", "EnvVar"),
+        ("envFrom", "EnvFromSource"),
+        ("volumeMounts", "VolumeMount"),
+        ("podTemplate.tolerations", "Toleration"),
+        ("podTemplate.topologySpreadConstraints", "TopologySpreadConstraint"),
+        ("podTemplate.imagePullSecrets", "LocalObjectReference"),
+    ],
+)
+def test_workload_fields_have_the_upstream_schema(path: str, definition: str) -> None:
+    node = SCHEMA["properties"]["spec"]
+    for part in path.split("."):
+        node = node["properties"][part]
+    defs = upstream_definitions()
+    assert node["type"] == "array"
+    assert without_our_limits(node["items"]) == structural(
+        defs[f"io.k8s.api.core.v1.{definition}"], defs
+    )
+
+
+def test_large_upstream_types_are_kept_whole_and_validated_in_the_deployment() -> None:
+    pod = SCHEMA["properties"]["spec"]["properties"]["podTemplate"]["properties"]
+    assert pod["affinity"]["x-kubernetes-preserve-unknown-fields"] is True
+    volume = pod["volumes"]["items"]
+    assert volume["x-kubernetes-preserve-unknown-fields"] is True
+    assert volume["required"] == ["name"]  # the list is keyed by name
+    assert pod["volumes"]["x-kubernetes-list-map-keys"] == ["name"]
+    for name in ("serviceAccountName", "priorityClassName"):
+        assert pod[name]["type"] == "string"
+
+
+def test_a_full_workload_spec_is_admitted() -> None:
+    admit(
+        wsfleet(
+            env=[
+                {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel:4317"},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            ],
+            envFrom=[{"configMapRef": {"name": "app"}}],
+            volumeMounts=[{"name": "certs", "mountPath": "/certs", "readOnly": True}],
+            podTemplate={
+                "volumes": [{"name": "certs", "secret": {"secretName": "certs"}}],
+                "imagePullSecrets": [{"name": "registry"}],
+                "serviceAccountName": "chat",
+                "priorityClassName": "high",
+                "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}],
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "topology.kubernetes.io/zone",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "chat"}},
+                    }
+                ],
+                "affinity": {"podAntiAffinity": {}},
+            },
+            rollout={"maxSurge": 1, "maxUnavailable": "10%"},
+            disruption={"maxUnavailable": "25%", "unhealthyPodEvictionPolicy": "IfHealthyBudget"},
+        )
+    )

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from tests.redis_procs import RedisProcess
 
-from wsfleet_operator import handlers, redis_probe
+from wsfleet_operator import handlers, redis_probe, sync
 from wsfleet_operator.kube import KubeClient, KubeError
 from wsfleet_operator.model import RedisNodeSpec
 from wsfleet_operator.runtime import MEMO_KEY, Runtime
@@ -42,6 +42,7 @@ class FakeKube:
         self.statuses: list[tuple[str, str, dict[str, Any]]] = []
         self.secrets: dict[str, dict[str, str]] = {}
         self.fail_apply: KubeError | None = None
+        self.events: list[dict[str, Any]] = []
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         if self.fail_apply is not None:
@@ -59,6 +60,14 @@ class FakeKube:
 
     async def patch_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
         self.statuses.append((ns, name, status))
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        assert obj["kind"] == "Event"
+        self.events.append(obj)
+        return obj
+
+    def reasons(self) -> list[str]:
+        return [e["reason"] for e in self.events]
 
     async def close(self) -> None:
         pass
@@ -137,6 +146,28 @@ async def test_a_failed_apply_is_recorded_and_retried_or_not(
         await handlers.reconcile(body=body([{"host": "r"}]), memo=kopf.Memo({MEMO_KEY: runtime}))
     assert runtime.fleets[("ns", "chat")].error == f"HTTP {status}: nope"
     assert runtime.take_dirty() == {("ns", "chat")}
+    st = runtime.fleets[("ns", "chat")]
+    assert st.rejected is (status == 422)
+    assert st.generation == 1  # observed, though not applied
+    assert st.applied_generation is None
+
+
+@pytest.mark.parametrize(("status", "retried"), [(422, False), (503, True)])
+async def test_drift_repair_of_a_rejected_spec_is_not_retried_every_round(
+    redis_factory: RedisFactory, status: int, retried: bool
+) -> None:
+    r = await redis_factory()
+    runtime, kube = make_runtime()
+    b = body([node(r)])
+    kube.fail_apply = KubeError(status, "PATCH", "/x", '{"message": "refused"}')
+    st = runtime.state(("ns", "chat"), "u-1")
+    st.needs_apply = True  # say an owned Service was deleted
+    await sync.sync_fleet(runtime, ("ns", "chat"), dict(b), probe=False)
+    assert st.error == f"HTTP {status}: refused"  # the API server's message, not its JSON
+    assert st.needs_apply is retried
+    (_, _, status_written) = kube.statuses[-1]
+    reason = "SpecRejected" if status == 422 else "ReconcileFailed"
+    assert condition(status_written, "Degraded")["reason"] == reason
 
 
 async def test_redis_edit_updates_the_configmap_and_tells_every_old_and_new_node(
@@ -172,6 +203,9 @@ async def test_redis_edit_updates_the_configmap_and_tells_every_old_and_new_node
     assert cm["data"]["redis"] == "".join(a + "\n" for a in want_addresses)
     published = runtime.metrics.control_messages.labels("published")._value.get()
     assert published == 3
+    (event,) = kube.events
+    assert (event["type"], event["reason"]) == ("Normal", "RedisNodesUpdated")
+    assert "redis.set published on 3 Redis nodes" in event["message"]
 
 
 async def test_json_fleets_get_json_control_messages_and_dead_nodes_do_not_fail_the_edit(
@@ -179,7 +213,7 @@ async def test_json_fleets_get_json_control_messages_and_dead_nodes_do_not_fail_
 ) -> None:
     alive, dead = await redis_factory(), await redis_factory()
     await dead.kill()
-    runtime, _ = make_runtime()
+    runtime, kube = make_runtime()
     settings = {"settings": {"serialization": "json", "bridge_prefix": "app:"}}
     async with Subscriber(alive, "app:wsfleet:control") as sub:
         await handlers.redis_changed(
@@ -192,6 +226,9 @@ async def test_json_fleets_get_json_control_messages_and_dead_nodes_do_not_fail_
         msg = orjson.loads(await sub.next())
     assert msg["args"]["addresses"] == [f"redis://127.0.0.1:{alive.port}/0"]
     assert runtime.metrics.control_messages.labels("failed")._value.get() == 1
+    (event,) = kube.events
+    assert (event["type"], event["reason"]) == ("Warning", "RedisHotPlugPartlyFailed")
+    assert f"127.0.0.1:{dead.port}/0" in event["message"]
 
 
 async def test_creation_publishes_nothing(redis_factory: RedisFactory) -> None:
@@ -219,7 +256,7 @@ async def test_passwords_come_from_the_secret_named_in_the_spec(
     wrong_key = RedisNodeSpec("127.0.0.1", r.port, db=1, secret_name="auth", secret_key="nope")
     missing = RedisNodeSpec("127.0.0.1", r.port, db=2, secret_name="gone", secret_key="pw")
     no_password = RedisNodeSpec("127.0.0.1", r.port, db=3)
-    targets = await handlers.resolve_targets(runtime, "ns", (ok, wrong_key, missing, no_password))
+    targets = await sync.resolve_targets(runtime, "ns", (ok, wrong_key, missing, no_password))
     assert targets[0].password == "s3cret"
     assert targets[1].error == "Secret auth has no key nope"
     assert targets[2].error == "Secret gone not found"
@@ -248,7 +285,7 @@ async def test_status_round_reports_live_nodes_and_redis_health_and_skips_no_cha
     b = body([node(r), node(dead)], generation=2)
     await handlers.reconcile(body=b, memo=kopf.Memo({MEMO_KEY: runtime}))
     snapshot = dict(b)
-    await handlers.sync_fleet(runtime, ("ns", "chat"), snapshot, probe=True)
+    await sync.sync_fleet(runtime, ("ns", "chat"), snapshot, probe=True)
     ((ns, name, status),) = kube.statuses
     assert (ns, name) == ("ns", "chat")
     assert status["liveNodes"] == 2
@@ -258,10 +295,12 @@ async def test_status_round_reports_live_nodes_and_redis_health_and_skips_no_cha
         {"address": f"127.0.0.1:{dead.port}/0", "healthy": False},
     ]
     assert condition(status, "RedisHealthy")["reason"] == "NodesDown"
-    assert condition(status, "Ready")["reason"] == "ReplicasNotReady"
+    # the Deployment has not reported on its new spec yet: a rollout is pending, not ready
+    assert condition(status, "Ready")["reason"] == "RolloutInProgress"
+    assert condition(status, "Reconciling")["status"] == "True"
     # the same facts again: nothing to write
     snapshot["status"] = status
-    await handlers.sync_fleet(runtime, ("ns", "chat"), snapshot, probe=True)
+    await sync.sync_fleet(runtime, ("ns", "chat"), snapshot, probe=True)
     assert len(kube.statuses) == 1
 
 
@@ -286,14 +325,9 @@ async def test_status_loop_answers_pokes_and_deployment_events(
         first = await status_where(lambda s: True)
         assert condition(first, "Ready")["status"] == "False"
         index[("ns", "chat")] = [{**dict(b), "status": first}]
+        (applied,) = [o for o in kube.applied if o["kind"] == "Deployment"]
         dep = {
-            "metadata": {
-                "name": "chat",
-                "generation": 1,
-                "ownerReferences": [
-                    {"apiVersion": "wsfleet.io/v1alpha1", "kind": "WsFleet", "name": "chat"}
-                ],
-            },
+            **json.loads(json.dumps(applied)),  # the API server's copy of what was applied
             "status": {
                 "replicas": 1,
                 "readyReplicas": 1,

@@ -267,7 +267,7 @@ def test_deployment_replicas_selector_strategy_and_pod_template_fields() -> None
     assert spec["selector"] == {"matchLabels": SELECTOR}
     assert spec["strategy"] == {
         "type": "RollingUpdate",
-        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+        "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0},
     }
     tmpl = spec["template"]
     assert tmpl["metadata"]["labels"] == {"team": "rt", **LABELS}  # ours win
@@ -303,16 +303,87 @@ def test_services_and_pdb() -> None:
     svc = resources.service(f, owner=OWNER)
     assert svc["spec"]["type"] == "NodePort"
     assert svc["spec"]["selector"] == SELECTOR
-    assert svc["spec"]["ports"] == [
-        {"name": "ws", "port": 8000, "targetPort": "ws", "protocol": "TCP"},
-        {"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"},
-    ]
+    ws = {
+        "name": "ws",
+        "port": 8000,
+        "targetPort": "ws",
+        "protocol": "TCP",
+        "appProtocol": "kubernetes.io/ws",
+    }
+    internal = {
+        "name": "metrics",
+        "port": 9100,
+        "targetPort": "metrics",
+        "protocol": "TCP",
+        "appProtocol": "http",
+    }
+    assert svc["spec"]["ports"] == [ws]  # never the internal port, whatever the type
     headless = resources.headless_service(f, owner=OWNER)
     assert headless["metadata"]["name"] == "chat-headless"
     assert headless["spec"]["clusterIP"] == "None"
     assert headless["spec"]["selector"] == SELECTOR
+    assert headless["spec"]["ports"] == [ws, internal]
     pdb = resources.pod_disruption_budget(f, owner=OWNER)
-    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": SELECTOR}}
+    assert pdb["spec"] == {
+        "maxUnavailable": 1,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        "selector": {"matchLabels": SELECTOR},
+    }
+    custom = fleet(
+        disruption={"maxUnavailable": "20%", "unhealthyPodEvictionPolicy": "IfHealthyBudget"}
+    )
+    pdb = resources.pod_disruption_budget(custom)
+    assert (pdb["spec"]["maxUnavailable"], pdb["spec"]["unhealthyPodEvictionPolicy"]) == (
+        "20%",
+        "IfHealthyBudget",
+    )
+
+
+def test_rollout_strategy_is_configurable() -> None:
+    dep = resources.deployment(fleet(rollout={"maxSurge": 1, "maxUnavailable": "10%"}))
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": "10%"}
+
+
+def test_workload_fields_reach_the_pod_template() -> None:
+    secret_env = {
+        "name": "WSFLEET_MAX_MESSAGE_SIZE",
+        "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}},
+    }
+    f = fleet(
+        server={"settings": {"max_message_size": "1", "serialization": "json"}},
+        env=[{"name": "OTEL_SERVICE_NAME", "value": "chat"}, secret_env],
+        envFrom=[{"secretRef": {"name": "app-creds"}, "prefix": "APP_"}],
+        volumeMounts=[{"name": "certs", "mountPath": "/certs", "readOnly": True}],
+        podTemplate={
+            "volumes": [{"name": "certs", "secret": {"secretName": "certs"}}],
+            "imagePullSecrets": [{"name": "registry"}],
+            "serviceAccountName": "chat",
+            "priorityClassName": "realtime",
+            "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}
+            ],
+        },
+    )
+    tmpl = resources.pod_template(f)
+    pod = tmpl["spec"]
+    c = pod["containers"][0]
+    names = [e["name"] for e in c["env"]]
+    assert len(names) == len(set(names))  # a spec.env entry replaces the setting's variable
+    assert c["env"][-2:] == [{"name": "OTEL_SERVICE_NAME", "value": "chat"}, secret_env]
+    assert {"name": "WSFLEET_SERIALIZATION", "value": "json"} in c["env"]
+    assert c["envFrom"] == [{"secretRef": {"name": "app-creds"}, "prefix": "APP_"}]
+    assert c["volumeMounts"][-1] == {"name": "certs", "mountPath": "/certs", "readOnly": True}
+    assert pod["volumes"][-1] == {"name": "certs", "secret": {"secretName": "certs"}}
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    assert (pod["serviceAccountName"], pod["priorityClassName"]) == ("chat", "realtime")
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "zone"
+
+
+@pytest.mark.parametrize("key", ["server_name", "redis", "port", "internal_port", "config_dir"])
+def test_settings_the_operator_fixes_are_refused(key: str) -> None:
+    with pytest.raises(SpecError, match=f"spec.server.settings.{key} cannot be set"):
+        fleet(server={"settings": {key: "x"}})
     assert resources.selector_string("chat") == (
         "app.kubernetes.io/name=wsfleet,app.kubernetes.io/instance=chat"
     )

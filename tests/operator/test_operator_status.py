@@ -57,6 +57,8 @@ def test_all_ready_is_ready_complete_healthy_not_degraded() -> None:
         "Progressing": ("False", "Complete"),
         "RedisHealthy": ("True", "AllNodesUp"),
         "Degraded": ("False", "AsExpected"),
+        "Reconciling": ("False", "Complete"),
+        "Stalled": ("False", "AsExpected"),
     }
 
 
@@ -65,13 +67,18 @@ def test_all_ready_is_ready_complete_healthy_not_degraded() -> None:
     [
         (None, ("False", "DeploymentMissing"), ("True", "Creating")),
         (deployment(ready=1), ("False", "ReplicasNotReady"), ("True", "WaitingForReplicas")),
+        # Ready only once the rollout is complete, even with every replica ready
         (
             deployment(generation=2, observed=1),
-            ("True", "AllReplicasReady"),
+            ("False", "RolloutInProgress"),
             ("True", "RolloutPending"),
         ),
-        (deployment(updated=1), ("True", "AllReplicasReady"), ("True", "RollingUpdate")),
-        (deployment(replicas=3, ready=3), ("True", "AllReplicasReady"), ("True", "ScalingDown")),
+        (deployment(updated=1), ("False", "RolloutInProgress"), ("True", "RollingUpdate")),
+        (
+            deployment(replicas=3, ready=3),
+            ("False", "RolloutInProgress"),
+            ("True", "ScalingDown"),
+        ),
     ],
 )
 def test_deployment_states(
@@ -80,6 +87,8 @@ def test_deployment_states(
     got = conds(Observed(fleet(), 1, dep, UP))
     assert got["Ready"] == ready
     assert got["Progressing"] == progressing
+    assert got["Reconciling"] == progressing  # kstatus: InProgress exactly while progressing
+    assert got["Stalled"] == ("False", "AsExpected")
 
 
 def test_stuck_rollout_is_degraded() -> None:
@@ -87,6 +96,32 @@ def test_stuck_rollout_is_degraded() -> None:
     got = conds(Observed(fleet(), 1, deployment(ready=1, conditions=stuck), UP))
     assert got["Progressing"] == ("False", "ProgressDeadlineExceeded")
     assert got["Degraded"] == ("True", "RolloutStuck")
+    assert got["Ready"] == ("False", "RolloutStuck")
+    assert got["Stalled"] == ("True", "ProgressDeadlineExceeded")  # kstatus: Failed
+    assert got["Reconciling"][0] == "False"
+
+
+def test_a_rejected_spec_is_stalled_not_in_progress() -> None:
+    """kstatus reports Failed (Stalled True, Reconciling False), not InProgress forever."""
+    obs = Observed(fleet(), 5, deployment(), UP, "HTTP 422: bad tolerations", True, False)
+    got = conds(obs)
+    assert got["Degraded"] == ("True", "SpecRejected")
+    assert got["Stalled"] == ("True", "SpecRejected")
+    assert got["Reconciling"] == ("False", "SpecRejected")
+    assert got["Ready"] == ("False", "SpecRejected")
+    assert got["Progressing"] == ("False", "SpecRejected")
+    status = compute_status(obs, None, T0)
+    assert status["observedGeneration"] == 5  # the generation seen, though not applied
+    assert all(c["observedGeneration"] == 5 for c in status["conditions"])
+
+
+def test_a_failing_apply_that_may_heal_is_in_progress() -> None:
+    obs = Observed(fleet(), 5, deployment(), UP, "HTTP 503: busy", False, False)
+    got = conds(obs)
+    assert got["Degraded"] == ("True", "ReconcileFailed")
+    assert got["Reconciling"] == ("True", "Applying")
+    assert got["Stalled"][0] == "False"
+    assert got["Ready"] == ("False", "RolloutInProgress")
 
 
 def test_scaled_to_zero_is_not_ready() -> None:
@@ -115,14 +150,14 @@ def test_redis_conditions() -> None:
 def test_degraded_lists_every_problem_first_one_is_the_reason() -> None:
     f = fleet(replicas=9, autoscaling={"maxReplicas": 3})
     down = RedisReport({"a:6379/0": True, "b:6379/0": False}, 1)
-    (_, _, _, degraded) = compute_conditions(
+    (_, _, _, degraded, _, _) = compute_conditions(
         Observed(f, 1, deployment(replicas=3, ready=3), down, error="HTTP 422: bad")
     )
     assert degraded["reason"] == "ReconcileFailed"
     assert "HTTP 422: bad" in degraded["message"]
     assert "down: b:6379/0" in degraded["message"]
     assert "spec.replicas 9 is outside spec.autoscaling; running 3" in degraded["message"]
-    (_, _, _, only_clamp) = compute_conditions(Observed(f, 1, deployment(3, 3), UP))
+    (_, _, _, only_clamp, _, _) = compute_conditions(Observed(f, 1, deployment(3, 3), UP))
     assert only_clamp["reason"] == "ReplicasClamped"
 
 
@@ -142,6 +177,8 @@ def test_status_fields_and_observed_generation() -> None:
         "Progressing",
         "RedisHealthy",
         "Degraded",
+        "Reconciling",
+        "Stalled",
     ]
     assert all(c["observedGeneration"] == 7 for c in st["conditions"])
     assert all(c["lastTransitionTime"] == T0 for c in st["conditions"])

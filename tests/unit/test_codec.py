@@ -44,7 +44,7 @@ CLIENT_FRAMES = [
     ),
     ('{"event":"e","payload":1,"callbackId":""}', ClientEvent("e", 1, None, bad_callback_id=True)),
     ('{"event":"e","payload":1,"callbackId":7}', ClientEvent("e", 1, None, bad_callback_id=True)),
-    ('{"event":"e"}', ClientEvent("e", None)),
+    ('{"event":"e"}', ClientEvent("e", None, has_payload=False)),
     ("", Heartbeat()),
 ]
 

@@ -137,19 +137,26 @@ app.kubernetes.io/component: dev-redis
 - apiGroups: [wsfleet.io]
   resources: [wsfleets/status]
   verbs: [patch]
-# Owned Deployments: server-side apply (create + patch), read back, watched for their status.
+# Owner references carry blockOwnerDeletion: with the OwnerReferencesPermissionEnforcement
+# admission plugin (on by default in OpenShift) that needs update on the owner's finalizers.
+- apiGroups: [wsfleet.io]
+  resources: [wsfleets/finalizers]
+  verbs: [update]
+# Owned Deployments: server-side apply (create + patch), read back, watched for their status
+# and for hand edits.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch]
-# The other owned objects: server-side apply only. Nothing is ever deleted by the operator:
-# owned objects go with their WsFleet through ownerReferences and the garbage collector.
+# The other owned objects: server-side apply, watched so hand edits and deletions are repaired
+# within seconds. Nothing is ever deleted by the operator: owned objects go with their WsFleet
+# through ownerReferences and the garbage collector.
 - apiGroups: [""]
   resources: [services, configmaps]
-  verbs: [create, patch]
+  verbs: [list, watch, create, patch]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [create, patch]
-# kopf reports handler failures as Events on the WsFleet.
+  verbs: [list, watch, create, patch]
+# Events on the WsFleet: the operator's transitions and kopf's handler failures.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
@@ -180,6 +187,13 @@ app.kubernetes.io/component: dev-redis
 {{/* "{matchers}" for the alert expressions, or nothing when monitoring.prometheusRule.matchers is empty. */}}
 {{- define "wsfleet.alertSelector" -}}
 {{- with .Values.monitoring.prometheusRule.matchers }}{{ printf "{%s}" . }}{{ end }}
+{{- end }}
+
+{{/* A selector with its own matchers plus monitoring.prometheusRule.matchers:
+     include "wsfleet.alertSelectorWith" (list $ `type="Degraded"`) -> {type="Degraded",<matchers>} */}}
+{{- define "wsfleet.alertSelectorWith" -}}
+{{- $root := index . 0 }}
+{{- printf "{%s}" (compact (list (index . 1) $root.Values.monitoring.prometheusRule.matchers) | join ",") }}
 {{- end }}
 
 {{/* NetworkPolicy egress rules shared by the fleet and the operator. */}}

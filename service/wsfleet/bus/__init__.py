@@ -1,7 +1,9 @@
 """The cross-server bus over Redis, wire-compatible with the original framework's nodes."""
 
+from wsfleet.bus.broker import BrokerEventHandler, BrokerLink
 from wsfleet.bus.bus import Bus, BusStats, BusUnavailableError
 from wsfleet.bus.codec import BusCodec, BusDecodeError, Serialization
+from wsfleet.bus.events import BusEventHandler
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.registry import DuplicateNodeError
 from wsfleet.bus.routing import Strategy
@@ -9,9 +11,12 @@ from wsfleet.bus.rpc import CallMode, CrossServerResult, Outcome, TooManyPending
 from wsfleet.bus.settings import FleetSettings
 
 __all__ = [
+    "BrokerEventHandler",
+    "BrokerLink",
     "Bus",
     "BusCodec",
     "BusDecodeError",
+    "BusEventHandler",
     "BusStats",
     "BusUnavailableError",
     "CallMode",

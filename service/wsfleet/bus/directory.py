@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+from wsfleet import contract
+from wsfleet.bus.broker import Command, LinkError
 from wsfleet.bus.bus import Bus
-from wsfleet.bus.redis_link import Command, LinkError
+from wsfleet.bus.scripts import Keyspace, script
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -56,6 +59,47 @@ if node then return redis.call('PUBLISH', ARGV[1] .. node, ARGV[2]) end
 return redis.call('PUBLISH', ARGV[3], ARGV[2])
 """
 
+
+def _claim_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    name, ttl_ms, inbox_prefix, notice = args
+    previous = ks.get(keys[0])
+    ks.set(keys[0], name, px=int(ttl_ms))
+    if previous is not None and previous != name:
+        ks.publish(inbox_prefix + previous, notice)
+    return previous
+
+
+def _release_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    return ks.delete(keys[0]) if ks.get(keys[0]) == args[0] else 0
+
+
+def _refresh_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    name, ttl_ms = args
+    lost = 0
+    for key in keys:
+        current = ks.get(key)
+        if current == name:
+            ks.pexpire(key, int(ttl_ms))
+        elif current is None:
+            ks.set(key, name, px=int(ttl_ms))
+        else:
+            lost += 1
+    return lost
+
+
+def _send_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    inbox_prefix, envelope, private_channel = args
+    node = ks.get(keys[0])
+    if node is not None:
+        return ks.publish(inbox_prefix + node, envelope)
+    return ks.publish(private_channel, envelope)
+
+
+script("directory.claim", _CLAIM, _claim_twin)
+script("directory.release", _RELEASE, _release_twin)
+script("directory.refresh", _REFRESH, _refresh_twin)
+script("directory.send", _SEND, _send_twin)
+
 REFRESH_BATCH = 500
 
 
@@ -65,9 +109,11 @@ class SocketDirectory:
         self.settings = bus.settings
         self._inbox_prefix = self.settings.inbox_channel("")
         self._ttl_ms = int(self.settings.lease_ttl * 1000)
+        self._key_prefix = contract.socket_key("", self.settings.bridge_prefix)
+        self._private_channel = self.settings.private_channel
 
     def _key(self, socket_id: str) -> str:
-        return self.settings.key("sock", socket_id)
+        return self._key_prefix + socket_id
 
     def claim(self, socket_id: str, duplicate_notice: bytes) -> None:
         self.bus.execute(
@@ -101,7 +147,7 @@ class SocketDirectory:
                 self._key(socket_id),
                 self._inbox_prefix,
                 envelope,
-                self.settings.private_channel,
+                self._private_channel,
             ),
             socket_id,
             want_result=False,

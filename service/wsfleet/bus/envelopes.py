@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from wsfleet import contract
 from wsfleet.bus.codec import BusDecodeError
 
 REPLY_EVENT: Final = "_Cs_Cb_"
@@ -234,13 +235,19 @@ def request(
 
 
 def reply(
-    sender: str, callback_id: str, payload: Any, wsf: dict[str, Any] | None
+    sender: str,
+    callback_id: str,
+    payload: Any,
+    wsf: dict[str, Any] | None,
+    requester: str | None = None,
 ) -> dict[str, Any]:
+    """(b); ``targetServer`` names ``requester`` when given, so that only the caller (original
+    nodes match replies by ``callbackId`` alone, and ignore it) acts on the reply."""
     return {
         "data": {
             "event": REPLY_EVENT,
             "senderServer": sender,
-            "targetServer": [],
+            "targetServer": [requester] if requester is not None else [],
             "callbackId": callback_id,
             "isCallback": True,
             "payload": payload,
@@ -253,6 +260,13 @@ def private(
 ) -> dict[str, Any]:
     if len(socket_ids) == 1:
         return {"data": frame, "socketId": socket_ids[0], "senderServer": sender} | _meta(wsf)
+    return {"data": frame, "socketIds": socket_ids, "senderServer": sender} | _meta(wsf)
+
+
+def private_many(
+    frame: str, socket_ids: list[str], sender: str, wsf: dict[str, Any] | None
+) -> dict[str, Any]:
+    """(d), whatever the number of ids (the original's ``toSocketIds`` sends (d) even for one)."""
     return {"data": frame, "socketIds": socket_ids, "senderServer": sender} | _meta(wsf)
 
 
@@ -280,7 +294,7 @@ def room(
 def control(
     action: str, args: dict[str, Any], sender: str, wsf: dict[str, Any] | None
 ) -> dict[str, Any]:
-    return {"action": action, "args": args, "senderServer": sender} | _meta(wsf)
+    return contract.control_envelope(action, args, sender, wsf)
 
 
 def _meta(wsf: dict[str, Any] | None) -> dict[str, Any]:

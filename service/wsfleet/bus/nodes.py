@@ -1,4 +1,5 @@
-"""Addresses of Redis nodes, parsed from ``host:port`` or ``redis://`` / ``rediss://`` URLs."""
+"""Addresses of broker nodes, parsed from ``host:port``, ``redis://`` / ``rediss://`` URLs or
+``memory://<name>`` (a process-local :class:`~wsfleet.bus.memory.MemoryBroker`)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,19 @@ class RedisNode:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    memory: bool = False
+    """A process-local in-memory broker named :attr:`host` (``memory://<name>``)."""
 
     @property
     def key(self) -> str:
         """Stable identity of the node, used for routing and in metric labels."""
+        if self.memory:
+            return f"memory://{self.host}"
         return f"{self.host}:{self.port}/{self.db}"
 
     def __str__(self) -> str:
+        if self.memory:
+            return self.key
         scheme = "rediss" if self.tls else "redis"
         auth = "***@" if self.password else ""
         return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
@@ -33,11 +40,18 @@ class RedisNode:
         value = text.strip()
         if not value:
             raise ValueError("empty Redis node address")
+        if value.startswith("memory://"):
+            name = value.removeprefix("memory://")
+            if not name or any(c in name for c in "/?#@:"):
+                raise ValueError(f"memory broker {text!r}: the name must be plain text")
+            return cls(host=name, port=0, memory=True)
         if "://" not in value:
             value = "redis://" + value
         parts = urlsplit(value)
         if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"Redis node {text!r}: scheme must be redis:// or rediss://")
+            raise ValueError(
+                f"Redis node {text!r}: scheme must be redis://, rediss:// or memory://"
+            )
         if not parts.hostname:
             raise ValueError(f"Redis node {text!r} has no host")
         try:

@@ -51,6 +51,10 @@ class OutageBuffer(Generic[T]):
         accepted once already."""
         self._entries.extendleft(_Entry(item, now) for item in reversed(items))
 
+    def oldest(self) -> float | None:
+        """When the oldest entry was kept (None when empty)."""
+        return self._entries[0].since if self._entries else None
+
     def expire(self, now: float, on_expired: Callable[[T], None]) -> int:
         count = 0
         entries = self._entries

@@ -18,13 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
+from wsfleet import contract
+from wsfleet.bus.broker import BrokerLink, LinkError
 from wsfleet.bus.bus import Bus
-from wsfleet.bus.redis_link import LinkError, RedisLink
+from wsfleet.bus.scripts import Keyspace, script
+from wsfleet.clock import sleep
 from wsfleet.protocol.errors import WsfleetError
 
 log = logging.getLogger("wsfleet.bus")
@@ -61,6 +64,47 @@ redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
 """
 
+_INF = float("inf")
+
+
+def _refresh_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    lease, nodes, info = keys
+    boot, ttl_ms, expiry, name, description, now_ms = args
+    current = ks.get(lease)
+    if current is None:
+        ks.set(lease, boot, px=int(ttl_ms))
+    elif current != boot:
+        return current
+    else:
+        ks.pexpire(lease, int(ttl_ms))
+    ks.zadd(nodes, float(expiry), name)
+    ks.hset(info, name, description)
+    ks.zremrangebyscore(nodes, -_INF, float(now_ms))
+    return None
+
+
+def _live_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    nodes, info = keys
+    out: list[bytes] = []
+    for name in ks.zrangebyscore(nodes, float(args[0]), _INF):
+        out += [name, ks.hget(info, name) or b""]
+    return out
+
+
+def _leave_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    lease, nodes, info = keys
+    boot, name = args
+    if ks.get(lease) == boot:
+        ks.delete(lease)
+    ks.zrem(nodes, name)
+    ks.hdel(info, name)
+    return 1
+
+
+script("registry.refresh", _REFRESH, _refresh_twin)
+script("registry.live", _LIVE, _live_twin)
+script("registry.leave", _LEAVE, _leave_twin)
+
 
 class DuplicateNodeError(WsfleetError):
     """Another live node already uses this server name."""
@@ -88,20 +132,25 @@ class Registry:
 
     def recent(self) -> set[str]:
         """Live nodes, and nodes seen live within one ``lease_ttl`` (this node included)."""
-        now = time.monotonic()
+        now = self.bus.clock.now()
         for name in [n for n, t in self._seen.items() if now - t > self.settings.lease_ttl]:
             del self._seen[name]
         return set(self._live) | set(self._seen)
 
     def _keys(self) -> tuple[str, str, str]:
-        s = self.settings
-        return s.key("lease", self.name), s.key("nodes"), s.key("nodeinfo")
+        prefix = self.settings.bridge_prefix
+        return (
+            contract.lease_key(self.name, prefix),
+            contract.nodes_key(prefix),
+            contract.nodeinfo_key(prefix),
+        )
 
     async def start(self) -> None:
         """Register; raises :class:`DuplicateNodeError` if the name is taken by a live node."""
         self._stopping = False
         await self.refresh(raise_on_conflict=True)
-        self._task = asyncio.create_task(self._loop(), name="wsfleet-registry")
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="wsfleet-registry")
 
     async def aclose(self) -> None:
         self._stopping = True
@@ -118,10 +167,10 @@ class Registry:
             return_exceptions=True,
         )
 
-    def _links(self) -> list[RedisLink]:
+    def _links(self) -> list[BrokerLink]:
         return [link for link in self.bus.links.values() if link.publisher_healthy]
 
-    async def _call(self, link: RedisLink, *args: Any) -> Any:
+    async def _call(self, link: BrokerLink, *args: Any) -> Any:
         return await link.call(*args, timeout=self.settings.command_timeout)
 
     async def refresh(self, *, raise_on_conflict: bool = False) -> None:
@@ -169,7 +218,7 @@ class Registry:
                     live[name] = orjson.loads(raw) if raw else {}
                 except orjson.JSONDecodeError:
                     live[name] = {}
-        now = time.monotonic()
+        now = self.bus.clock.now()
         if self._links():
             for name in live:
                 self._seen[name] = now
@@ -177,10 +226,11 @@ class Registry:
         else:
             for name in self._live:  # no Redis node to ask: the last view still holds
                 self._seen[name] = now
+        self.bus.peers_changed()
 
     async def _loop(self) -> None:
         while not self._stopping:  # a cancellation swallowed by a library still ends the loop
-            await asyncio.sleep(self.settings.lease_refresh)
+            await sleep(self.bus.clock, self.settings.lease_refresh)
             try:
                 await self.refresh()
             except Exception:

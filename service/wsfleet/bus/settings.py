@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+from wsfleet import contract
 from wsfleet.bus.codec import Serialization
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.routing import Strategy
@@ -30,10 +32,10 @@ class FleetSettings:
     server_name: str = field(default_factory=default_server_name)
     """Unique name of this node in the fleet (``serverName`` of the original)."""
 
-    bridge_prefix: str = "csbp:"
+    bridge_prefix: str = contract.DEFAULT_BRIDGE_PREFIX
     """Prefix of the cross-server channel (``csbp:server_bridge``) and of wsfleet's own channels."""
 
-    ws_prefix: str = "ws:"
+    ws_prefix: str = contract.DEFAULT_WS_PREFIX
     """Prefix of the WebSocket routing channels (``ws:broadcast``, ``ws:<namespace>``)."""
 
     serialization: Serialization = Serialization.MSGPACK
@@ -128,29 +130,27 @@ class FleetSettings:
 
     # -- channel names -----------------------------------------------------------------------
 
-    @property
+    @cached_property
     def bridge_channel(self) -> str:
-        return self.bridge_prefix + "server_bridge"
+        return contract.bridge_channel(self.bridge_prefix)
 
-    @property
+    @cached_property
     def private_channel(self) -> str:
-        return self.ws_prefix + "private_socket"
+        return contract.private_channel(self.ws_prefix)
 
-    @property
+    @cached_property
     def broadcast_channel(self) -> str:
-        return self.ws_prefix + "broadcast"
+        return contract.broadcast_channel(self.ws_prefix)
 
-    @property
+    @cached_property
     def control_channel(self) -> str:
-        return self.bridge_prefix + "wsfleet:control"
+        return contract.control_channel(self.bridge_prefix)
 
     def inbox_channel(self, server_name: str) -> str:
-        return f"{self.bridge_prefix}wsfleet:node:{server_name}"
+        return contract.inbox_channel(server_name, self.bridge_prefix)
 
     def room_channel(self, namespace: str) -> str:
-        if namespace.startswith(self.ws_prefix):
-            return namespace
-        return self.ws_prefix + namespace
+        return contract.room_channel(namespace, self.ws_prefix)
 
     def channel_kind(self, channel: str) -> str:
         """The bounded metric label of a channel: bridge, private, broadcast, control, inbox,
@@ -163,7 +163,7 @@ class FleetSettings:
             return "broadcast"
         if channel == self.control_channel:
             return "control"
-        if channel.startswith(self.bridge_prefix + "wsfleet:node:"):
+        if channel.startswith(contract.inbox_channel("", self.bridge_prefix)):
             return "inbox"
         if channel.startswith(self.ws_prefix):
             return "room"
@@ -171,4 +171,4 @@ class FleetSettings:
 
     def key(self, *parts: str) -> str:
         """A Redis key in wsfleet's key space."""
-        return self.bridge_prefix + "wsfleet:" + ":".join(parts)
+        return contract.key(self.bridge_prefix, *parts)

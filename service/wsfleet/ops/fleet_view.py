@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from wsfleet import __version__
 from wsfleet.bus.rpc import CallMode, CrossServerResult
+from wsfleet.version import __version__
 
 if TYPE_CHECKING:
     from wsfleet.server.server import Server
@@ -101,8 +101,8 @@ def node_summary(
         "draining": server.is_draining,
         "connections": server.connection_count,
         "sockets": server.socket_count,
-        "rooms": server._rooms.total_rooms(),
-        "roomMembers": server._rooms.total_members(),
+        "rooms": server.hub.total_rooms(),
+        "roomMembers": server.hub.total_members(),
         "framesIn": stats.frames_in,
         "framesOut": stats.frames_out,
         "bytesIn": stats.bytes_in,
@@ -163,13 +163,13 @@ class FleetView:
 
     def start(self) -> None:
         if self.server.fleet is not None:
-            self.server.fleet.listeners.add(VIEW_EVENT, self._answer)
+            self.server.fleet.cross.listeners.add(VIEW_EVENT, self._answer)
         self.timeline.sample(self.server)
         self._task = asyncio.create_task(self._sample_loop(), name="wsfleet-fleet-view")
 
     async def aclose(self) -> None:
         if self.server.fleet is not None:
-            self.server.fleet.listeners.remove(VIEW_EVENT, self._answer)
+            self.server.fleet.cross.listeners.remove(VIEW_EVENT, self._answer)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -224,22 +224,18 @@ class FleetView:
         fleet = self.server.fleet
         assert fleet is not None
         try:
-            future = fleet.emit(
+            result = await fleet.cross.call(
                 VIEW_EVENT,
                 {},
-                mode=CallMode.ALL,
+                target_server=None,
                 exclude_self=True,
+                mode=CallMode.ALL,
+                expected_responses=None,
                 timeout=ASK_TIMEOUT,
-                want_reply=True,
-                want_future=True,
             )
-        except Exception:  # the bus refuses (down, too many pending calls): show this node only
-            return None
-        if not isinstance(future, asyncio.Future):
-            return None
-        try:
-            result = await future
-        except Exception:
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the bus refuses (down, too many pending calls): this node only
             self.own_calls["failed"] += 1
             return None
         self.own_calls["complete" if result.success else "timeout"] += 1

@@ -11,34 +11,28 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from wsfleet import __version__
 from wsfleet.ops.fleet_view import PAGE, FleetView
 from wsfleet.ops.metrics import node_registry
-
-if TYPE_CHECKING:
-    from wsfleet.server.server import Server
+from wsfleet.server.lifecycle import NO_REDIS_PATH
+from wsfleet.server.server import Server
+from wsfleet.version import __version__
 
 log = logging.getLogger("wsfleet.ops")
 
 
 def readiness(server: Server) -> list[str]:
-    """Why the node is not ready (empty when it is)."""
-    reasons: list[str] = []
-    if server.is_draining:
-        reasons.append("draining")
-    elif server.is_closing:
-        reasons.append("closing")
-    elif not server.is_accepting:
-        reasons.append("not accepting connections yet")
-    if server.fleet is not None and not server.fleet.bus.working_paths():
-        reasons.append("no working path through Redis (the bus probe has not returned recently)")
-        for link in server.fleet.bus.links.values():
+    """Why the node is not ready (empty when it is): the lifecycle's one readiness rule, and
+    then why each Redis node is down when no path through Redis works."""
+    reasons = server.lifecycle.readiness()
+    fleet = server.fleet
+    if fleet is not None and NO_REDIS_PATH in reasons:
+        for link in fleet.bus.links.values():
             if not link.publisher_healthy and link.health.last_error:
                 reasons.append(f"Redis {link.node}: {link.health.last_error}")
     return reasons
@@ -46,15 +40,15 @@ def readiness(server: Server) -> list[str]:
 
 def cluster_view(server: Server) -> dict[str, Any]:
     """This node, the fleet's live nodes and the Redis nodes with health and latency."""
-    rooms = server._rooms
+    hub = server.hub
     view: dict[str, Any] = {
         "version": __version__,
         "ready": server.is_ready,
         "draining": server.is_draining,
         "connections": server.connection_count,
         "sockets": server.socket_count,
-        "rooms": rooms.total_rooms(),
-        "roomMembers": rooms.total_members(),
+        "rooms": hub.total_rooms(),
+        "roomMembers": hub.total_members(),
     }
     fleet = server.fleet
     if fleet is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
@@ -21,11 +20,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from wsfleet import __version__
 from wsfleet.latency import OTHER_EVENT, LatencyHistogram
-
-if TYPE_CHECKING:
-    from wsfleet.server.server import Server
+from wsfleet.server.server import Server
+from wsfleet.version import __version__
 
 PREFIX = "wsfleet_"
 _CHANNEL = "channel"
@@ -152,9 +149,9 @@ class NodeCollector(Collector):
         yield _histogram(ack, [], s.ack_seconds)
 
     def _rooms(self) -> Iterator[Metric]:
-        rooms = self.server._rooms
-        yield _gauge("rooms", "rooms with at least one member on this node", rooms.total_rooms())
-        yield _gauge("room_members", "room memberships on this node", rooms.total_members())
+        hub = self.server.hub
+        yield _gauge("rooms", "rooms with at least one member on this node", hub.total_rooms())
+        yield _gauge("room_members", "room memberships on this node", hub.total_members())
         if not self.room_namespaces:
             return
         by_ns = GaugeMetricFamily(
@@ -166,8 +163,8 @@ class NodeCollector(Collector):
             labels=["namespace"],
         )
         for ns in self.room_namespaces:
-            by_ns.add_metric([ns], rooms.room_count(ns))
-            members.add_metric([ns], rooms.member_count(ns))
+            by_ns.add_metric([ns], hub.room_count(ns))
+            members.add_metric([ns], hub.namespace_members(ns))
         yield by_ns
         yield members
 

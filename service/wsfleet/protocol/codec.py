@@ -6,7 +6,9 @@ Server -> client: acks ``{"payload"?: any, "callbackId": str}`` (no ``event`` ke
 
 Encoders return UTF-8 ``bytes`` so that a frame built once can be written to many sockets.
 JSON follows JavaScript's ``JSON.stringify``: NaN and Infinity become ``null``, never a literal
-the browser's ``JSON.parse`` would reject. Decoders reject NaN/Infinity literals.
+the browser's ``JSON.parse`` would reject. Decoders reject NaN/Infinity literals. Strings with lone
+UTF-16 surrogates round-trip as JavaScript's do (``\\ud800`` escapes); orjson refuses them, so
+only what orjson rejected takes the slower path of :mod:`wsfleet.protocol.json_compat`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from typing import Any, Final, Literal
 import orjson
 
 from wsfleet.protocol.errors import EncodeError, FrameError
+from wsfleet.protocol.json_compat import (
+    LenientJSONError,
+    dumps_lenient,
+    has_surrogate_escape,
+    loads_lenient,
+)
 
 MAX_CALLBACK_ID_LENGTH: Final = 64
 _DUMPS_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
@@ -57,6 +65,9 @@ class ClientEvent:
     callback_id: str | None = None
     #: A ``callbackId`` key was present but not a valid id: the event is handled without an ack.
     bad_callback_id: bool = False
+    #: False when the frame had no ``payload`` key (JavaScript ``undefined``; ``payload`` is then
+    #: ``None``), True for any value, ``null`` included.
+    has_payload: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +96,17 @@ def dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value, option=_DUMPS_OPTIONS)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
-        raise EncodeError(f"payload is not JSON-serializable: {exc}") from exc
+        try:
+            return dumps_lenient(value)  # strings with lone surrogates, as JSON.stringify writes
+        except LenientJSONError:
+            raise EncodeError(f"payload is not JSON-serializable: {exc}") from exc
 
 
 def encode_event(event: str, payload: Any) -> bytes:
-    """A pushed-event frame: ``{"event":…,"payload":…}``."""
+    """A pushed-event frame: ``{"event":…,"payload":…}``; ``{"event":…}`` for ``MISSING``
+    (what the original sends for an ``undefined`` payload)."""
+    if payload is MISSING:
+        return b'{"event":' + dumps(event) + b"}"
     return b'{"event":' + dumps(event) + b',"payload":' + dumps(payload) + b"}"
 
 
@@ -123,7 +140,18 @@ def _loads(data: str | bytes) -> Any:
     try:
         return orjson.loads(data)
     except _LOADS_ERRORS as exc:
+        return _loads_refused(data, exc)
+
+
+def _loads_refused(data: str | bytes, exc: Exception) -> Any:
+    """``data`` that orjson refused: parsed as ``JSON.parse`` does when it holds a surrogate
+    escape (a lone surrogate), else the :class:`FrameError` for ``exc``."""
+    if not has_surrogate_escape(data):
         raise _frame_error(exc) from None
+    try:
+        return loads_lenient(data)
+    except LenientJSONError as lenient:
+        raise FrameError("json", str(lenient)) from None
 
 
 def _is_heartbeat(data: str | bytes, heartbeat: str) -> bool:
@@ -144,19 +172,31 @@ def decode_client_frame(data: str | bytes, heartbeat: str = "") -> Heartbeat | C
     try:
         obj = orjson.loads(data)
     except _LOADS_ERRORS as exc:
-        raise _frame_error(exc) from None
+        obj = _loads_refused(data, exc)
     if not isinstance(obj, dict):
         raise FrameError("shape", f"expected a JSON object, got {type(obj).__name__}")
     event = obj.get("event")
     if not isinstance(event, str) or not event:
         raise FrameError("event", "'event' must be a non-empty string")
-    payload = obj.get("payload")
+    payload = obj.get("payload", MISSING)
+    if payload is MISSING:
+        return _without_payload(obj, event)
     if "callbackId" not in obj:
         return ClientEvent(event, payload)
     callback_id = obj["callbackId"]
     if isinstance(callback_id, str) and 1 <= len(callback_id) <= MAX_CALLBACK_ID_LENGTH:
         return ClientEvent(event, payload, callback_id)
     return ClientEvent(event, payload, None, bad_callback_id=True)
+
+
+def _without_payload(obj: dict[str, Any], event: str) -> ClientEvent:
+    """The :class:`ClientEvent` of a frame without a ``payload`` key."""
+    if "callbackId" not in obj:
+        return ClientEvent(event, None, has_payload=False)
+    callback_id = obj["callbackId"]
+    if is_valid_callback_id(callback_id):
+        return ClientEvent(event, None, callback_id, has_payload=False)
+    return ClientEvent(event, None, None, bad_callback_id=True, has_payload=False)
 
 
 def decode_server_frame(data: str | bytes, heartbeat: str = "") -> Heartbeat | Ack | PushedEvent:

@@ -289,7 +289,7 @@ async def cross_server_both_ways(a: Node, b: Node, orig: OriginalNode) -> None:
         data = r["data"]
         assert list(data) == REPLY_KEYS, data  # the original's envelope (b), in its key order
         assert data["event"] == "_Cs_Cb_" and data["isCallback"] is True
-        assert data["targetServer"] == [] and data["callbackId"] == callback_id
+        assert data["targetServer"] == ["orig1"] and data["callbackId"] == callback_id
         assert data["payload"] == {"answer": data["senderServer"], "q": {"q": 1}}
     # wsfleet listeners got the whole envelope (a), as original listeners do
     assert len(seen) == 2

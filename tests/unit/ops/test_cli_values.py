@@ -11,7 +11,7 @@ import pytest
 
 from wsfleet import cli
 from wsfleet.bus.nodes import RedisNode
-from wsfleet.bus.redis_link import connect_error_text
+from wsfleet.bus.resp import connect_error_text
 from wsfleet.ops.setting_values import plain_text
 
 CASES = [

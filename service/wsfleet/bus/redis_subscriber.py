@@ -1,0 +1,184 @@
+"""The subscriber half of a :class:`~wsfleet.bus.redis_link.RedisLink`.
+
+One RESP connection that keeps the set of channels the bus wants: it subscribes the difference
+(in batches of :data:`SUBSCRIBE_BATCH`, the link's ``marker`` channel last), replays everything
+after a reconnect, confirms each channel, and hands each message to the link's owner as soon as
+``hiredis`` has parsed it, inside ``data_received``. A subscriber that stops answering PINGs is
+dropped and reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import hiredis
+
+from wsfleet.bus.broker import SUBSCRIBER, BrokerLink, LinkError, LinkHealth, LinkTimings
+from wsfleet.bus.confirmations import Confirmations
+from wsfleet.bus.nodes import RedisNode
+from wsfleet.bus.resp import RespConnection, connect_error_text, open_connection, pack_command
+
+log = logging.getLogger("wsfleet.bus")
+
+SUBSCRIBE_BATCH: Final = 512
+_MESSAGE: Final = b"message"
+_SUBSCRIBE: Final = b"subscribe"
+_UNSUBSCRIBE: Final = b"unsubscribe"
+_PING: Final = pack_command(("PING",))
+
+SetHealth = Callable[[str, bool, str, str | None], None]
+
+
+class RedisSubscriber:
+    def __init__(
+        self,
+        link: BrokerLink,
+        node: RedisNode,
+        timings: LinkTimings,
+        health: LinkHealth,
+        set_health: SetHealth,
+    ) -> None:
+        self.link = link
+        self.node = node
+        self.timings = timings
+        self.health = health
+        self._set_health = set_health
+        self.conn: RespConnection | None = None
+        self.confirmations = Confirmations()
+        self.closed = False
+        self._desired: set[bytes] = set()
+        self._requested: set[bytes] = set()
+        self._changed = asyncio.Event()
+        self._last_pong = 0.0
+
+    # -- channels ----------------------------------------------------------------------------
+
+    def set_channels(self, desired: set[bytes]) -> None:
+        self._desired = set(desired)
+        self._changed.set()
+
+    async def wait_subscribed(self, channels: Iterable[bytes]) -> None:
+        if self.closed and not self.confirmations.covers(channels):
+            raise LinkError(f"{self.node} was removed")
+        await self.confirmations.wait(channels)
+
+    async def reconcile_loop(self) -> None:
+        while not self.closed:  # also ends if a library swallowed a cancel
+            await self._changed.wait()
+            self._changed.clear()
+            conn = self.conn
+            if conn is None:
+                continue
+            marker = self.link.marker
+            to_add = sorted(self._desired - self._requested, key=lambda c: (c == marker, c))
+            to_drop = sorted(self._requested - self._desired)
+            try:
+                for i in range(0, len(to_add), SUBSCRIBE_BATCH):
+                    chunk = to_add[i : i + SUBSCRIBE_BATCH]
+                    conn.write(pack_command(("SUBSCRIBE", *chunk)))
+                    self._requested.update(chunk)
+                for i in range(0, len(to_drop), SUBSCRIBE_BATCH):
+                    chunk = to_drop[i : i + SUBSCRIBE_BATCH]
+                    conn.write(pack_command(("UNSUBSCRIBE", *chunk)))
+                    self._requested.difference_update(chunk)
+                    # Not confirmed from now on: a SUBSCRIBE sent before the UNSUBSCRIBE is
+                    # answered must be confirmed by its own reply (wait_subscribed).
+                    for channel in chunk:
+                        self.confirmations.drop(channel)
+            except (OSError, RuntimeError) as exc:
+                log.debug(
+                    "Redis %s: subscription change failed (%s); retried on reconnect",
+                    self.node,
+                    exc,
+                )
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def run(
+        self, on_message: Callable[[BrokerLink, bytes, bytes], None], on_changed: Any
+    ) -> None:
+        """Connect, reconnect with capped exponential backoff, until closed."""
+        backoff = self.timings.backoff_initial
+        loop = asyncio.get_running_loop()
+        link = self.link
+        confirmations = self.confirmations
+
+        def on_push(reply: Any) -> None:
+            """Everything the subscriber connection receives, parsed, in order."""
+            if type(reply) is list and reply:
+                kind = reply[0]
+                if kind == _MESSAGE:
+                    try:
+                        on_message(link, reply[1], reply[2])
+                    except Exception:
+                        log.exception("bus message handler failed")
+                elif kind == _SUBSCRIBE:
+                    confirmations.confirm(reply[1])
+                    on_changed(link)
+                elif kind == _UNSUBSCRIBE:
+                    confirmations.drop(reply[1])
+                elif kind == b"pong":  # PING in subscribed mode
+                    self._last_pong = loop.time()
+            elif reply == b"PONG":  # PING before the first subscription
+                self._last_pong = loop.time()
+            elif isinstance(reply, hiredis.ReplyError):
+                log.warning("Redis %s subscriber: %s", self.node, reply)
+
+        while not self.closed:  # also ends if a library swallowed a cancel
+            try:
+                conn = await open_connection(self.node, self.timings)
+            except (OSError, TimeoutError, LinkError) as exc:
+                self._set_health(SUBSCRIBER, False, "error", connect_error_text(self.node, exc))
+                await asyncio.sleep(backoff * (1 + random.random()))
+                backoff = min(backoff * 2, self.timings.backoff_max)
+                continue
+            backoff = self.timings.backoff_initial
+            conn.on_push = on_push
+            self.conn = conn
+            self._requested = set()
+            confirmations.reset()
+            self._last_pong = loop.time()
+            self._changed.set()
+            self._set_health(SUBSCRIBER, True, "connect", None)
+            try:
+                await conn.closed
+            except asyncio.CancelledError:
+                conn.close()
+                raise
+            finally:
+                self.conn = None
+                self._requested = set()
+                confirmations.reset()
+            if not self.closed:
+                error = conn.error
+                log.warning("Redis %s subscriber failed: %s", self.node, error)
+                self._set_health(SUBSCRIBER, False, "error", str(error) or "connection lost")
+            self.health.reconnects += 1
+
+    def ping(self, now: float) -> None:
+        """One step of the link's ping loop: drop a subscriber that stopped answering."""
+        conn = self.conn
+        if conn is None:
+            return
+        if now - self._last_pong > self.timings.ping_interval + self.timings.ping_timeout:
+            log.warning("Redis %s: subscriber stopped answering; reconnecting", self.node)
+            self.force_resubscribe()
+            return
+        with contextlib.suppress(OSError, RuntimeError):
+            conn.write(_PING)
+
+    def force_resubscribe(self) -> None:
+        if self.conn is not None:
+            self.conn.fail(ConnectionResetError("resubscribing"))
+
+    def close(self, error: BaseException) -> None:
+        self.closed = True
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        self.confirmations.fail_all(error)

@@ -1,0 +1,150 @@
+"""Control actions of a fleet (``redis.add``, ``redis.set``, ``redis.remove``, duplicate logins)
+and the Redis node list: hot-plugging Redis nodes on this node. Every action runs as a task of
+the fleet's :class:`~wsfleet.tasks.TaskOwner`, so closing the node stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from wsfleet.bus import envelopes as env
+from wsfleet.bus.bus import Bus
+from wsfleet.bus.nodelist import read_node_list
+from wsfleet.bus.nodes import RedisNode
+from wsfleet.bus.registry import Registry
+from wsfleet.bus.settings import FleetSettings
+from wsfleet.contract import ControlAction
+from wsfleet.server.hub import Hub
+from wsfleet.tasks import TaskOwner
+
+log = logging.getLogger("wsfleet.fleet")
+
+
+class FleetControl:
+    def __init__(
+        self, bus: Bus, registry: Registry, hub: Hub, settings: FleetSettings, tasks: TaskOwner
+    ) -> None:
+        self.bus = bus
+        self.registry = registry
+        self.hub = hub
+        self.settings = settings
+        self.name = settings.server_name
+        self.tasks = tasks
+        self.listed: tuple[RedisNode, ...] | None = None
+
+    def on_control(self, message: dict[str, Any]) -> None:
+        control = env.parse_control(message)
+        action, args = control.action, control.args
+        if action == ControlAction.DUPLICATE:
+            socket_id = args.get("socketId")
+            if isinstance(socket_id, str):
+                self.hub.logged_in_elsewhere(socket_id)
+        elif action == ControlAction.REDIS_ADD:
+            node = RedisNode.parse(str(args.get("address", "")))
+            self.tasks.spawn(self.add_redis_node(node), f"wsfleet-redis-add-{node.key}")
+        elif action == ControlAction.REDIS_SET:
+            addresses = args.get("addresses")
+            if not isinstance(addresses, list) or not addresses:
+                log.warning("ignoring redis.set from %s without addresses", control.sender)
+                return
+            try:
+                nodes = [RedisNode.parse(str(address)) for address in addresses]
+            except ValueError as exc:
+                log.warning("ignoring redis.set from %s: %s", control.sender, exc)
+                return
+            self.tasks.spawn(self.apply_node_list(nodes), "wsfleet-redis-set")
+        elif action == ControlAction.REDIS_REMOVE:
+            key = RedisNode.parse(str(args.get("address", ""))).key
+            self.tasks.spawn(self.bus.remove_redis_node(key), f"wsfleet-redis-remove-{key}")
+        else:
+            log.debug("unknown control action %r from %s", action, control.sender)
+
+    def announce(self, action: str, address: str) -> None:
+        message = env.control(action, {"address": address}, self.name, self.bus.meta())
+        self.bus.publish(self.settings.control_channel, message, "*control")
+
+    # -- hot-plug ---
+
+    async def add_instance(self, address: str | RedisNode, *, everywhere: bool) -> bool:
+        node = address if isinstance(address, RedisNode) else RedisNode.parse(address)
+        if everywhere:
+            self.announce(ControlAction.REDIS_ADD, str(node) if not node.password else _plain(node))
+        return await self.add_redis_node(node)
+
+    async def remove_instance(self, address: str | RedisNode, *, everywhere: bool) -> bool:
+        node = address if isinstance(address, RedisNode) else RedisNode.parse(address)
+        if everywhere:
+            self.announce(ControlAction.REDIS_REMOVE, _plain(node))
+        return await self.bus.remove_redis_node(node.key)
+
+    def healthy_count(self, role: str) -> int:
+        if role not in ("publisher", "subscriber"):
+            raise TypeError("role must be 'publisher' or 'subscriber'")
+        links = self.bus.links.values()
+        if role == "publisher":
+            return sum(1 for link in links if link.publisher_healthy)
+        return sum(1 for link in links if link.subscriber_healthy)
+
+    async def add_redis_node(self, node: RedisNode) -> bool:
+        def fleet_listens(key: str) -> bool:
+            live = self.registry.live
+            return all(
+                key in (info.get("redis") or ()) for name, info in live.items() if name != self.name
+            )
+
+        added = await self.bus.add_redis_node(node, ready=fleet_listens)
+        await self.registry.refresh()
+        return added
+
+    async def apply_node_list(self, nodes: Iterable[RedisNode]) -> None:
+        """Make the bus use exactly ``nodes``: hot-add the new ones, then hot-remove the rest."""
+        wanted = {node.key: node for node in nodes}
+        if not wanted:
+            log.warning("ignoring an empty Redis node list")
+            return
+        current = set(self.bus.links)
+        added = [node for key, node in wanted.items() if key not in current]
+        removed = [key for key in current if key not in wanted]
+        if not added and not removed:
+            return
+        log.info("Redis node list changed: +%s -%s", [str(n) for n in added], removed)
+        await asyncio.gather(*(self.add_redis_node(node) for node in added))
+        await asyncio.gather(*(self.bus.remove_redis_node(key) for key in removed))
+
+    def read_listed(self, directory: Path) -> None:
+        """Read the mounted node list once at start: its nodes join the configured ones."""
+        self.listed = read_node_list(directory)
+        configured = {n.key for n in self.bus.configured}
+        for node in self.listed or ():
+            if node.key not in configured:
+                configured.add(node.key)
+                self.bus.configured.append(node)
+
+    async def watch_config_dir(self, directory: Path) -> None:
+        while True:
+            await asyncio.sleep(self.settings.config_poll_interval)
+            try:
+                listed = read_node_list(directory)
+            except (OSError, ValueError) as exc:
+                log.warning("cannot read the Redis node list in %s: %s", directory, exc)
+                continue
+            # Applied when the file changes, so nodes added by a control message stay until the
+            # next edit of the list.
+            if listed is None or listed == self.listed:
+                continue
+            self.listed = listed
+            try:
+                await self.apply_node_list(listed)
+            except Exception:
+                log.exception("applying the Redis node list of %s failed", directory)
+
+
+def _plain(node: RedisNode) -> str:
+    scheme = "rediss" if node.tls else "redis"
+    auth = ""
+    if node.password:
+        auth = f"{node.username or ''}:{node.password}@"
+    return f"{scheme}://{auth}{node.host}:{node.port}/{node.db}"

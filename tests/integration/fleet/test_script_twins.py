@@ -1,0 +1,119 @@
+"""The memory broker's Python twins answer every Lua script of the bus exactly as Redis does.
+
+The same command sequences run on a real redis-server (through a RedisLink) and on a
+MemoryBroker (through a MemoryLink); every reply and every message published by a script must be
+the same."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import wait_until
+from tests.redis_procs import RedisProcess
+
+from wsfleet.bus import directory, memory, registry
+from wsfleet.bus.broker import BrokerLink, CallbackHandler, LinkTimings
+from wsfleet.bus.memory_link import MemoryLink
+from wsfleet.bus.nodes import RedisNode
+from wsfleet.bus.redis_link import RedisLink
+
+INBOX = "p:wsfleet:node:"
+LEASE, NODES, INFO = "p:wsfleet:lease:n1", "p:wsfleet:nodes", "p:wsfleet:nodeinfo"
+SOCK = "p:wsfleet:sock:s1"
+
+
+def sequence(now_ms: int) -> list[tuple[Any, ...]]:
+    r, d = registry, directory
+    return [
+        (
+            "EVAL",
+            r._REFRESH,
+            3,
+            LEASE,
+            NODES,
+            INFO,
+            "boot1",
+            10_000,
+            now_ms + 10_000,
+            "n1",
+            b'{"v":1}',
+            now_ms,
+        ),
+        (
+            "EVAL",
+            r._REFRESH,
+            3,
+            LEASE,
+            NODES,
+            INFO,
+            "boot2",
+            10_000,
+            now_ms + 10_000,
+            "n1",
+            b"{}",
+            now_ms,
+        ),  # another boot with the same name: the holder is returned
+        (
+            "EVAL",
+            r._REFRESH,
+            3,
+            "p:wsfleet:lease:n2",
+            NODES,
+            INFO,
+            "b3",
+            10_000,
+            now_ms - 5,
+            "n2",
+            b"{}",
+            now_ms,
+        ),  # already expired in the sorted set
+        ("EVAL", r._LIVE, 2, NODES, INFO, now_ms),
+        ("EVAL", d._CLAIM, 1, SOCK, "n1", 10_000, INBOX, b"notice-1"),
+        ("EVAL", d._CLAIM, 1, SOCK, "n2", 10_000, INBOX, b"notice-2"),  # publishes to n1
+        ("EVAL", d._SEND, 1, SOCK, INBOX, b"hello", "ws:private_socket"),
+        ("EVAL", d._SEND, 1, "p:wsfleet:sock:nobody", INBOX, b"hi", "ws:private_socket"),
+        ("EVAL", d._REFRESH, 2, SOCK, "p:wsfleet:sock:s2", "n2", 10_000),
+        ("EVAL", d._REFRESH, 1, SOCK, "n1", 10_000),  # held by n2: one lost
+        ("EVAL", d._RELEASE, 1, SOCK, "n1"),
+        ("EVAL", d._RELEASE, 1, SOCK, "n2"),
+        ("GET", SOCK),
+        ("EVAL", r._LEAVE, 3, LEASE, NODES, INFO, "boot1", "n1"),
+        ("EVAL", r._LIVE, 2, NODES, INFO, now_ms),
+        ("PUBSUB", "NUMSUB", INBOX + "n1", "nobody"),
+    ]
+
+
+async def run(link: BrokerLink, got: list[tuple[bytes, bytes]], now_ms: int) -> list[Any]:
+    channels = {(INBOX + "n1").encode(), (INBOX + "n2").encode(), b"ws:private_socket"}
+    link.set_channels(channels)
+    await link.wait_subscribed(channels)
+    replies = [await link.call(*args) for args in sequence(now_ms)]
+    await wait_until(lambda: len(got) >= 3)
+    return replies
+
+
+async def test_every_script_twin_answers_like_redis(redis: RedisProcess) -> None:
+    now_ms = 1_800_000_000_000
+    results = []
+    for make in (
+        lambda h: RedisLink(RedisNode.parse(redis.address), h, timings=LinkTimings()),
+        lambda h: MemoryLink(RedisNode.parse("memory://twins"), h),
+    ):
+        got: list[tuple[bytes, bytes]] = []
+        handler = CallbackHandler(
+            lambda _, channel, data, got=got: got.append((channel, data)),
+            lambda *_: None,
+            lambda *_: None,
+        )
+        link = make(handler)
+        link.start()
+        try:
+            await wait_until(lambda link=link: link.publisher_healthy and link.subscriber_healthy)
+            results.append((await run(link, got, now_ms), sorted(got)))
+        finally:
+            await link.aclose()
+            memory.forget_brokers()
+    (redis_replies, redis_messages), (twin_replies, twin_messages) = results
+    assert twin_replies == redis_replies
+    assert twin_messages == redis_messages
+    assert redis_replies[1] == b"boot1" and redis_messages  # the sequence does exercise them
