@@ -9,12 +9,14 @@ elsewhere): it is only compiled. Every other block is saved as a script and run:
 - any other block runs against a demo node (``wsfleet serve``) and must exit 0.
 
 Port 9000 in a block is replaced by the port of the node it talks to (tests never bind 9000).
+Every block runs with ``APP_TOKEN_KEYS`` set, as the README tells the reader to.
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FRAGMENT = "<!-- fragment -->"
+ENV = {**os.environ, "APP_TOKEN_KEYS": "k1:" + os.urandom(16).hex()}
 FENCE = re.compile(r"^```python\s*$")
 SERVES = re.compile(r"(?<!asyncio)\.run\(")
 
@@ -87,6 +90,7 @@ async def run_script(path: Path, code: str, port: int) -> tuple[int, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=path.parent,
+        env=ENV,
     )
     try:
         async with asyncio.timeout(30):
@@ -107,6 +111,7 @@ async def start_script_server(path: Path, code: str, port: int) -> asyncio.subpr
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=path.parent,
+        env=ENV,
     )
     assert proc.stdout is not None
     seen = b""

@@ -43,6 +43,7 @@ message to :meth:`BrokerEventHandler.on_link_message` synchronously, in the brok
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -82,6 +83,8 @@ class LinkTimings:
     ping_timeout: float = 2.0
     backoff_initial: float = 0.05
     backoff_max: float = 2.0
+    tls: ssl.SSLContext | None = None
+    """The client context of ``rediss://`` nodes (None: the system's defaults)."""
 
 
 @dataclass(slots=True)

@@ -126,7 +126,8 @@ class RedisSubscriber:
                     self._last_pong = loop.time()
             elif reply == b"PONG":  # PING before the first subscription
                 self._last_pong = loop.time()
-            elif isinstance(reply, hiredis.ReplyError):
+            elif isinstance(reply, hiredis.ReplyError):  # e.g. NOPERM: an ACL user without &channel
+                self.health.last_error = f"{self.node}: subscribe refused ({reply})"
                 log.warning("Redis %s subscriber: %s", self.node, reply)
 
         while not self.closed:  # also ends if a library swallowed a cancel

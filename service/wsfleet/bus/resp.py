@@ -18,6 +18,7 @@ import hiredis
 
 from wsfleet.bus.broker import Command, LinkError, LinkTimings
 from wsfleet.bus.nodes import RedisNode
+from wsfleet.bus.tls import connect_error
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -172,7 +173,7 @@ def connect_error_text(node: RedisNode, exc: BaseException) -> str:
 async def open_connection(node: RedisNode, timings: LinkTimings) -> RespConnection:
     """Connect and authenticate (``AUTH``, ``SELECT``, ``CLIENT SETNAME``)."""
     loop = asyncio.get_running_loop()
-    context = ssl.create_default_context() if node.tls else None
+    context = (timings.tls or ssl.create_default_context()) if node.tls else None
     conn: RespConnection | None = None
     try:
         async with asyncio.timeout(timings.connect_timeout):
@@ -180,16 +181,21 @@ async def open_connection(node: RedisNode, timings: LinkTimings) -> RespConnecti
                 lambda: RespConnection(loop), node.host, node.port, ssl=context
             )
             if node.password is not None:
-                if node.username:
-                    await conn.request("AUTH", node.username, node.password)
-                else:
-                    await conn.request("AUTH", node.password)
+                user = (node.username,) if node.username else ()  # none: Redis < 6 too
+                try:
+                    await conn.request("AUTH", *user, node.password)
+                except LinkError as exc:
+                    who = node.username or "default"
+                    raise LinkError(f"{node}: AUTH as user {who!r} refused ({exc})") from None
             if node.db:
                 await conn.request("SELECT", node.db)
             await conn.request("CLIENT", "SETNAME", CLIENT_NAME)
-    except BaseException:
+    except BaseException as exc:
         if conn is not None:
             conn.fail(ConnectionResetError("handshake failed"))
+        cause = connect_error(str(node), exc)
+        if cause is not exc:
+            raise cause from None
         raise
     if not conn.is_open:
         raise ConnectionResetError("connection closed during the handshake")

@@ -19,7 +19,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from wsfleet.ops.fleet_view import PAGE, FleetView
 from wsfleet.ops.metrics import node_registry
-from wsfleet.server.lifecycle import NO_REDIS_PATH
 from wsfleet.server.server import Server
 from wsfleet.version import __version__
 
@@ -27,15 +26,8 @@ log = logging.getLogger("wsfleet.ops")
 
 
 def readiness(server: Server) -> list[str]:
-    """Why the node is not ready (empty when it is): the lifecycle's one readiness rule, and
-    then why each Redis node is down when no path through Redis works."""
-    reasons = server.lifecycle.readiness()
-    fleet = server.fleet
-    if fleet is not None and NO_REDIS_PATH in reasons:
-        for link in fleet.bus.links.values():
-            if not link.publisher_healthy and link.health.last_error:
-                reasons.append(f"Redis {link.node}: {link.health.last_error}")
-    return reasons
+    """Why the node is not ready (empty when it is): the lifecycle's one readiness rule."""
+    return server.lifecycle.readiness()
 
 
 def cluster_view(server: Server) -> dict[str, Any]:
@@ -57,7 +49,10 @@ def cluster_view(server: Server) -> dict[str, Any]:
     bus = fleet.bus
     working = set(bus.working_paths())
     view["node"] = fleet.name
-    view["liveNodes"] = {name: info for name, info in sorted(fleet.registry.live.items())}
+    view["liveNodes"] = {
+        name: {k: v for k, v in info.items() if k != "boot"}  # boot ids stay off /cluster
+        for name, info in sorted(fleet.registry.live.items())
+    }
     view["redis"] = [
         {
             "key": key,
@@ -73,6 +68,13 @@ def cluster_view(server: Server) -> dict[str, Any]:
         for key, link in sorted(bus.links.items())
     ]
     view["outageBuffer"] = len(bus.outage)
+    view["busAuth"] = {
+        "mode": bus.auth.mode.value,  # off | signed | compat (unsigned from original nodes)
+        "signingKeyId": bus.auth.signing_key_id,
+        "keyIds": bus.auth.key_ids,
+        "unsignedAccepted": bus.auth.unsigned_accepted,
+        "rejected": dict(bus.stats.rejected),
+    }
     view["pendingCalls"] = len(fleet.calls)
     return view
 

@@ -32,6 +32,17 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(PREFIX + name, doc, value=value)
 
 
+REJECT_REASONS = (
+    "unsigned",
+    "malformed",
+    "unknown-key",
+    "bad-signature",
+    "stale",
+    "replay",
+    "address",
+)
+
+
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(PREFIX + name, doc, value=value)
 
@@ -205,6 +216,26 @@ class NodeCollector(Collector):
         yield _counter("bus_decode_errors", "bus messages that were not valid", b.decode_errors)
         yield _counter(
             "bus_duplicates_dropped", "bus messages dropped as duplicates", b.duplicates_dropped
+        )
+        rejected = CounterMetricFamily(
+            PREFIX + "bus_rejected",
+            "bus messages refused (unsigned, bad signature, unknown key, replay, address, ...)",
+            labels=["reason"],
+        )
+        for reason in sorted(set(REJECT_REASONS) | set(b.rejected)):
+            rejected.add_metric([reason], b.rejected[reason])
+        yield rejected
+        auth = GaugeMetricFamily(
+            PREFIX + "bus_auth_mode",
+            "1 for the bus authentication mode in use (off, signed, compat)",
+            labels=["mode"],
+        )
+        auth.add_metric([bus.auth.mode.value], 1)
+        yield auth
+        yield _counter(
+            "bus_unsigned_accepted",
+            "unsigned messages accepted in compatibility mode (from original nodes)",
+            bus.auth.unsigned_accepted,
         )
         yield _gauge(
             "bus_outage_buffer_messages",

@@ -26,6 +26,7 @@ from wsfleet.protocol.errors import FrameError
 from wsfleet.protocol.wsframe import build_pong_frame, build_text_frame
 from wsfleet.server.errors import Refuse
 from wsfleet.server.hub import Hub
+from wsfleet.server.origins import origin_allowed
 from wsfleet.server.ports import EventTracing
 from wsfleet.server.ratelimit import TokenBucket
 from wsfleet.server.settings import RateLimitPolicy, ServerSettings
@@ -83,6 +84,8 @@ class Dispatcher:
     async def admit(self, request: UpgradeRequest) -> str | None:
         if not self.state.accepting:
             raise Refuse(503, "Server is shutting down")
+        if not origin_allowed(request.headers, self.settings.allowed_origins):
+            raise Refuse(403, "Forbidden: origin not allowed")
         if self.authenticate is None:
             return None
         result = self.authenticate(request)

@@ -96,6 +96,15 @@ class Fleet:
     def has_working_path(self) -> bool:
         return bool(self.bus.working_paths())
 
+    def link_problems(self) -> list[str]:
+        problems = []
+        for link in self.bus.links.values():
+            error = link.health.last_error
+            if error:
+                node = str(link.node)
+                problems.append(f"Redis {error}" if node in error else f"Redis {node}: {error}")
+        return problems
+
     async def flush(self, timeout: float) -> bool:
         return await self.bus.flush(timeout)
 

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from wsfleet.bus import envelopes as env
 from wsfleet.bus.bus import Bus
@@ -16,11 +16,18 @@ from wsfleet.bus.nodelist import read_node_list
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.registry import Registry
 from wsfleet.bus.settings import FleetSettings
+from wsfleet.bus.trust import BusAddressError, Credentials, public_address, trusted_nodes
 from wsfleet.contract import ControlAction
 from wsfleet.server.hub import Hub
 from wsfleet.tasks import TaskOwner
 
 log = logging.getLogger("wsfleet.fleet")
+
+_REDIS_ACTIONS: Final = (
+    ControlAction.REDIS_ADD,
+    ControlAction.REDIS_SET,
+    ControlAction.REDIS_REMOVE,
+)
 
 
 class FleetControl:
@@ -34,6 +41,13 @@ class FleetControl:
         self.name = settings.server_name
         self.tasks = tasks
         self.listed: tuple[RedisNode, ...] | None = None
+        #: Credentials for nodes named on the bus come only from this node's own configuration.
+        self.credentials = Credentials(
+            lambda: (*self.bus.configured, *(self.listed or ())),
+            password_file=settings.redis_password_file,
+            secrets_dir=settings.redis_secrets_dir,
+            username=settings.redis_username,
+        )
 
     def on_control(self, message: dict[str, Any]) -> None:
         control = env.parse_control(message)
@@ -42,23 +56,21 @@ class FleetControl:
             socket_id = args.get("socketId")
             if isinstance(socket_id, str):
                 self.hub.logged_in_elsewhere(socket_id)
-        elif action == ControlAction.REDIS_ADD:
-            node = RedisNode.parse(str(args.get("address", "")))
-            self.tasks.spawn(self.add_redis_node(node), f"wsfleet-redis-add-{node.key}")
-        elif action == ControlAction.REDIS_SET:
-            addresses = args.get("addresses")
-            if not isinstance(addresses, list) or not addresses:
-                log.warning("ignoring redis.set from %s without addresses", control.sender)
-                return
+        elif action in _REDIS_ACTIONS:
             try:
-                nodes = [RedisNode.parse(str(address)) for address in addresses]
-            except ValueError as exc:
-                log.warning("ignoring redis.set from %s: %s", control.sender, exc)
+                nodes = trusted_nodes(action, args, self.credentials)
+            except BusAddressError as exc:
+                self.bus.stats.rejected["address"] += 1
+                log.warning("refused %s from %s: %s", action, control.sender, exc)
                 return
-            self.tasks.spawn(self.apply_node_list(nodes), "wsfleet-redis-set")
-        elif action == ControlAction.REDIS_REMOVE:
-            key = RedisNode.parse(str(args.get("address", ""))).key
-            self.tasks.spawn(self.bus.remove_redis_node(key), f"wsfleet-redis-remove-{key}")
+            if action == ControlAction.REDIS_ADD:
+                node = nodes[0]
+                self.tasks.spawn(self.add_redis_node(node), f"wsfleet-redis-add-{node.key}")
+            elif action == ControlAction.REDIS_SET:
+                self.tasks.spawn(self.apply_node_list(nodes), "wsfleet-redis-set")
+            else:
+                key = nodes[0].key
+                self.tasks.spawn(self.bus.remove_redis_node(key), f"wsfleet-redis-remove-{key}")
         else:
             log.debug("unknown control action %r from %s", action, control.sender)
 
@@ -71,13 +83,13 @@ class FleetControl:
     async def add_instance(self, address: str | RedisNode, *, everywhere: bool) -> bool:
         node = address if isinstance(address, RedisNode) else RedisNode.parse(address)
         if everywhere:
-            self.announce(ControlAction.REDIS_ADD, str(node) if not node.password else _plain(node))
+            self.announce(ControlAction.REDIS_ADD, public_address(node))
         return await self.add_redis_node(node)
 
     async def remove_instance(self, address: str | RedisNode, *, everywhere: bool) -> bool:
         node = address if isinstance(address, RedisNode) else RedisNode.parse(address)
         if everywhere:
-            self.announce(ControlAction.REDIS_REMOVE, _plain(node))
+            self.announce(ControlAction.REDIS_REMOVE, public_address(node))
         return await self.bus.remove_redis_node(node.key)
 
     def healthy_count(self, role: str) -> int:
@@ -105,7 +117,12 @@ class FleetControl:
         if not wanted:
             log.warning("ignoring an empty Redis node list")
             return
-        current = set(self.bus.links)
+        links = self.bus.links
+        # new credentials or TLS for a known node (its list entry caught up with a control
+        # message that could not carry them): reconnect it
+        changed = [k for k, node in wanted.items() if k in links and links[k].node != node]
+        await asyncio.gather(*(self.bus.remove_redis_node(key) for key in changed))
+        current = set(links)
         added = [node for key, node in wanted.items() if key not in current]
         removed = [key for key in current if key not in wanted]
         if not added and not removed:
@@ -140,11 +157,3 @@ class FleetControl:
                 await self.apply_node_list(listed)
             except Exception:
                 log.exception("applying the Redis node list of %s failed", directory)
-
-
-def _plain(node: RedisNode) -> str:
-    scheme = "rediss" if node.tls else "redis"
-    auth = ""
-    if node.password:
-        auth = f"{node.username or ''}:{node.password}@"
-    return f"{scheme}://{auth}{node.host}:{node.port}/{node.db}"

@@ -66,7 +66,7 @@ class BusInbound:
         try:
             if route is not None:
                 route(message)
-            elif channel.startswith(self.settings.ws_prefix):
+            elif channel.startswith(self.settings.ws_space):
                 self._on_room(message)
             elif self.custom_handler is not None:
                 result = self.custom_handler(channel, message)

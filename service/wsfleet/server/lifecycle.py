@@ -74,6 +74,7 @@ class Lifecycle:
             reasons.append("starting: the WebSocket port is not listening yet")
         if self.fleet is not None and not self.fleet.has_working_path():
             reasons.append(NO_REDIS_PATH)
+            reasons.extend(self.fleet.link_problems())
         return reasons
 
     @property

@@ -125,6 +125,11 @@ class FleetMembership(Protocol):
         """Wait until queued publishes went out; False when some were left at the deadline."""
         ...
 
+    def link_problems(self) -> list[str]:
+        """The last known cause of each Redis node's failure (refused AUTH, untrusted
+        certificate, unresolvable name, …), for readiness reasons."""
+        ...
+
 
 class EventTracing(Protocol):
     """Spans of client events (``wsfleet.tracing.Tracing``, loaded only by nodes that trace)."""
