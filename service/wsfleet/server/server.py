@@ -64,15 +64,25 @@ class Server:
         fleet: FleetSettings | None = None,
         authenticate: Authenticator | None = None,
     ) -> None:
-        self.settings = settings or ServerSettings()
+        settings = settings or ServerSettings()
         self.stats = NodeStats()
-        self.hub = Hub(self.settings, self.stats)
+        self.hub = Hub(settings, self.stats)
         self.fleet: Fleet | None = Fleet(self.hub, fleet) if fleet is not None else None
         if self.fleet is not None:
             self.hub.propagation = self.fleet
         state = NodeState()
-        self.dispatcher = Dispatcher(self.settings, self.stats, self.hub, state, authenticate)
+        self.dispatcher = Dispatcher(settings, self.stats, self.hub, state, authenticate)
         self.lifecycle = Lifecycle(self.hub, self.dispatcher, state, self.fleet)
+
+    @property
+    def settings(self) -> ServerSettings:
+        """The node's settings. Assigning new ones (``dataclasses.replace``) before the node
+        starts reaches every part: the Hub, the Dispatcher and the Lifecycle."""
+        return self.dispatcher.settings
+
+    @settings.setter
+    def settings(self, settings: ServerSettings) -> None:
+        self.hub.settings = self.dispatcher.settings = self.lifecycle.settings = settings
 
     # -- events ------------------------------------------------------------------------------
 

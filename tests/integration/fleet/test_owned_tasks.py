@@ -82,7 +82,7 @@ async def test_closing_a_node_stops_its_work_in_flight(
     # a redis.add that waits (hot_add_grace) for the whole fleet to list the new Redis node
     a_fleet = a.server.fleet
     assert a_fleet is not None
-    a_fleet.control.announce("redis.add", r2.address)
+    a_fleet.control.announce("redis.add", f"redis://{r2.address}/0")
     async with asyncio.timeout(10):
         while len(started) < 4 or b.server.get_redis_instances_count() < 2:
             await asyncio.sleep(0.01)
