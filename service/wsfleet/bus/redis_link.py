@@ -42,7 +42,7 @@ from wsfleet.bus.broker import (
 )
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.redis_subscriber import SUBSCRIBE_BATCH, RedisSubscriber
-from wsfleet.bus.resp import RespConnection, connect_error_text, open_connection
+from wsfleet.bus.resp import RespConnection, open_connection
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -271,10 +271,11 @@ class RedisLink:
             try:
                 conn = await open_connection(self.node, self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
-                error = connect_error_text(self.node, exc)
+                error = str(exc) or type(exc).__name__
                 if error != self._said:  # said once, not on every retry
                     self._said = error
-                    log.warning("Redis %s: cannot connect: %s", self.node, error)
+                    node = str(self.node)
+                    log.warning("Redis %s", error if node in error else f"{node}: {error}")
                 self._set_health(PUBLISHER, False, "error", error)
                 self._fail_queued(exc)
                 await asyncio.sleep(backoff * (1 + random.random()))

@@ -21,7 +21,7 @@ import hiredis
 from wsfleet.bus.broker import SUBSCRIBER, BrokerLink, LinkError, LinkHealth, LinkTimings
 from wsfleet.bus.confirmations import Confirmations
 from wsfleet.bus.nodes import RedisNode
-from wsfleet.bus.resp import RespConnection, connect_error_text, open_connection, pack_command
+from wsfleet.bus.resp import RespConnection, open_connection, pack_command
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -134,7 +134,7 @@ class RedisSubscriber:
             try:
                 conn = await open_connection(self.node, self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
-                self._set_health(SUBSCRIBER, False, "error", connect_error_text(self.node, exc))
+                self._set_health(SUBSCRIBER, False, "error", str(exc) or type(exc).__name__)
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -157,17 +156,6 @@ class RespConnection(asyncio.Protocol):
             self.error = ConnectionResetError("closed")
         if self.transport is not None:
             self.transport.close()
-
-
-def connect_error_text(node: RedisNode, exc: BaseException) -> str:
-    """Why connecting to ``node`` failed, in words an operator can act on."""
-    if isinstance(exc, socket.gaierror):
-        return f"the host name {node.host!r} did not resolve ({exc.strerror or exc})"
-    if isinstance(exc, ConnectionRefusedError):
-        return f"connection refused by {node.host}:{node.port} (is redis-server running there?)"
-    if isinstance(exc, TimeoutError):
-        return f"no connection to {node.host}:{node.port} within the connect timeout"
-    return str(exc) or type(exc).__name__
 
 
 async def open_connection(node: RedisNode, timings: LinkTimings) -> RespConnection:

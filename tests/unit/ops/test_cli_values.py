@@ -4,14 +4,11 @@ same wording whether the value came from a flag, a WSFLEET_* variable or the TOM
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
 from wsfleet import cli
-from wsfleet.bus.nodes import RedisNode
-from wsfleet.bus.resp import connect_error_text
 from wsfleet.ops.setting_values import plain_text
 
 CASES = [
@@ -133,15 +130,4 @@ def test_help_has_no_docs_markup_and_shows_defaults_and_choices(
 def test_plain_text_drops_restructuredtext_roles_and_literals() -> None:
     assert plain_text("see :meth:`Socket.mark_background`,\n ``pingMsg`` and :class:`~a.B`") == (
         "see Socket.mark_background, pingMsg and a.B"
-    )
-
-
-def test_connect_errors_say_what_went_wrong() -> None:
-    node = RedisNode.parse("notahost:6379")
-    error = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    assert connect_error_text(node, error) == (
-        "the host name 'notahost' did not resolve (Name or service not known)"
-    )
-    assert connect_error_text(node, ConnectionRefusedError(111, "refused")) == (
-        "connection refused by notahost:6379 (is redis-server running there?)"
     )
