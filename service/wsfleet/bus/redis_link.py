@@ -79,6 +79,7 @@ class RedisLink:
         self._pub: RespConnection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._said: str | None = None  # the last connect failure logged
         self.health = LinkHealth()
         self._subscriber = RedisSubscriber(self, node, self.timings, self.health, self._set_health)
         self.publishable = True
@@ -271,12 +272,17 @@ class RedisLink:
                 conn = await open_connection(self.node, self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
                 error = str(exc) or type(exc).__name__
+                if error != self._said:  # said once, not on every retry
+                    self._said = error
+                    node = str(self.node)
+                    log.warning("Redis %s", error if node in error else f"{node}: {error}")
                 self._set_health(PUBLISHER, False, "error", error)
                 self._fail_queued(exc)
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
             backoff = self.timings.backoff_initial
+            self._said = None
             conn.on_writable = self._flush
             conn.on_idle = self._drained
             self._pub = conn
