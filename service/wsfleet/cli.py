@@ -47,6 +47,10 @@ def _fields(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any]]:
     return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
 
 
+#: The default of a settings flag that was not given (``None`` is a value: ``off``).
+_NOT_GIVEN: Any = object()
+
+
 def _converter(hint: Any) -> Callable[[str], Any]:
     from wsfleet.bus.nodes import RedisNode
 
@@ -141,7 +145,7 @@ def _add_node_options(command: argparse.ArgumentParser) -> None:
                 flag,
                 dest=f"{title}_{f.name}",
                 type=_converter(hint),
-                default=None,
+                default=_NOT_GIVEN,  # None is a value: "--rate-limit-per-second off"
                 metavar=f.name.upper(),
                 help=f"{_field_doc(cls, f.name)} (default: {_default_text(f)}) [{env}]",
             )
@@ -259,7 +263,7 @@ def resolve(
             problems.append(f"unknown setting {name!r} in {config_path}{hint}")
 
     def pick(name: str, flag_value: Any, hint: Any, convert: Callable[[str], Any]) -> Any:
-        if flag_value is not None:
+        if flag_value is not _NOT_GIVEN:
             origin[name] = "flag --" + name.replace("_", "-")
             return flag_value
         env_name = ENV_PREFIX + name.upper()
@@ -285,8 +289,12 @@ def resolve(
 
     node: dict[str, Any] = {}
     for name, convert, default in _NODE_OPTIONS:
+        flag = getattr(args, name)
         value = pick(
-            name, getattr(args, name), type(default) if default is not None else str, convert
+            name,
+            _NOT_GIVEN if flag is None else flag,
+            type(default) if default is not None else str,
+            convert,
         )
         node[name] = default if value is dataclasses.MISSING else value
     built: dict[str, Any] = {}

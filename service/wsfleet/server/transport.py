@@ -219,15 +219,17 @@ async def handle(
 
 async def _read_loop(node: NodePort, socket: Socket, ws: _WebSocket) -> None:
     on_frame = node.frame
+    budget = node.settings.max_frames_per_turn
     queue = ws.queue()
     if queue is not None:
         queue.socket, queue.on_frame = socket, on_frame
+    turn = 0  # frames taken from the queue since this connection last let the loop run
     try:
         while True:
             if queue is None:
                 msg = await ws.receive()
             else:
-                queue.armed = True  # data frames arriving while we wait are handled at once
+                queue.arm(budget)  # data frames arriving while we wait are handled at once
                 try:
                     msg = await ws.receive()
                 finally:
@@ -239,6 +241,10 @@ async def _read_loop(node: NodePort, socket: Socket, ws: _WebSocket) -> None:
                     await node.wait_for_slot(socket)
                 if on_frame(socket, msg.data):
                     await node.wait_for_slot(socket)
+                turn += 1
+                if turn >= budget:  # receive() does not yield while frames are queued:
+                    turn = 0  # let the other connections, timers and Redis have a turn
+                    await asyncio.sleep(0)
             elif kind is WSMsgType.PONG:
                 node.pong(socket, msg.data)
             elif kind is WSMsgType.PING:

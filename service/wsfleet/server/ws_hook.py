@@ -103,22 +103,42 @@ if isinstance(_BaseQueue, type):
         Order is kept: frames are dispatched directly only when nothing is queued before them
         and the read loop is idle; control frames, and every frame while the read loop is busy
         (a handler slot is awaited, a message is being handled) go through the queue as before.
+
+        Fairness: at most ``budget`` frames are handled directly while the read loop is parked
+        (one turn of the event loop for this connection); the rest of what aiohttp parsed goes
+        through the queue, which the read loop takes in turns of the same size. aiohttp stops
+        reading the socket when the queue is over its byte limit, so a flooding client is held
+        back by TCP instead of holding the loop.
         """
 
-        __slots__ = ("armed", "blocked", "on_frame", "socket", "usable")
+        __slots__ = ("armed", "blocked", "budget", "on_frame", "socket", "spent", "usable")
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.usable = isinstance(getattr(self, "_buffer", None), deque)
             self.armed = False
             self.blocked = False
+            self.budget = 1
+            self.spent = 0
             self.on_frame: FrameSink | None = None
             self.socket: Socket | None = None
+
+        def arm(self, budget: int) -> None:
+            """The read loop waits on the empty queue: the next ``budget`` data frames may be
+            handled from the data callback."""
+            self.budget = budget
+            self.spent = 0
+            self.armed = True
 
         def feed_data(self, data: Any, size: int) -> None:
             if self.armed and not self._buffer and data.type in _DATA_TYPES:
                 socket, on_frame = self.socket, self.on_frame
                 if socket is not None and on_frame is not None:
+                    self.spent += 1
+                    if self.spent >= self.budget:
+                        # This turn's budget is spent: later frames wait in the queue for the
+                        # read loop, which runs at the earliest in the next turn of the loop.
+                        self.armed = False
                     try:
                         if on_frame(socket, data.data):
                             # The handler slots are full: the read loop waits for one before
