@@ -116,24 +116,24 @@ async def healthy_client(
 ) -> RoundTrips:
     """Send ``add`` with a callbackId in a closed loop until ``stop``; time each ack."""
     out = RoundTrips()
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"ws://127.0.0.1:{port}/ws?id=healthy") as ws:
-            n = 0
-            last = time.monotonic()
-            while not stop.is_set():
-                n += 1
-                sent = time.monotonic()
-                await ws.send_str(json.dumps({"event": "add", "payload": [n, 1], "callbackId": str(n)}))
-                msg = await ws.receive(timeout=30)
-                now = time.monotonic()
-                assert msg.type is aiohttp.WSMsgType.TEXT, msg
-                assert json.loads(msg.data) == {"payload": n + 1, "callbackId": str(n)}
-                out.rtts.append(now - sent)
-                out.longest_wait = max(out.longest_wait, now - last)
-                last = now
-                if ready is not None:
-                    ready.set()
-                await asyncio.sleep(0.005)
+    url = f"ws://127.0.0.1:{port}/ws?id=healthy"
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        n = 0
+        last = time.monotonic()
+        while not stop.is_set():
+            n += 1
+            sent = time.monotonic()
+            await ws.send_str(json.dumps({"event": "add", "payload": [n, 1], "callbackId": str(n)}))
+            msg = await ws.receive(timeout=30)
+            now = time.monotonic()
+            assert msg.type is aiohttp.WSMsgType.TEXT, msg
+            assert json.loads(msg.data) == {"payload": n + 1, "callbackId": str(n)}
+            out.rtts.append(now - sent)
+            out.longest_wait = max(out.longest_wait, now - last)
+            last = now
+            if ready is not None:
+                ready.set()
+            await asyncio.sleep(0.005)
     return out
 
 

@@ -91,11 +91,9 @@ class ServerSettings:
 
     handshake_timeout: float = 10.0
     """Seconds a new TCP connection may take to send a complete HTTP request (the upgrade);
-    slower ones (slowloris) are dropped. Applies to the node's own port (``start``/``run``)."""
-
-    max_pending_handshakes: int = 4096
-    """TCP connections on the node's own port that have not completed a request yet (or idle
-    between plain HTTP requests); a new connection beyond it gets ``503`` and is closed."""
+    slower ones (slowloris) are dropped, as are plain HTTP connections idle this long. Applies to
+    the node's own port (``start``/``run``); on your own aiohttp application it is the
+    ``keepalive_timeout`` of your runner."""
 
     max_json_depth: int = 64
     """Deepest nesting of arrays and objects accepted in a client frame; a deeper frame is

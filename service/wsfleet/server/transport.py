@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, web
 
 from wsfleet.protocol.params import parse_ws_request_params
 from wsfleet.server.errors import Refuse
@@ -250,7 +250,11 @@ async def _read_loop(node: NodePort, socket: Socket, ws: _WebSocket) -> None:
             elif kind is WSMsgType.PING:
                 node.ping(socket, msg.data)
             elif kind is WSMsgType.ERROR:
-                node.failed(socket, msg.data)
+                error = msg.data
+                if isinstance(error, WebSocketError) and socket.close_code is None:
+                    # aiohttp closed with this code (1002, 1007, 1009): count what was sent
+                    socket.close_code, socket.close_reason = int(error.code), str(error)
+                node.failed(socket, error)
                 return
             else:  # CLOSE, CLOSING, CLOSED
                 return
@@ -314,6 +318,8 @@ async def serve(
         handle_signals=False,
         access_log=None,
         shutdown_timeout=node.settings.close_timeout + 1.0,
+        # aiohttp closes a connection that has not sent a whole request within this (slowloris)
+        keepalive_timeout=node.settings.handshake_timeout,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
