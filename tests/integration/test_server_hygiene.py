@@ -119,8 +119,10 @@ def _close_code_after(port: int, frame: bytes) -> int:
         (client_frame(b"x" * 2000), 1009),  # bigger than max_message_size
         (client_frame(b"\xff\xfe"), 1007),  # not UTF-8 in a text frame
         (bytes([0xF1]) + client_frame(b"x")[1:], 1002),  # reserved bits set
+        (client_frame(b'{"event":"e"}', masked=False), 1002),  # RFC 6455 5.1: must be masked
+        (client_frame(b"") + client_frame(b"x" * 300, masked=False), 1002),  # after a good one
     ],
-    ids=["1009", "1007", "1002"],
+    ids=["1009", "1007", "1002-reserved-bits", "1002-unmasked", "1002-unmasked-second"],
 )
 async def test_server_initiated_closes_are_counted_as_the_code_sent(
     start_server: StartServer, frame: bytes, code: int

@@ -95,6 +95,10 @@ class ServerSettings:
     the node's own port (``start``/``run``); on your own aiohttp application it is the
     ``keepalive_timeout`` of your runner."""
 
+    max_pending_handshakes: int = 4096
+    """TCP connections on the node's own port that have not completed their upgrade (or are
+    idle between plain HTTP requests); a new connection beyond it gets ``503`` and is closed."""
+
     max_json_depth: int = 64
     """Deepest nesting of arrays and objects accepted in a client frame; a deeper frame is
     dropped (counted as malformed ``depth``, logged). At most 250, so that any accepted payload

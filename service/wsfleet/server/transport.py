@@ -22,12 +22,14 @@ from aiohttp import WebSocketError, WSMsgType, web
 
 from wsfleet.protocol.params import parse_ws_request_params
 from wsfleet.server.errors import Refuse
+from wsfleet.server.pending import guarded_factory
 from wsfleet.server.ports import NodePort
 from wsfleet.server.settings import ServerSettings
 from wsfleet.server.socket import Socket, UpgradeRequest
 from wsfleet.server.ws_hook import (
     ReadPath,
     direct_queue_of,
+    mask_check_mismatch,
     post_start_with_direct_queue,
     select_path,
 )
@@ -60,6 +62,18 @@ _NODE_KEY: web.AppKey[NodePort] = web.AppKey("wsfleet_node")
 
 #: The read path of this process, checked once, at the first start-up (see ``ws_hook``).
 read_path = functools.cache(select_path)
+
+
+@functools.cache
+def checks_masks() -> bool:
+    """Unmasked client frames are refused with 1002 (checked once, logged when not)."""
+    reason = mask_check_mismatch()
+    if reason is not None:
+        log.warning(
+            "aiohttp does not fit the frame mask check (%s): unmasked client frames are accepted",
+            reason,
+        )
+    return reason is None
 
 
 class _LazyCookies(Mapping[str, str]):
@@ -122,11 +136,16 @@ class _WebSocket(web.WebSocketResponse):
         self._wsfleet_close_task: asyncio.Task[None] | None = None
 
     def _post_start(self, *args: Any, **kwargs: Any) -> None:
-        if read_path() is not ReadPath.DIRECT:
+        direct, mask_check = read_path() is ReadPath.DIRECT, checks_masks()
+        if not direct and not mask_check:
             super()._post_start(*args, **kwargs)
             return
-        # aiohttp builds its message queue here, by a module-level name: make it ours.
-        post_start_with_direct_queue(lambda: super(_WebSocket, self)._post_start(*args, **kwargs))
+        # aiohttp builds its message queue and frame parser here, by module-level names
+        post_start_with_direct_queue(
+            lambda: super(_WebSocket, self)._post_start(*args, **kwargs),
+            direct=direct,
+            mask_check=mask_check,
+        )
 
     def queue(self) -> Any:
         """The connection's direct queue, or None on the public path."""
@@ -264,6 +283,40 @@ async def _read_loop(node: NodePort, socket: Socket, ws: _WebSocket) -> None:
             queue.socket = queue.on_frame = None
 
 
+class _GuardedSite(web.TCPSite):
+    """``TCPSite`` whose accepted connections go through the pending-handshake cap
+    (:mod:`wsfleet.server.pending`): its ``start`` is TCPSite's with that protocol factory."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, *, node: NodePort) -> None:
+        super().__init__(runner, host, port)
+        self._node = node
+
+    def _pending(self) -> int:
+        server, stats = self._runner.server, self._node.stats
+        if server is None:
+            return 0
+        upgraded = stats.connections_accepted - sum(stats.connections_closed.values())
+        return len(server.connections) - upgraded
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        settings = self._node.settings
+        factory = guarded_factory(
+            server, self._pending, settings.max_pending_handshakes, self._node.stats
+        )
+        self._server = await asyncio.get_running_loop().create_server(
+            factory,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+        )
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+
 def static_files(directory: Path) -> HttpHandler:
     """Serve the files of one flat directory for plain GET requests; ``/`` is ``index.html``."""
     root = directory.resolve()
@@ -286,6 +339,7 @@ def attach(
     fallback: HttpHandler | None = None,
 ) -> None:
     read_path()  # checked at start-up, not on the first connection
+    checks_masks()
     # A partial, not a wrapper coroutine: that would keep one more frame alive per connection.
     route = functools.partial(handle, node, fallback=fallback)
     app.router.add_route("GET", path, route)
@@ -322,7 +376,7 @@ async def serve(
         keepalive_timeout=node.settings.handshake_timeout,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = _GuardedSite(runner, host, port, node=node)
     await site.start()
     ports = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
     return runner, ports
