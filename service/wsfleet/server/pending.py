@@ -20,11 +20,35 @@ _BUSY = (
 )
 
 
+#: Seconds a refused connection may stay to read the answer: closing at once with its request
+#: unread would make the kernel reset the connection, and the client might never see the 503.
+_LINGER = 2.0
+
+
 class _Busy(asyncio.Protocol):
+    """Answers 503, half-closes, discards what the client sends, closes on its EOF (or after
+    ``_LINGER``)."""
+
+    def __init__(self) -> None:
+        self._timer: asyncio.TimerHandle | None = None
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         writable = cast(asyncio.WriteTransport, transport)  # uvloop's are not subclasses
         writable.write(_BUSY)
-        writable.close()
+        if writable.can_write_eof():
+            writable.write_eof()
+        self._timer = asyncio.get_running_loop().call_later(_LINGER, writable.abort)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def guarded_factory(
