@@ -126,7 +126,9 @@ def authenticate(request: UpgradeRequest) -> str | None:
 def build_wsfleet(
     settings: ServerSettings | None = None, fleet: FleetSettings | None = None
 ) -> Server:
-    server = Server(settings or ServerSettings(), fleet=fleet, authenticate=authenticate)
+    # Benchmarks measure throughput: the per-connection rate limit (on by default) is off here.
+    settings = settings or ServerSettings(rate_limit_per_second=None)
+    server = Server(settings, fleet=fleet, authenticate=authenticate)
 
     @server.on("echo")
     def echo(socket: Socket, payload: Any, ack: Acknowledge | None) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from wsfleet.protocol.wsframe import PING_FRAME
-from wsfleet.server import transport
+from wsfleet.server import signals, transport
 from wsfleet.server.dispatch import LISTENING, SERVER_CLOSE, Dispatcher
 from wsfleet.server.drain import drain as drain_connections
 from wsfleet.server.hub import Hub
@@ -116,7 +116,7 @@ class Lifecycle:
         prepare: Awaitable[Any] | None,
         sidecars: Sequence[Callable[[], AbstractAsyncContextManager[Any]]],
     ) -> None:
-        transport.run(
+        signals.run(
             self,
             host,
             port,
