@@ -326,6 +326,7 @@ class RedisLink:
                     self.health.latency = loop.time() - start
                 except (TimeoutError, LinkError) as exc:
                     log.debug("Redis %s: publisher ping failed: %r", self.node, exc)
+            await asyncio.sleep(0)  # one more loop turn: what is buffered is read before judging
             self._subscriber.ping(loop.time())
 
     def _set_health(self, role: str, healthy: bool, event: str, error: str | None) -> None:
