@@ -271,6 +271,8 @@ class RedisLink:
                 conn = await open_connection(self.node, self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
                 error = str(exc) or type(exc).__name__
+                if error != self.health.last_error:  # the cause, once per change of cause
+                    log.warning("Redis %s: cannot connect: %s", self.node, error)
                 self._set_health(PUBLISHER, False, "error", error)
                 self._fail_queued(exc)
                 await asyncio.sleep(backoff * (1 + random.random()))

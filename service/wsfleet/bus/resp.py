@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -161,23 +162,37 @@ class RespConnection(asyncio.Protocol):
 
 
 async def open_connection(node: RedisNode, timings: LinkTimings) -> RespConnection:
-    """Connect and authenticate (``AUTH``, ``SELECT``, ``CLIENT SETNAME``)."""
+    """Connect and authenticate (``AUTH``, ``SELECT``, ``CLIENT SETNAME``).
+
+    Raises :class:`LinkError` naming the cause when the host name does not resolve or Redis
+    refuses the credentials (with Redis' own error text)."""
     loop = asyncio.get_running_loop()
     context = ssl.create_default_context() if node.tls else None
     conn: RespConnection | None = None
     try:
         async with asyncio.timeout(timings.connect_timeout):
-            _, conn = await loop.create_connection(
-                lambda: RespConnection(loop), node.host, node.port, ssl=context
-            )
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: RespConnection(loop), node.host, node.port, ssl=context
+                )
+            except (socket.gaierror, UnicodeError) as exc:
+                raise LinkError(f"cannot resolve the Redis host name {node.host!r}: {exc}") from exc
             if node.password is not None:
-                if node.username:
-                    await conn.request("AUTH", node.username, node.password)
-                else:
-                    await conn.request("AUTH", node.password)
+                try:
+                    if node.username:
+                        await conn.request("AUTH", node.username, node.password)
+                    else:
+                        await conn.request("AUTH", node.password)
+                except LinkError as exc:
+                    raise LinkError(f"authentication failed: {exc}") from exc
             if node.db:
                 await conn.request("SELECT", node.db)
-            await conn.request("CLIENT", "SETNAME", CLIENT_NAME)
+            try:
+                await conn.request("CLIENT", "SETNAME", CLIENT_NAME)
+            except LinkError as exc:
+                if "NOAUTH" in str(exc):
+                    raise LinkError(f"authentication failed: {exc}") from exc
+                raise
     except BaseException:
         if conn is not None:
             conn.fail(ConnectionResetError("handshake failed"))

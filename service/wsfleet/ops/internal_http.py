@@ -36,6 +36,10 @@ def readiness(server: Server) -> list[str]:
         reasons.append("not accepting connections yet")
     if server.fleet is not None and not server.fleet.bus.working_paths():
         reasons.append("no working path through Redis (the bus probe has not returned recently)")
+        for link in server.fleet.bus.links.values():
+            error = link.health.last_error
+            if not link.publisher_healthy and error:
+                reasons.append(f"Redis {link.node}: {error}")
     return reasons
 
 
