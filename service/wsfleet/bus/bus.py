@@ -33,7 +33,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from wsfleet.bus.broker import BrokerLink, Command, LinkTimings
+from wsfleet.bus.broker import BrokerLink, Command, LinkTimings, command_size
 from wsfleet.bus.channels import ChannelSet
 from wsfleet.bus.codec import BusCodec, BusDecodeError
 from wsfleet.bus.dedup import DuplicateFilter
@@ -86,7 +86,10 @@ class Bus:
         self.key_router = Router()  # keyed commands always hash: a key lives on one Redis node
         self.dedup = DuplicateFilter()
         self.outage: OutageBuffer[Command] = OutageBuffer(
-            settings.outage_buffer_size, settings.outage_buffer_max_age
+            settings.outage_buffer_size,
+            settings.outage_buffer_max_age,
+            settings.outage_buffer_max_bytes,
+            command_size,
         )
         self.stats = BusStats()
         self.tracing: Tracing | None = None
@@ -96,7 +99,7 @@ class Bus:
         self.handler: BusEventHandler = as_handler(handler)
         self._on_message = self.handler.on_bus_message
         self.link_events = Pulse()
-        self.on_link_changed: Callable[[BrokerLink], None] = self.link_events.fire
+        self.on_link_changed: Callable[[BrokerLink], None] = self._link_changed
         """(BrokerEventHandler) a link's subscriptions or in-flight count changed."""
         self.peer_events = Pulse()
         self.switcher = Switcher(self)
@@ -115,6 +118,7 @@ class Bus:
             command_timeout=settings.command_timeout,
             ping_interval=settings.redis_ping_interval,
             ping_timeout=settings.redis_ping_timeout,
+            queue_max_bytes=settings.publish_queue_max_bytes,
         )
         self.inbox = settings.inbox_channel(self.name)
         self._echo_marker = self.codec.key_marker("b", self.boot)
@@ -124,6 +128,11 @@ class Bus:
     @property
     def closing(self) -> bool:
         return self.tasks.closing
+
+    def _link_changed(self, link: BrokerLink) -> None:
+        self.link_events.fire()
+        if len(self.outage):  # a paced flush goes on once the links answered its last step
+            self.failover.flush()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -269,13 +278,13 @@ class Bus:
         data = self.codec.dumps(message)
         future = asyncio.get_running_loop().create_future() if want_result else None
         self.stats.published += 1
-        self.stats.published_by_channel[channel] += 1
+        self.stats.published_by_kind[self.settings.channel_kind(channel)] += 1
         self._dispatch(Command(("PUBLISH", channel, data), future, routing_key))
         return future
 
     def publish_raw(self, channel: str, data: bytes, routing_key: str) -> None:
         self.stats.published += 1
-        self.stats.published_by_channel[channel] += 1
+        self.stats.published_by_kind[self.settings.channel_kind(channel)] += 1
         self._dispatch(Command(("PUBLISH", channel, data), None, routing_key))
 
     def execute(
@@ -296,6 +305,9 @@ class Bus:
             candidates = [c for c in candidates if c is not exclude]
         router = self.key_router if command.keyed else self.router
         return router.pick(candidates, command.routing_key)
+
+    def pick_link(self, command: Command) -> BrokerLink | None:
+        return self._pick(command)
 
     def _dispatch(self, command: Command, exclude: BrokerLink | None = None) -> None:
         # Behind what is buffered or held, never past it: that keeps every target's order.
@@ -356,7 +368,8 @@ class Bus:
     def _receive(self, link: BrokerLink, channel_raw: bytes, data: bytes) -> None:
         stats = self.stats
         stats.received += 1
-        stats.received_by_channel[channel_raw] += 1
+        channel = channel_raw.decode("utf-8", "replace")
+        stats.received_by_kind[self.settings.channel_kind(channel)] += 1
         if self._echo_marker in data:  # our own boot id: we published it, no need to decode
             stats.self_echo_dropped += 1
             return
@@ -366,7 +379,6 @@ class Bus:
             stats.decode_errors += 1
             log.debug("undecodable message on %r: %s", channel_raw, exc)
             return
-        channel = channel_raw.decode("utf-8", "replace")
         if channel == self.inbox and message.get("action") == "probe":
             self.prober.returned(link, message)
             return
