@@ -94,6 +94,8 @@ class Bus:
         self.stats = BusStats()
         self.tracing: Tracing | None = None
         self.links: dict[str, BrokerLink] = {}
+        self.draining: dict[str, BrokerLink] = {}
+        """Links being removed (still listened to for ``drain_grace``)."""
         self.configured: list[RedisNode] = list(settings.redis)
         self.health_listeners: list[HealthListener] = []
         self.handler: BusEventHandler = as_handler(handler)
@@ -216,13 +218,26 @@ class Bus:
 
     async def remove_redis_node(self, key: str) -> bool:
         """Hot-remove: stop publishing through it, keep listening for ``drain_grace``, then
-        disconnect. Messages queued on it are re-routed. False if unknown."""
+        disconnect. Messages queued on it are re-routed. False if unknown, already draining, or
+        when :meth:`cancel_removal` kept it."""
         link = self.links.get(key)
-        if link is None:
+        if link is None or key in self.draining:
             return False
-        await hot_remove(self, link)
+        if not await hot_remove(self, link):
+            return False
         self.prober.forget(key)
         return True
+
+    def cancel_removal(self, key: str) -> bool:
+        """Keep a link that is draining (its node is listed again); False if none drains."""
+        if self.draining.pop(key, None) is None:
+            return False
+        self.link_events.fire()
+        return True
+
+    def current_keys(self) -> list[str]:
+        """Keys of the links that are not being removed."""
+        return [key for key in self.links if key not in self.draining]
 
     def subscribed_on(self) -> list[str]:
         """Keys of the links that listen to every channel of this node (for the registry)."""

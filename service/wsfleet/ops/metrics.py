@@ -209,6 +209,16 @@ class NodeCollector(Collector):
             "publishes waiting for a usable Redis node",
             len(bus.outage),
         )
+        yield _gauge(
+            "bus_outage_buffer_bytes",
+            "bytes of publishes waiting for a usable Redis node",
+            bus.outage.bytes,
+        )
+        yield _counter(
+            "bus_hotplug_refused",
+            "Redis node list changes refused because they would leave no Redis node",
+            fleet.node_target.refused,
+        )
         yield _counter(
             "bus_outage_dropped",
             "publishes refused (buffer full) or expired in the outage buffer",

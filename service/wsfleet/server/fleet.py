@@ -18,6 +18,7 @@ from wsfleet.bus import envelopes as env
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.codec import BusDecodeError
 from wsfleet.bus.directory import SocketDirectory
+from wsfleet.bus.node_target import NodeTarget
 from wsfleet.bus.nodelist import read_node_list
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.private_ids import send_many
@@ -51,6 +52,7 @@ class Fleet:
         self.directory = SocketDirectory(self.bus)
         self.bus.peers = self.registry.recent
         self._listed: tuple[RedisNode, ...] | None = None
+        self.node_target = NodeTarget(self.bus, self.add_redis_node)
         self.calls = PendingCalls(self.name, settings.max_pending_calls)
         self.calls.is_alive = lambda name: name in self.registry.live
         self.listeners: ListenerTable[CrossHandler] = ListenerTable()
@@ -405,7 +407,7 @@ class Fleet:
                 socket.close(CloseCode.DUPLICATE_LOGIN, "logged in elsewhere")
         elif action == ControlAction.REDIS_ADD:
             node = RedisNode.parse(str(args.get("address", "")))
-            self._spawn(self.add_redis_node(node), f"wsfleet-redis-add-{node.key}")
+            self.node_target.add(node, control.sender)
         elif action == ControlAction.REDIS_SET:
             addresses = args.get("addresses")
             if not isinstance(addresses, list) or not addresses:
@@ -416,17 +418,12 @@ class Fleet:
             except ValueError as exc:
                 log.warning("ignoring redis.set from %s: %s", control.sender, exc)
                 return
-            self._spawn(self.apply_node_list(nodes), "wsfleet-redis-set")
+            self.node_target.set(nodes, control.sender)
         elif action == ControlAction.REDIS_REMOVE:
             key = RedisNode.parse(str(args.get("address", ""))).key
-            self._spawn(self.bus.remove_redis_node(key), f"wsfleet-redis-remove-{key}")
+            self.node_target.remove(key, control.sender)
         else:
             log.debug("unknown control action %r from %s", action, control.sender)
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        task.add_done_callback(_log_failure)
 
     # -- hot-plug ----------------------------------------------------------------------------
 
@@ -462,19 +459,10 @@ class Fleet:
                 log.exception("applying the Redis node list of %s failed", directory)
 
     async def apply_node_list(self, nodes: Iterable[RedisNode]) -> None:
-        """Make the bus use exactly ``nodes``: hot-add the new ones, then hot-remove the rest."""
-        wanted = {node.key: node for node in nodes}
-        if not wanted:
-            log.warning("ignoring an empty Redis node list")
-            return
-        current = set(self.bus.links)
-        added = [node for key, node in wanted.items() if key not in current]
-        removed = [key for key in current if key not in wanted]
-        if not added and not removed:
-            return
-        log.info("Redis node list changed: +%s -%s", [str(n) for n in added], removed)
-        await asyncio.gather(*(self.add_redis_node(node) for node in added))
-        await asyncio.gather(*(self.bus.remove_redis_node(key) for key in removed))
+        """Make the bus use exactly ``nodes`` (the last list wins; :mod:`wsfleet.bus.node_target`)
+        and wait until it was applied (removed nodes may still drain). An empty list is refused."""
+        if self.node_target.set(nodes, "the node list"):
+            await self.node_target.settled()
 
     def announce(self, action: str, address: str) -> None:
         message = env.control(action, {"address": address}, self.name, self.bus.meta())
