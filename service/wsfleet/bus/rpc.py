@@ -93,6 +93,8 @@ class PendingCall:
     started: float = 0.0
     answered: int = 0
     """Expected nodes that replied (modes ``all`` and ``quorum``)."""
+    left: set[str] = field(default_factory=set)
+    """Expected nodes that left the fleet before replying."""
 
     def remaining(self) -> int:
         if self.mode is CallMode.COUNT:
@@ -102,7 +104,7 @@ class PendingCall:
         if self.mode is CallMode.QUORUM:
             return max(self.expected - len(self.replies), 0)
         assert self.expected_nodes is not None
-        return len(self.expected_nodes) - self.answered
+        return len(self.expected_nodes) - self.answered - len(self.left)
 
 
 class PendingCalls:
@@ -224,6 +226,21 @@ class PendingCalls:
             self._finish(call, success=True)
         return True
 
+    def node_left(self, name: str) -> int:
+        """``name`` left the fleet: calls that still wait for it stop waiting (it reports
+        ``left``); a call with nothing else to wait for ends now. Returns the calls touched."""
+        touched = 0
+        for call in list(self._calls.values()):
+            nodes = call.expected_nodes
+            if nodes is None or name not in nodes or name in call.replies or name in call.left:
+                continue
+            touched += 1
+            call.left.add(name)
+            if call.mode is CallMode.ALL and call.remaining() <= 0:
+                gone = ", ".join(sorted(call.left))
+                self._finish(call, success=False, message=f"left the fleet before replying: {gone}")
+        return touched
+
     def resolve_empty(self, call: PendingCall) -> None:
         """A call that expects nobody (e.g. ``all`` with no other live node) is done at once."""
         self._finish(call, success=True)
@@ -276,6 +293,8 @@ class PendingCalls:
             for name in call.expected_nodes:
                 if name in call.replies:
                     outcomes[name] = Outcome.ANSWERED
+                elif name in call.left:
+                    outcomes[name] = Outcome.LEFT
                 else:
                     outcomes[name] = Outcome.TIMED_OUT if self.is_alive(name) else Outcome.LEFT
         for name in call.replies:

@@ -24,6 +24,12 @@ def default_server_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def default_instance_token() -> str | None:
+    """``WSFLEET_INSTANCE_TOKEN`` when set, else ``POD_UID`` (Kubernetes downward API: the same
+    for every container restart of a pod, new for a new pod)."""
+    return os.environ.get("WSFLEET_INSTANCE_TOKEN") or os.environ.get("POD_UID") or None
+
+
 @dataclass(frozen=True, kw_only=True)
 class FleetSettings:
     redis: tuple[RedisNode, ...] = ()
@@ -31,6 +37,11 @@ class FleetSettings:
 
     server_name: str = field(default_factory=default_server_name)
     """Unique name of this node in the fleet (``serverName`` of the original)."""
+
+    instance_token: str | None = field(default_factory=default_instance_token, repr=False)
+    """A secret of this instance that survives its restarts (the pod UID): a node restarted under
+    the same name with the same token takes over its own lease at once instead of failing as a
+    duplicate name. None: a restart within ``lease_ttl`` fails as a duplicate name."""
 
     bridge_prefix: str = contract.DEFAULT_BRIDGE_PREFIX
     """Prefix of the cross-server channel (``csbp:server_bridge``) and of wsfleet's own channels."""

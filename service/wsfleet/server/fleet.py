@@ -55,6 +55,7 @@ class Fleet:
         self.node_target = NodeTarget(self.bus, self.add_redis_node)
         self.calls = PendingCalls(self.name, settings.max_pending_calls)
         self.calls.is_alive = lambda name: name in self.registry.live
+        self.registry.on_left.append(self.calls.node_left)
         self.listeners: ListenerTable[CrossHandler] = ListenerTable()
         self.custom_handler: CustomHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -141,9 +142,11 @@ class Fleet:
     def send_private(self, socket_ids: Iterable[str], frame: bytes) -> None:
         text = frame.decode()
         for socket_id in socket_ids:
-            meta = self.bus.meta(self.settings.private_channel)
-            data = self.bus.codec.dumps(env.private(text, [socket_id], self.name, meta))
-            self.directory.send(socket_id, data)
+            self.directory.send(socket_id, self.private_envelope(socket_id, text))
+
+    def private_envelope(self, socket_id: str, text: str) -> bytes:
+        meta = self.bus.meta(self.settings.private_channel)
+        return self.bus.codec.dumps(env.private(text, [socket_id], self.name, meta))
 
     def send_private_ids(self, socket_ids: list[str], frame: bytes) -> None:
         """``to_socket_ids`` for ids that are not local: one envelope per owning node and one
@@ -405,6 +408,8 @@ class Fleet:
             self.server._unregister(socket, release=False)
             if self.server.settings.duplicate_policy is not DuplicatePolicy.REPLACE:
                 socket.close(CloseCode.DUPLICATE_LOGIN, "logged in elsewhere")
+        elif action == ControlAction.NODE_LEFT:
+            self.registry.node_left(control.sender, args.get("boot"))
         elif action == ControlAction.REDIS_ADD:
             node = RedisNode.parse(str(args.get("address", "")))
             self.node_target.add(node, control.sender)

@@ -12,6 +12,7 @@ from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.rpc import CallMode, CrossServerResult
 from wsfleet.contract import ControlAction
 from wsfleet.listeners import Tag, register
+from wsfleet.protocol.codec import encode_event
 from wsfleet.server.fleet import CrossHandler, CustomHandler, Fleet
 
 H = TypeVar("H", bound=Callable[..., Any])
@@ -262,6 +263,21 @@ class FleetAPI:
             if isinstance(value, list):
                 rooms.update(str(v) for v in value)
         return rooms
+
+    async def to_socket_id_confirmed(self, socket_id: str, event: str, payload: Any = None) -> bool:
+        """:meth:`to_socket_id` for a socket on another node, waiting for Redis' answer: False
+        when the node holding it crashed or left the fleet (nobody listens on its inbox)."""
+        local: Any = self  # the Server this mixin is part of
+        if socket_id in local._sockets:
+            return bool(local.to_socket_id(socket_id, event, payload))
+        fleet = self._require_fleet()
+        name: object = event  # callers from untyped code pass anything
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"event must be a non-empty string, got {event!r}")
+        text = encode_event(event, payload).decode()
+        return await fleet.directory.send_confirmed(
+            socket_id, fleet.private_envelope(socket_id, text)
+        )
 
     async def locate_socket(self, socket_id: str) -> str | None:
         """The name of the node where ``socket_id`` is connected, or None."""
