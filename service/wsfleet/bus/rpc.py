@@ -42,6 +42,8 @@ class Outcome(StrEnum):
     TIMED_OUT = "timed-out"
     LEFT = "left"
     """The node left the fleet (its lease expired or it deregistered) before answering."""
+    BUSY = "busy"
+    """The node answered that it runs too many cross-server requests already."""
 
 
 class TooManyPendingCallsError(WsfleetError):
@@ -95,6 +97,8 @@ class PendingCall:
     """Expected nodes that replied (modes ``all`` and ``quorum``)."""
     left: set[str] = field(default_factory=set)
     """Expected nodes that left the fleet before replying."""
+    busy: set[str] = field(default_factory=set)
+    """Nodes that answered busy."""
 
     def remaining(self) -> int:
         if self.mode is CallMode.COUNT:
@@ -208,11 +212,16 @@ class PendingCalls:
         if earliest < self._timer_at:
             self._arm(loop, earliest)
 
-    def resolve(self, callback_id: str, sender: str, data: dict[str, Any]) -> bool:
-        """Record one reply; False when no such call is pending (late or foreign reply)."""
+    def resolve(
+        self, callback_id: str, sender: str, data: dict[str, Any], *, busy: bool = False
+    ) -> bool:
+        """Record one reply (``busy``: the node refused the request); False when no such call
+        is pending (late or foreign reply)."""
         call = self._calls.get(callback_id)
         if call is None:
             return False
+        if busy:
+            call.busy.add(sender)
         call.count += 1
         replies = call.replies
         nodes = call.expected_nodes
@@ -291,14 +300,16 @@ class PendingCalls:
         outcomes: dict[str, Outcome] = {}
         if call.expected_nodes is not None:
             for name in call.expected_nodes:
-                if name in call.replies:
+                if name in call.busy:
+                    outcomes[name] = Outcome.BUSY
+                elif name in call.replies:
                     outcomes[name] = Outcome.ANSWERED
                 elif name in call.left:
                     outcomes[name] = Outcome.LEFT
                 else:
                     outcomes[name] = Outcome.TIMED_OUT if self.is_alive(name) else Outcome.LEFT
         for name in call.replies:
-            outcomes.setdefault(name, Outcome.ANSWERED)
+            outcomes.setdefault(name, Outcome.BUSY if name in call.busy else Outcome.ANSWERED)
         if call.future is not None and not call.future.done():
             call.future.set_result(
                 CrossServerResult(

@@ -215,6 +215,11 @@ class NodeCollector(Collector):
             bus.outage.bytes,
         )
         yield _counter(
+            "bus_calls_busy",
+            "cross-server requests answered busy (max_incoming_calls listeners ran already)",
+            fleet.incoming.busy,
+        )
+        yield _counter(
             "bus_hotplug_refused",
             "Redis node list changes refused because they would leave no Redis node",
             fleet.node_target.refused,

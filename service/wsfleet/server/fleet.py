@@ -18,6 +18,7 @@ from wsfleet.bus import envelopes as env
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.codec import BusDecodeError
 from wsfleet.bus.directory import SocketDirectory
+from wsfleet.bus.incoming import BUSY_PAYLOAD, IncomingCalls
 from wsfleet.bus.node_target import NodeTarget
 from wsfleet.bus.nodelist import read_node_list
 from wsfleet.bus.nodes import RedisNode
@@ -56,6 +57,7 @@ class Fleet:
         self.calls = PendingCalls(self.name, settings.max_pending_calls)
         self.calls.is_alive = lambda name: name in self.registry.live
         self.registry.on_left.append(self.calls.node_left)
+        self.incoming = IncomingCalls(settings.max_incoming_calls)
         self.listeners: ListenerTable[CrossHandler] = ListenerTable()
         self.custom_handler: CustomHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,6 +108,7 @@ class Fleet:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         self.calls.fail_all("this node is shutting down")
+        await self.incoming.aclose()
         try:
             await self.registry.aclose()
         finally:
@@ -311,8 +314,18 @@ class Fleet:
                 log.exception("cross-server listener for %r failed", request.event)
                 continue
             if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                task.add_done_callback(_reply_with_result(reply, request.event))
+                if local or self.incoming.admit():
+                    self.incoming.run(result, _reply_with_result(reply, request.event))
+                    continue
+                _close(result)
+                if request.callback_id:
+                    self._reply_busy(request)
+                log.warning(
+                    "busy: %d cross-server listeners run already; %r from %s answered busy",
+                    self.incoming.limit,
+                    request.event,
+                    request.sender,
+                )
             elif result is not None and reply is not None:
                 reply(result)
 
@@ -332,6 +345,15 @@ class Fleet:
                 self.bus.publish(self.settings.bridge_channel, message, request.sender)
 
         return reply
+
+    def _reply_busy(self, request: env.CrossRequest) -> None:
+        callback_id = request.callback_id
+        assert callback_id is not None
+        meta = self.bus.meta(busy=1)
+        message = env.reply(self.name, callback_id, dict(BUSY_PAYLOAD), meta, request.sender)
+        self.bus.publish(
+            request.meta.reply_to or self.settings.bridge_channel, message, request.sender
+        )
 
     # -- incoming ----------------------------------------------------------------------------
 
@@ -357,7 +379,9 @@ class Fleet:
             if type(callback_id) is str and type(sender) is str and sender:
                 if _addressed_elsewhere(data.get("targetServer"), self.name):
                     return
-                self.calls.resolve(callback_id, sender, data)
+                wsf = message.get("wsf")
+                busy = type(wsf) is dict and wsf.get("busy") == 1
+                self.calls.resolve(callback_id, sender, data, busy=busy)
                 return
         parsed = env.parse_bridge(message)  # validates, and raises on what is not valid
         if isinstance(parsed, env.CrossReply):
@@ -529,6 +553,13 @@ def _reply_with_result(
             reply(task.result())
 
     return done
+
+
+def _close(awaitable: object) -> None:
+    """A coroutine that will never run (closed, so Python does not warn it was not awaited)."""
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:
