@@ -64,3 +64,33 @@ async def test_a_loop_blocked_longer_than_the_ping_timeout_loses_nothing(
         stop.set()
         await asyncio.to_thread(thread.join, 10)
         await link.aclose()
+
+
+async def test_a_resubscribe_delivers_every_message_already_sent_to_the_connection(
+    redis: RedisProcess,
+) -> None:
+    received: list[int] = []
+    link = RedisLink(
+        RedisNode.parse(redis.address),
+        on_message=lambda _, channel, data: received.append(int(data.split(b":", 1)[0])),
+        on_health=lambda *_: None,
+        on_failed=lambda *_: None,
+        timings=LinkTimings(command_timeout=0.3, ping_interval=5.0, ping_timeout=2.0),
+    )
+    link.set_channels({b"stream"})
+    link.start()
+    try:
+        await link.wait_subscribed([b"stream"])
+        # Published while this loop does not read: all of it waits in the socket buffers.
+        thread = threading.Thread(
+            target=_stream, args=(redis.port, threading.Event(), threading.Event())
+        )
+        thread.start()
+        thread.join(30)
+        link.force_resubscribe()
+        await wait_until(lambda: len(received) >= COUNT, timeout=10)
+        assert received == list(range(COUNT))
+        await wait_until(lambda: link.health.reconnects == 1)  # and it did resubscribe
+        await link.wait_subscribed([b"stream"])
+    finally:
+        await link.aclose()
