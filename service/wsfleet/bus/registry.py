@@ -143,6 +143,9 @@ class Registry:
         )
         """Prefix of this instance's lease values: a restart with the same token takes over."""
         self.lease_value = self.proof + bus.boot
+        self._absent_since: dict[str, float] = {}
+        """Nodes missing from the live view, since when (a restarted Redis node lists nobody
+        until every node refreshed on it, within one ``lease_refresh``)."""
         self.on_left: list[Callable[[str], object]] = []
         """Called with the name of each node that left (goodbye or lease expiry)."""
         self.left = 0
@@ -217,7 +220,8 @@ class Registry:
         info = self._live.get(name)
         if boot is not None and info is not None and info.get("boot") not in (None, boot):
             return
-        known = name in self._live or name in self._seen
+        known = name in self._live or name in self._seen or name in self._absent_since
+        self._absent_since.pop(name, None)
         self._live.pop(name, None)
         self._seen.pop(name, None)
         if known:
@@ -286,12 +290,18 @@ class Registry:
                     live[name] = {}
         now = self.bus.clock.now()
         if answered:
+            absent = self._absent_since
             for name in live:
                 self._seen[name] = now
-            gone = [name for name in self._live if name not in live]
+                absent.pop(name, None)
+            for name in self._live:
+                if name not in live:
+                    absent.setdefault(name, now)
             self._live = live
-            for name in gone:  # the lease expired (or it left on every Redis node we asked)
-                self.node_left(name)
+            # Its lease expired: missing for longer than every live node takes to refresh.
+            for name, since in list(absent.items()):
+                if now - since >= 1.5 * self.settings.lease_refresh:
+                    self.node_left(name)
         else:
             for name in self._live:  # no Redis node to ask: the last view still holds
                 self._seen[name] = now
