@@ -23,12 +23,13 @@ interop-deps: tests/interop/original-node/node_modules/.package-lock.json
 tests/interop/original-node/node_modules/.package-lock.json: tests/interop/original-node/package-lock.json
 	cd tests/interop/original-node && npm ci --no-audit --no-fund --loglevel=error
 
-# kube-apiserver + etcd for tests/k8s, built once per machine into a cache outside the checkout.
+# kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubectl and helm for the tests,
+# built once per machine from their Go modules into a cache outside the checkout.
 # Without Go this only warns (the k8s tests then skip), unless WSFLEET_REQUIRE_K8S=1 (CI).
 k8s-deps:
 	@bash tools/k8s-controlplane/build.sh || { \
 	  if [ "$${WSFLEET_REQUIRE_K8S:-}" = 1 ]; then exit 1; fi; \
-	  echo "Warning: no Kubernetes control plane, so the tests in tests/k8s will be skipped (WSFLEET_REQUIRE_K8S=1 makes this an error)." >&2; }
+	  echo "Warning: no Kubernetes tools, so the tests in tests/k8s, tests/k8s_e2e and tests/chart will be skipped (WSFLEET_REQUIRE_K8S=1 makes this an error)." >&2; }
 
 system-deps:
 	@bash tools/ensure-system-deps.sh
@@ -60,6 +61,8 @@ typecheck: venv
 
 pytest: venv interop-deps
 	$(PY) -m pytest -q
+	# the server-facing tests again on aiohttp's public read path (the fallback of the hook)
+	WSFLEET_WS_PATH=public $(PY) -m pytest -q tests/integration tests/unit
 
 js-test: js-build
 	cd $(JS) && WSFLEET_BIN=$(CURDIR)/$(VENV)/bin/wsfleet npm test --silent

@@ -3,7 +3,7 @@
 ``python -m bench.micro`` - no sockets: transports are stubs whose ``write`` does nothing, so the
 figures are the Python work per message that the end-to-end benchmarks (``bench.run``) add on top
 of the kernel's. Each figure is the best of several rounds (the least disturbed by other work on
-the machine). This is a diagnostic: it calls wsfleet internals (``Server._on_frame`` & co.), so it
+the machine). This is a diagnostic: it calls wsfleet internals (``Dispatcher.frame`` & co.), so it
 follows them when they change.
 """
 
@@ -81,7 +81,7 @@ def open_socket(server: Server, socket_id: str) -> Socket:
         cookies={},
         remote=None,
     )
-    return server._open(StubTransport(), lambda code, reason: None, request, socket_id)  # type: ignore[arg-type]
+    return server.dispatcher.open(StubTransport(), lambda code, reason: None, request, socket_id)  # type: ignore[arg-type]
 
 
 async def run(n: int, rounds: int, fanout: int) -> list[tuple[str, float]]:
@@ -96,20 +96,23 @@ async def run(n: int, rounds: int, fanout: int) -> list[tuple[str, float]]:
         rows.append((label, best_us(fn, n, rounds)))
 
     add(
-        "S2 wsfleet: Server._on_frame(echo) - whole ack path",
-        lambda: server._on_frame(socket, ECHO),
+        "S2 wsfleet: Dispatcher.frame(echo) - whole ack path",
+        lambda: server.dispatcher.frame(socket, ECHO),
     )
     add("  decode_client_frame", lambda: decode_client_frame(ECHO))
     add("    of which orjson.loads", lambda: orjson.loads(ECHO))
-    add("  Server._dispatch (handler, Acknowledge, ack)", lambda: server._dispatch(socket, frame))
-    add("    ListenerTable.take", lambda: server._events.take("echo"))
+    add(
+        "  Dispatcher.dispatch (handler, Acknowledge, ack)",
+        lambda: server.dispatcher.dispatch(socket, frame),
+    )
+    add("    ListenerTable.take", lambda: server.dispatcher.events.take("echo"))
     add("    Socket.ack", lambda: socket.ack("99-1234567", {"seq": 1}))
     add(
         "      build_text_frame(encode_ack(...))",
         lambda: build_text_frame(encode_ack("99-1234567", {"seq": 1})),
     )
     add("      Socket.send_frame", lambda: socket.send_frame(ack_frame))
-    add("  Server._emit_message", lambda: server._emit_message(socket, ECHO))
+    add("  Dispatcher.emit_message", lambda: server.dispatcher.emit_message(socket, ECHO))
 
     writer = WebSocketWriter(StubProtocol(), StubTransport())  # type: ignore[arg-type]
 
@@ -131,11 +134,11 @@ async def run(n: int, rounds: int, fanout: int) -> list[tuple[str, float]]:
     # Fan-out: cost per recipient of one broadcast to `fanout` sockets.
     for i in range(fanout):
         open_socket(server, f"f{i}")
-    recipients = len(server._sockets)
+    recipients = server.socket_count
     per = best_us(lambda: server.broadcast("tick", TICK), max(1, n // recipients), rounds)
     rows.append((f"S1 wsfleet: Server.broadcast, per recipient ({recipients})", per / recipients))
     frame_bytes = build_text_frame(encode_event("tick", TICK))
-    sockets = list(server._sockets.values())
+    sockets = server.sockets()
 
     def send_all() -> None:
         for s in sockets:
@@ -156,7 +159,34 @@ async def run(n: int, rounds: int, fanout: int) -> list[tuple[str, float]]:
 
     per = await best_us_async(raw_broadcast, max(1, n // recipients), rounds)
     rows.append((f"S1 raw: await send_frame per recipient ({recipients})", per / recipients))
+    rows += _signing_rows(n, rounds)
     return rows
+
+
+def _signing_rows(n: int, rounds: int) -> list[tuple[str, float]]:
+    """The signed bus's cost per message: one HMAC per publish and one per receive."""
+    from wsfleet.bus import envelopes as env
+    from wsfleet.bus.codec import BusCodec
+    from wsfleet.sealing import KeyRing, Signer
+
+    codec = BusCodec()
+    signer = Signer(KeyRing.parse("k1:" + "s" * 44))
+    frame = encode_event("tick", TICK).decode()
+    message = env.room(frame, "chat", "r1", "node-1", [], {"b": "0123456789ab", "s": 1})
+    data = codec.dumps(message)
+    sealed = signer.seal(data, "ws:chat")
+
+    def row(label: str, fn: Callable[[], Any]) -> tuple[str, float]:
+        return label, best_us(fn, n, rounds)
+
+    return [
+        row(f"bus: encode a room envelope ({len(data)} B)", lambda: codec.dumps(message)),
+        row(
+            f"  + seal, HMAC-SHA256 (+{len(sealed) - len(data)} B)", lambda: signer.seal(data, "c")
+        ),
+        row("bus: check the seal on receive", lambda: signer.check(b"ws:chat", sealed)),
+        row("  + decode", lambda: codec.loads(sealed)),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

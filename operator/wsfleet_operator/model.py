@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from wsfleet import contract
+
 from . import constants as c
 
 DEFAULT_IMAGE = "ghcr.io/wsfleet/wsfleet:0.1.0"
@@ -194,8 +196,16 @@ class FleetSpec:
         return [n.address for n in self.redis_nodes]
 
     @property
+    def fleet_id(self) -> str:
+        """The fleet's identity on Redis (``<namespace>.<name>``, or ``server.settings.fleet``):
+        two WsFleets on one Redis never share a channel or a key."""
+        return self.settings.get("fleet", f"{self.namespace}.{self.name}")
+
+    @property
     def bridge_prefix(self) -> str:
-        return self.settings.get("bridge_prefix", c.DEFAULT_BRIDGE_PREFIX)
+        """The bridge prefix in effect on the bus (inside the fleet's space)."""
+        base = self.settings.get("bridge_prefix", c.DEFAULT_BRIDGE_PREFIX)
+        return contract.fleet_prefix(base, self.fleet_id)
 
     @property
     def serialization(self) -> str:

@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from wsfleet import contract
+from wsfleet.sealing import KeyRing, Signer
 
 from . import constants as c
 from .model import RedisNodeSpec
@@ -42,8 +43,19 @@ def control_channel(bridge_prefix: str) -> str:
 
 
 def control_message(addresses: Sequence[str], serialization: str) -> bytes:
-    """The ``redis.set`` message, packed like every other message on the fleet's bus."""
-    return encode_control(contract.redis_set(addresses, c.SENDER_NAME), serialization)
+    """The ``redis.set`` message, packed like every other message on the fleet's bus.
+
+    Addresses on the bus name hosts only (nodes refuse ``password_file`` and credentials there):
+    each pod reads the password of a node from its own ConfigMap line."""
+    plain = [address.split("?", 1)[0] for address in addresses]
+    return encode_control(contract.redis_set(plain, c.SENDER_NAME), serialization)
+
+
+def sign_control(payload: bytes, channel: str, keys: str, serialization: str) -> bytes:
+    """``payload`` (from :func:`control_message` or :func:`encode_control`) signed for
+    ``channel`` with the first key of ``keys`` (the text of the fleet's bus-key Secret:
+    ``<key id>:<secret>`` per line), as every node of a fleet with a bus key requires."""
+    return Signer(KeyRing.parse(keys, "the bus-key Secret"), serialization).seal(payload, channel)
 
 
 def encode_control(message: dict[str, Any], serialization: str) -> bytes:

@@ -113,6 +113,7 @@ def container_env(fleet: FleetSpec) -> list[Obj]:
     ]
     # Settings first, then the fields the spec names explicitly (they win on a clash).
     values: dict[str, str] = {env_name(k): v for k, v in sorted(fleet.settings.items())}
+    values[env_name("fleet")] = fleet.fleet_id
     values[env_name("log_format")] = fleet.log_format
     values[env_name("drain_timeout")] = str(fleet.drain_timeout)
     env += [{"name": k, "value": v} for k, v in values.items()]

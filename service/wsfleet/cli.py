@@ -28,8 +28,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from wsfleet import __version__
 from wsfleet.protocol.errors import WsfleetError
+from wsfleet.version import __version__
 
 ENV_PREFIX = "WSFLEET_"
 

@@ -4,7 +4,8 @@ Both the wsfleet node and the Kubernetes operator (``wsfleet_operator``) import 
 the names they share are written once. It imports only the standard library: the operator can
 use it without loading the node's bus or server.
 
-Channels (``bridge`` is the fleet's bridge prefix, ``ws`` its WebSocket prefix)::
+Channels (``bridge`` is the fleet's bridge prefix, ``ws`` its WebSocket prefix, each followed by
+``<fleet>:`` when the fleet has an identity: :func:`fleet_prefix`)::
 
     <bridge>server_bridge          cross-server events and calls (the original's channel)
     <ws>broadcast                  broadcasts to every socket
@@ -39,6 +40,7 @@ __all__ = [
     "broadcast_channel",
     "control_channel",
     "control_envelope",
+    "fleet_prefix",
     "inbox_channel",
     "key",
     "lease_key",
@@ -71,6 +73,16 @@ class ControlAction(StrEnum):
     """``args.socketId``: that socket id logged in on another node (sent to one inbox)."""
     NODE_LEFT = "node.left"
     """No args: the sender is leaving the fleet (its goodbye on a clean exit)."""
+
+
+# -- fleet isolation --------------------------------------------------------------------------
+
+
+def fleet_prefix(prefix: str, fleet: str | None) -> str:
+    """``prefix`` inside one fleet's own space (``csbp:`` -> ``csbp:prod.chat:``), so that two
+    fleets on one Redis never share a channel or a key. Redis' ``db`` number does not isolate
+    pub/sub: channels are server-wide. Without a fleet, the original's prefixes."""
+    return f"{prefix}{fleet}:" if fleet else prefix
 
 
 # -- channels ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Link, Span, SpanKind, TracerProvider
 
-from wsfleet import __version__
+from wsfleet.version import __version__
 
 _SYSTEM = "redis"
 

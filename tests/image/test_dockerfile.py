@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from tests.chart.conftest import VALUE_SETS, one, render
-from tests.chart.k8s_tools import ToolMissing, tool
+from tests.chart.k8s_tools import required
 from tests.image.dockerfile import DockerIgnore, Stage, exec_form, parse
 from tests.redis_procs import free_port
 
@@ -141,11 +141,7 @@ def test_healthchecks() -> None:
 
 
 def _chart(*values: str) -> list[dict]:
-    try:
-        helm = tool("helm")
-    except ToolMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    return render(helm, *values)  # type: ignore[arg-type]
+    return render(required("helm"), *values)  # type: ignore[arg-type]
 
 
 def test_exposed_ports_match_the_chart_and_the_contract() -> None:

@@ -166,7 +166,7 @@ async def test_redis_edit_updates_configmap_publishes_and_leaves_pods_alone(
     subs = [c.pubsub() for c in clients]
     try:
         for sub in subs:
-            await sub.subscribe("csbp:wsfleet:control")
+            await sub.subscribe(f"csbp:{ns}.chat:wsfleet:control")
         began = time.monotonic()
         merge_patch(
             kube_api,
@@ -231,8 +231,11 @@ async def test_status_follows_the_deployment_and_the_redis_registry(
     # a node of the fleet registers in Redis (lease a minute ahead), pods become ready
     now_ms = int(time.time() * 1000)
     for pod in ("chat-a", "chat-b", "chat-c"):
-        assert await redis.command("ZADD", "csbp:wsfleet:nodes", str(now_ms + 60_000), pod) == b":1"
-    assert await redis.command("ZADD", "csbp:wsfleet:nodes", "1", "chat-dead") == b":1"
+        assert (
+            await redis.command("ZADD", f"csbp:{ns}.chat:wsfleet:nodes", str(now_ms + 60_000), pod)
+            == b":1"
+        )
+    assert await redis.command("ZADD", f"csbp:{ns}.chat:wsfleet:nodes", "1", "chat-dead") == b":1"
     dep_path = f"/apis/apps/v1/namespaces/{ns}/deployments/chat"
     dep = get(kube_api, dep_path)
     assert dep is not None

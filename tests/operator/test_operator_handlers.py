@@ -95,7 +95,7 @@ def node(r: RedisProcess, **extra: Any) -> dict[str, Any]:
 
 
 class Subscriber:
-    def __init__(self, r: RedisProcess, channel: str = "csbp:wsfleet:control") -> None:
+    def __init__(self, r: RedisProcess, channel: str = "csbp:ns.chat:wsfleet:control") -> None:
         self.client = aioredis.Redis(host="127.0.0.1", port=r.port)
         self.pubsub = self.client.pubsub()
         self.channel = channel
@@ -215,7 +215,7 @@ async def test_json_fleets_get_json_control_messages_and_dead_nodes_do_not_fail_
     await dead.kill()
     runtime, kube = make_runtime()
     settings = {"settings": {"serialization": "json", "bridge_prefix": "app:"}}
-    async with Subscriber(alive, "app:wsfleet:control") as sub:
+    async with Subscriber(alive, "app:ns.chat:wsfleet:control") as sub:
         await handlers.redis_changed(
             old={"nodes": [node(dead)]},
             new={"nodes": [node(alive)]},
@@ -278,7 +278,7 @@ async def test_status_round_reports_live_nodes_and_redis_health_and_skips_no_cha
     r, dead = await redis_factory(), await redis_factory()
     await dead.kill()
     now_ms = int(time.time() * 1000)
-    key = "csbp:wsfleet:nodes"
+    key = "csbp:ns.chat:wsfleet:nodes"
     for member, score in (("pod-a", now_ms + 60_000), ("pod-b", now_ms + 60_000), ("old", 1)):
         assert await r.command("ZADD", key, str(score), member) == b":1"
     runtime, kube = make_runtime()

@@ -400,7 +400,8 @@ def test_defaults_match_the_crd() -> None:
     assert (f.log_format, f.drain_timeout, f.pre_stop) == ("json", 30, 5)
     assert (f.service_type, f.service_port) == ("ClusterIP", 80)
     assert f.redis_nodes == (RedisNodeSpec("redis-0.redis"),)
-    assert (f.bridge_prefix, f.serialization) == ("csbp:", "msgpack")
+    assert (f.bridge_prefix, f.serialization) == ("csbp:prod.chat:", "msgpack")
+    assert f.fleet_id == "prod.chat"  # <namespace>.<name>: fleets on one Redis stay apart
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ message to :meth:`BrokerEventHandler.on_link_message` synchronously, in the brok
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -91,6 +92,8 @@ class LinkTimings:
     """Bytes a link's publish queue holds while its connection is paused or connecting; beyond
     it new commands are handed back to the bus (policy ``hand-back``: re-routed to another link
     or buffered, and failed after ``max_publish_attempts``)."""
+    tls: ssl.SSLContext | None = None
+    """The client context of ``rediss://`` nodes (None: the system's defaults)."""
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@
   removed (stop publishing, keep listening for ``drain_grace``, then disconnect) at run time.
 
 Every wait is on an event or a timer of the injected :class:`~wsfleet.clock.Clock`; every task
-is owned (:class:`~wsfleet.bus.signals.TaskSet`) and nothing starts once :meth:`Bus.aclose` began.
+is owned (:class:`~wsfleet.tasks.TaskOwner`) and nothing starts once :meth:`Bus.aclose` began.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ import secrets
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from wsfleet.bus.auth import MAYBE_ORIGINAL, AuthMode, BusAuth
 from wsfleet.bus.broker import BrokerLink, Command, LinkTimings, command_size
 from wsfleet.bus.channels import ChannelSet
 from wsfleet.bus.codec import BusCodec, BusDecodeError
-from wsfleet.bus.dedup import DuplicateFilter
+from wsfleet.bus.dedup import DuplicateFilter, Verdict
 from wsfleet.bus.envelopes import meta_of, sender_of
 from wsfleet.bus.events import BusEventHandler, HealthListener, MessageHandler, as_handler
 from wsfleet.bus.failover import Failover
@@ -48,10 +49,13 @@ from wsfleet.bus.probing import Prober
 from wsfleet.bus.redis_link import RedisLink
 from wsfleet.bus.routing import Router
 from wsfleet.bus.settings import FleetSettings
-from wsfleet.bus.signals import ClosingError, Pulse, TaskSet
+from wsfleet.bus.signals import ClosingError, Pulse
 from wsfleet.bus.stats import BusStats, BusUnavailableError, health_info
 from wsfleet.bus.switching import REORDER_GUARD, Admissions, Switcher
+from wsfleet.bus.tls import client_context
 from wsfleet.clock import Clock, LoopClock
+from wsfleet.sealing import FIELD
+from wsfleet.tasks import TaskOwner
 
 if TYPE_CHECKING:
     from wsfleet.tracing import Tracing
@@ -85,6 +89,8 @@ class Bus:
         self.router = Router(settings.strategy)
         self.key_router = Router()  # keyed commands always hash: a key lives on one Redis node
         self.dedup = DuplicateFilter()
+        self.auth = BusAuth.from_settings(settings)
+        self._signed = self.auth.mode is not AuthMode.OFF
         self.outage: OutageBuffer[Command] = OutageBuffer(
             settings.outage_buffer_size,
             settings.outage_buffer_max_age,
@@ -107,7 +113,7 @@ class Bus:
         self.switcher = Switcher(self)
         self.failover = Failover(self, self.stats, self._dispatch)
         self.prober = Prober(self, self.stats)
-        self.tasks = TaskSet("the bus")
+        self.tasks = TaskOwner("the bus")
         self.admissions = Admissions(self, self.switcher, self.tasks)
         self._seq = itertools.count(1)
         self.channels = ChannelSet(self._set_channels)
@@ -121,6 +127,12 @@ class Bus:
             ping_interval=settings.redis_ping_interval,
             ping_timeout=settings.redis_ping_timeout,
             queue_max_bytes=settings.publish_queue_max_bytes,
+            tls=client_context(
+                settings.redis_tls_ca_file,
+                settings.redis_tls_cert_file,
+                settings.redis_tls_key_file,
+                verify=settings.redis_tls_verify,
+            ),
         )
         self.inbox = settings.inbox_channel(self.name)
         self._echo_marker = self.codec.key_marker("b", self.boot)
@@ -145,7 +157,12 @@ class Bus:
         self.tasks.reopen()
         for node in self.configured:
             self._add_link(node, publishable=True)
-        self.tasks.spawn(self.prober.run(), "wsfleet-bus-probe")
+        self.tasks.start(self.prober.run(), "wsfleet-bus-probe")
+        self.auth.announce(self.name)
+        if self.settings.bus_key_file is not None and self._signed:
+            self.tasks.start(
+                self.auth.watch(self.clock, self.settings.config_poll_interval), "wsfleet-bus-keys"
+            )
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
         """Wait until at least one link publishes and every link listens to every channel."""
@@ -291,6 +308,8 @@ class Bus:
             if isinstance(wsf, dict) and "tp" not in wsf:
                 self.tracing.publish(channel, self.settings.channel_kind(channel), wsf)
         data = self.codec.dumps(message)
+        if self._signed:
+            data = self.auth.seal(data, channel)
         future = asyncio.get_running_loop().create_future() if want_result else None
         self.stats.published += 1
         self.stats.published_by_kind[self.settings.channel_kind(channel)] += 1
@@ -298,6 +317,8 @@ class Bus:
         return future
 
     def publish_raw(self, channel: str, data: bytes, routing_key: str) -> None:
+        if self._signed:
+            data = self.auth.seal(data, channel)
         self.stats.published += 1
         self.stats.published_by_kind[self.settings.channel_kind(channel)] += 1
         self._dispatch(Command(("PUBLISH", channel, data), None, routing_key))
@@ -388,24 +409,34 @@ class Bus:
         if self._echo_marker in data:  # our own boot id: we published it, no need to decode
             stats.self_echo_dropped += 1
             return
+        refused = self.auth.check(channel_raw, data)
+        if refused is not None and refused != MAYBE_ORIGINAL:
+            self._reject(refused, channel_raw)
+            return
         try:
             message = self.codec.loads(data)
         except BusDecodeError as exc:
             stats.decode_errors += 1
             log.debug("undecodable message on %r: %s", channel_raw, exc)
             return
+        if refused is not None and not self.auth.original_shaped(self.settings, channel, message):
+            self._reject("unsigned", channel_raw)
+            return
+        if self._signed:
+            message.pop(FIELD, None)
         if channel == self.inbox and message.get("action") == "probe":
             self.prober.returned(link, message)
             return
         if sender_of(message) == self.name:
             stats.self_echo_dropped += 1
             return
-        wsf = message.get("wsf")
-        if type(wsf) is dict:  # the fields of meta_of() that matter here, without a Meta
-            boot, seq = wsf.get("b"), wsf.get("s")
-            if type(boot) is str and type(seq) is int and not self.dedup.is_new(boot, seq):
+        verdict = self.dedup.admit(message.get("wsf"), data, verified=self._signed)
+        if verdict is not Verdict.NEW:
+            if verdict is Verdict.DUPLICATE:
                 stats.duplicates_dropped += 1
-                return
+            else:
+                self._reject("replay", channel_raw)
+            return
         if self.tracing is None:
             self._on_message(channel, message)
             return
@@ -414,6 +445,10 @@ class Bus:
             self._on_message(channel, message)
 
     on_link_message = _receive
+
+    def _reject(self, reason: str, channel_raw: bytes) -> None:
+        self.stats.rejected[reason] += 1
+        log.debug("refused a bus message on %r: %s", channel_raw, reason)
 
     # -- end-to-end probe (wsfleet.bus.probing) ----------------------------------------------
 

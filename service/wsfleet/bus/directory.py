@@ -110,13 +110,14 @@ class SocketDirectory:
         self.settings = bus.settings
         self._inbox_prefix = self.settings.inbox_channel("")
         self._ttl_ms = int(self.settings.lease_ttl * 1000)
-        self._key_prefix = contract.socket_key("", self.settings.bridge_prefix)
+        self._key_prefix = contract.socket_key("", self.settings.bridge_space)
         self._private_channel = self.settings.private_channel
 
     def _key(self, socket_id: str) -> str:
         return self._key_prefix + socket_id
 
     def claim(self, socket_id: str, duplicate_notice: bytes) -> None:
+        duplicate_notice = self.bus.auth.seal(duplicate_notice, None)  # a script routes it
         self.bus.execute(
             (
                 "EVAL",
@@ -139,6 +140,7 @@ class SocketDirectory:
 
     def send(self, socket_id: str, envelope: bytes) -> None:
         """Deliver a private-message envelope to the node holding ``socket_id``."""
+        envelope = self.bus.auth.seal(envelope, None)  # a script routes it
         self.bus.stats.published += 1
         self.bus.execute(
             (

@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.nodes import RedisNode
-from wsfleet.bus.signals import ClosingError, Pulse
+from wsfleet.bus.signals import Pulse
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -41,7 +42,7 @@ class NodeTarget:
         self._settled_generation = 0
         self._changed = asyncio.Event()
         self._settled = Pulse()
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Future[Any] | None = None
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -88,10 +89,12 @@ class NodeTarget:
         self.generation += 1
         self._changed.set()
         if self._task is None and not self.bus.closing:
-            try:
-                self._task = self.bus.tasks.spawn(self._run(), "wsfleet-redis-target")
-            except ClosingError:
-                return
+            self._task = self.bus.tasks.spawn(self._run(), "wsfleet-redis-target")
+            if self._task is not None:
+                self._task.add_done_callback(self._ended)
+
+    def _ended(self, _: object) -> None:
+        self._task = None
 
     async def settled(self, timeout: float | None = None) -> bool:
         """Wait until every request so far was applied (removals may still drain)."""
@@ -125,6 +128,12 @@ class NodeTarget:
             for key in target:
                 if key in bus.draining:
                     bus.cancel_removal(key)
+            # New credentials or TLS for a known node (a list entry caught up with a control
+            # message that could not carry them): reconnect it.
+            changed = [k for k, n in target.items() if k in bus.links and bus.links[k].node != n]
+            if changed:
+                await bus.remove_redis_node(changed[0])
+                continue
             missing = [n for k, n in target.items() if k not in bus.links and k not in failed]
             if missing:
                 node = missing[0]

@@ -16,6 +16,7 @@ import logging
 import secrets
 from typing import Any, Protocol
 
+from wsfleet.bus.auth import BusAuth
 from wsfleet.bus.broker import BrokerLink, Command, LinkError
 from wsfleet.bus.codec import BusCodec
 from wsfleet.bus.settings import FleetSettings
@@ -36,6 +37,7 @@ class ProbeHost(Protocol):
     settings: FleetSettings
     clock: Clock
     codec: BusCodec
+    auth: BusAuth
     inbox: str
 
     @property
@@ -65,6 +67,7 @@ class Prober:
         self._waiters[token] = future
         start = clock.now()
         data = host.codec.dumps({"action": "probe", "args": {"t": token, "l": link.key}})
+        data = host.auth.seal(data, host.inbox)
         self.stats.probes_sent += 1
         sent: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         sent.add_done_callback(lambda done: _lost(done, future))
@@ -94,9 +97,11 @@ class Prober:
         async def one(link: BrokerLink) -> None:
             try:
                 results[link.key] = await self.probe(link)
-            except (TimeoutError, LinkError):
+            except (TimeoutError, LinkError) as exc:
                 results[link.key] = None
                 stats.probes_failed += 1
+                if isinstance(exc, LinkError):  # e.g. NOPERM: an ACL user without &channel
+                    link.health.last_error = f"{link.node}: probe not sent ({exc})"
                 if link.subscriber_healthy and link.publisher_healthy:
                     stats.deaf_repairs += 1
                     log.warning("Redis %s: probe lost, resubscribing", link.node)

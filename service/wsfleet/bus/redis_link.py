@@ -76,6 +76,7 @@ class RedisLink:
         self._on_changed = handler.on_link_changed
         self._queue: deque[Command] = deque()
         self._queued_bytes = 0
+        self._logged_cause: str | None = None
         self.handed_back = 0
         """Commands handed back because the queue was over ``queue_max_bytes``."""
         self._flush_scheduled = False
@@ -286,7 +287,8 @@ class RedisLink:
                 conn = await open_connection(self.node, self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
                 error = str(exc) or type(exc).__name__
-                if error != self.health.last_error:  # the cause, once per change of cause
+                if error != self._logged_cause:  # the cause, once per change of cause
+                    self._logged_cause = error
                     log.warning("Redis %s: cannot connect: %s", self.node, error)
                 self._set_health(PUBLISHER, False, "error", error)
                 self._fail_queued(exc)
@@ -294,6 +296,7 @@ class RedisLink:
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
             backoff = self.timings.backoff_initial
+            self._logged_cause = None
             conn.on_writable = self._flush
             conn.on_idle = self._drained
             self._pub = conn

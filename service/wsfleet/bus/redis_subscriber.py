@@ -137,7 +137,8 @@ class RedisSubscriber:
                     leaving = self._leaving
                     if leaving is not None and leaving is self.conn and reply[2] == 0:
                         leaving.fail(ConnectionResetError("resubscribing"))
-            elif isinstance(reply, hiredis.ReplyError):
+            elif isinstance(reply, hiredis.ReplyError):  # e.g. NOPERM: an ACL user without &channel
+                self.health.last_error = f"{self.node}: subscribe refused ({reply})"
                 log.warning("Redis %s subscriber: %s", self.node, reply)
 
         while not self.closed:  # also ends if a library swallowed a cancel

@@ -166,7 +166,7 @@ class Registry:
         return set(self._live) | set(self._seen)
 
     def _keys(self) -> tuple[str, str, str]:
-        prefix = self.settings.bridge_prefix
+        prefix = self.settings.bridge_space
         return (
             contract.lease_key(self.name, prefix),
             contract.nodes_key(prefix),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -18,6 +17,7 @@ import hiredis
 
 from wsfleet.bus.broker import Command, LinkError, LinkTimings
 from wsfleet.bus.nodes import RedisNode
+from wsfleet.bus.tls import connect_error
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -162,40 +162,31 @@ class RespConnection(asyncio.Protocol):
 
 
 async def open_connection(node: RedisNode, timings: LinkTimings) -> RespConnection:
-    """Connect and authenticate (``AUTH``, ``SELECT``, ``CLIENT SETNAME``).
-
-    Raises :class:`LinkError` naming the cause when the host name does not resolve or Redis
-    refuses the credentials (with Redis' own error text)."""
+    """Connect and authenticate (``AUTH``, ``SELECT``, ``CLIENT SETNAME``)."""
     loop = asyncio.get_running_loop()
-    context = ssl.create_default_context() if node.tls else None
+    context = (timings.tls or ssl.create_default_context()) if node.tls else None
     conn: RespConnection | None = None
     try:
         async with asyncio.timeout(timings.connect_timeout):
-            try:
-                _, conn = await loop.create_connection(
-                    lambda: RespConnection(loop), node.host, node.port, ssl=context
-                )
-            except (socket.gaierror, UnicodeError) as exc:
-                raise LinkError(f"cannot resolve the Redis host name {node.host!r}: {exc}") from exc
+            _, conn = await loop.create_connection(
+                lambda: RespConnection(loop), node.host, node.port, ssl=context
+            )
             if node.password is not None:
+                user = (node.username,) if node.username else ()  # none: Redis < 6 too
                 try:
-                    if node.username:
-                        await conn.request("AUTH", node.username, node.password)
-                    else:
-                        await conn.request("AUTH", node.password)
+                    await conn.request("AUTH", *user, node.password)
                 except LinkError as exc:
-                    raise LinkError(f"authentication failed: {exc}") from exc
+                    who = node.username or "default"
+                    raise LinkError(f"{node}: AUTH as user {who!r} refused ({exc})") from None
             if node.db:
                 await conn.request("SELECT", node.db)
-            try:
-                await conn.request("CLIENT", "SETNAME", CLIENT_NAME)
-            except LinkError as exc:
-                if "NOAUTH" in str(exc):
-                    raise LinkError(f"authentication failed: {exc}") from exc
-                raise
-    except BaseException:
+            await conn.request("CLIENT", "SETNAME", CLIENT_NAME)
+    except BaseException as exc:
         if conn is not None:
             conn.fail(ConnectionResetError("handshake failed"))
+        cause = connect_error(str(node), exc)
+        if cause is not exc:
+            raise cause from None
         raise
     if not conn.is_open:
         raise ConnectionResetError("connection closed during the handshake")

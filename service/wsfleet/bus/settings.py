@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,6 +15,7 @@ from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.routing import Strategy
 
 RESERVED_NAMESPACES = frozenset({"broadcast", "private_socket"})
+_FLEET_ID = re.compile(r"[A-Za-z0-9._-]{1,120}")
 
 
 def default_server_name() -> str:
@@ -48,6 +50,11 @@ class FleetSettings:
 
     ws_prefix: str = contract.DEFAULT_WS_PREFIX
     """Prefix of the WebSocket routing channels (``ws:broadcast``, ``ws:<namespace>``)."""
+
+    fleet: str | None = None
+    """The fleet's identity (the operator sets ``<namespace>.<name>``): both prefixes get
+    ``<fleet>:`` appended, so fleets sharing a Redis never see each other's traffic. Unset, the
+    channels are the original's (needed for mixed fleets with original Node.js nodes)."""
 
     serialization: Serialization = Serialization.MSGPACK
     """MessagePack (the original's default, ``enableRedisDataCompression``) or JSON."""
@@ -131,12 +138,46 @@ class FleetSettings:
     config_poll_interval: float = 1.0
     """Seconds between checks of ``config_dir`` for a changed Redis node list."""
 
+    redis_password_file: Path | None = None
+    """A file holding the password of every Redis node named on the bus (control messages never
+    carry credentials); see :mod:`wsfleet.bus.trust`."""
+
+    redis_secrets_dir: Path | None = None
+    """A directory of per-host password files (``<host>_<port>`` or ``<host>``) for Redis nodes
+    named on the bus."""
+
+    redis_username: str | None = None
+    """The ACL user of Redis nodes named on the bus whose password comes from
+    ``redis_secrets_dir`` or ``redis_password_file``."""
+
+    redis_tls_ca_file: Path | None = None
+    """CA certificates that sign the ``rediss://`` nodes' certificates (default: the system's)."""
+
+    redis_tls_cert_file: Path | None = None
+    """A client certificate for ``rediss://`` nodes that require one (``tls-auth-clients``)."""
+
+    redis_tls_key_file: Path | None = None
+    """The private key of ``redis_tls_cert_file``."""
+
+    redis_tls_verify: bool = True
+    """Verify the certificate and host name of ``rediss://`` nodes (off only for tests)."""
+
+    bus_key_file: Path | None = None
+    """Keys that sign and verify every bus message (``<key id>:<secret>`` per line, the first one
+    signs); or the ``WSFLEET_BUS_KEYS`` environment variable. See :mod:`wsfleet.bus.signing`."""
+
+    bus_accept_unsigned: bool = False
+    """Compatibility mode for fleets with original Node.js nodes: with a key, also accept unsigned
+    route messages that carry no wsfleet metadata (never control messages)."""
+
     def __post_init__(self) -> None:
         problems: list[str] = []
         if not self.server_name:
             problems.append("server_name must not be empty")
         if self.bridge_prefix == self.ws_prefix:
             problems.append("bridge_prefix and ws_prefix must differ")
+        if self.fleet is not None and not _FLEET_ID.fullmatch(self.fleet):
+            problems.append("fleet must be 1-120 characters A-Z a-z 0-9 . _ -")
         for name in (
             "redis_ping_interval",
             "redis_ping_timeout",
@@ -172,27 +213,37 @@ class FleetSettings:
 
     # -- channel names -----------------------------------------------------------------------
 
+    @property
+    def bridge_space(self) -> str:
+        """The bridge prefix in effect: :attr:`bridge_prefix` inside the fleet's space."""
+        return contract.fleet_prefix(self.bridge_prefix, self.fleet)
+
+    @property
+    def ws_space(self) -> str:
+        """The WebSocket prefix in effect: :attr:`ws_prefix` inside the fleet's space."""
+        return contract.fleet_prefix(self.ws_prefix, self.fleet)
+
     @cached_property
     def bridge_channel(self) -> str:
-        return contract.bridge_channel(self.bridge_prefix)
+        return contract.bridge_channel(self.bridge_space)
 
     @cached_property
     def private_channel(self) -> str:
-        return contract.private_channel(self.ws_prefix)
+        return contract.private_channel(self.ws_space)
 
     @cached_property
     def broadcast_channel(self) -> str:
-        return contract.broadcast_channel(self.ws_prefix)
+        return contract.broadcast_channel(self.ws_space)
 
     @cached_property
     def control_channel(self) -> str:
-        return contract.control_channel(self.bridge_prefix)
+        return contract.control_channel(self.bridge_space)
 
     def inbox_channel(self, server_name: str) -> str:
-        return contract.inbox_channel(server_name, self.bridge_prefix)
+        return contract.inbox_channel(server_name, self.bridge_space)
 
     def room_channel(self, namespace: str) -> str:
-        return contract.room_channel(namespace, self.ws_prefix)
+        return contract.room_channel(namespace, self.ws_space)
 
     def channel_kind(self, channel: str) -> str:
         """The bounded metric label of a channel: bridge, private, broadcast, control, inbox,
@@ -205,12 +256,12 @@ class FleetSettings:
             return "broadcast"
         if channel == self.control_channel:
             return "control"
-        if channel.startswith(contract.inbox_channel("", self.bridge_prefix)):
+        if channel.startswith(contract.inbox_channel("", self.bridge_space)):
             return "inbox"
-        if channel.startswith(self.ws_prefix):
+        if channel.startswith(self.ws_space):
             return "room"
         return "custom"
 
     def key(self, *parts: str) -> str:
         """A Redis key in wsfleet's key space."""
-        return contract.key(self.bridge_prefix, *parts)
+        return contract.key(self.bridge_space, *parts)

@@ -33,6 +33,8 @@ class BusStats:
     probe_rtt: dict[str, float] = field(default_factory=dict)
     outage_refused: int = 0
     outage_expired: int = 0
+    #: Messages refused by reason (signature, address, replay, ...): ``wsfleet_bus_rejected``.
+    rejected: Counter[str] = field(default_factory=Counter)
 
 
 def health_info(

@@ -29,8 +29,9 @@ from typing import Final, Protocol
 
 from wsfleet.bus.broker import BrokerLink, LinkError, numsub_counts
 from wsfleet.bus.settings import FleetSettings
-from wsfleet.bus.signals import Pulse, TaskSet
+from wsfleet.bus.signals import Pulse
 from wsfleet.clock import Clock, sleep
+from wsfleet.tasks import TaskOwner
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -188,7 +189,7 @@ class Admissions:
 
     __slots__ = ("_running", "host", "switcher", "tasks")
 
-    def __init__(self, host: SwitchHost, switcher: Switcher, tasks: TaskSet) -> None:
+    def __init__(self, host: SwitchHost, switcher: Switcher, tasks: TaskOwner) -> None:
         self.host = host
         self.switcher = switcher
         self.tasks = tasks
@@ -203,7 +204,7 @@ class Admissions:
         if self.tasks.closing:
             return
         admission = Admission(self.host, self.switcher, link)
-        task = self.tasks.spawn(admission.run(), f"wsfleet-admit-{link.key}")
+        task = self.tasks.start(admission.run(), f"wsfleet-admit-{link.key}")
         self._running[link.key] = (admission, task)
         task.add_done_callback(lambda t: self._done(link.key, t))
 

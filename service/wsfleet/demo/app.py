@@ -1,21 +1,30 @@
 """The demo application: what ``wsfleet serve`` runs when no ``--app`` is given.
 
 Contract (also used by the client test suites): ``?token=deny`` is refused with 401 before the
-upgrade; ``?id=`` names the socket (else a ``guest-…`` id); ``?name=`` is the display name. Events,
+upgrade; any other ``?token=`` must be a token signed with the keys in ``WSFLEET_DEMO_TOKEN_KEYS``
+(:mod:`wsfleet.tokens`) and names the socket by its subject, as applications do it (the README
+quickstart); else ``?id=`` names the socket — a demo convenience: anyone can claim any id with it —
+else a random ``guest-…`` id of 96 bits. ``?name=`` is the display name. Pages of other
+origins are refused with 403 unless ``allowed_origins`` says otherwise. Events,
 all acked: ``echo``, ``join``/``leave``/``say`` (namespace ``chat``), ``whoami``, ``broadcast``
 (pushed to everyone as ``announcement``) and ``close-me`` {code, reason}.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import secrets
 import time
 from pathlib import Path
 from typing import Any, Final
 
+from wsfleet import tokens
 from wsfleet.server import Acknowledge, Refuse, Server, Socket, UpgradeRequest
+from wsfleet.server.origins import SAME_ORIGIN
 
 STATIC_DIR: Final = Path(__file__).with_name("static")
+TOKEN_KEYS_ENV: Final = "WSFLEET_DEMO_TOKEN_KEYS"
 NAMESPACE: Final = "chat"
 _MAX_TEXT: Final = 2000
 
@@ -33,9 +42,18 @@ def _name(socket: Socket) -> str:
 
 
 def authenticate(request: UpgradeRequest) -> str:
-    if request.param("token") == "deny":
+    token = request.param("token")
+    if token == "deny":
         raise Refuse(401, "Unauthorized: demo token 'deny' is refused")
-    socket_id = request.param("id") or f"guest-{secrets.token_hex(3)}"
+    if token:  # the way applications do it: the id is the subject of a verified token
+        keys_text = os.environ.get(TOKEN_KEYS_ENV)
+        if not keys_text:
+            raise Refuse(401, f"Unauthorized: no {TOKEN_KEYS_ENV} to verify tokens with")
+        try:
+            return tokens.verify(tokens.Keys.parse(keys_text, TOKEN_KEYS_ENV), token).subject
+        except (tokens.TokenError, ValueError) as exc:
+            raise Refuse(401, f"Unauthorized: {exc}") from None
+    socket_id = request.param("id") or f"guest-{secrets.token_urlsafe(12)}"
     if len(socket_id) > 64:
         raise Refuse(400, "id must be at most 64 characters")
     return socket_id
@@ -43,6 +61,8 @@ def authenticate(request: UpgradeRequest) -> str:
 
 def setup(server: Server) -> None:
     server.set_authenticator(authenticate)
+    if not server.settings.allowed_origins:  # the demo page and its socket share one origin
+        server.settings = dataclasses.replace(server.settings, allowed_origins=(SAME_ORIGIN,))
 
     @server.on_system("connection")
     def connected(socket: Socket) -> None:

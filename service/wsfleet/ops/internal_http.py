@@ -10,50 +10,35 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from wsfleet import __version__
 from wsfleet.ops.metrics import node_registry
-
-if TYPE_CHECKING:
-    from wsfleet.server.server import Server
+from wsfleet.server.server import Server
+from wsfleet.version import __version__
 
 log = logging.getLogger("wsfleet.ops")
 
 
 def readiness(server: Server) -> list[str]:
-    """Why the node is not ready (empty when it is)."""
-    reasons: list[str] = []
-    if server.is_draining:
-        reasons.append("draining")
-    elif server.is_closing:
-        reasons.append("closing")
-    elif not server.is_accepting:
-        reasons.append("not accepting connections yet")
-    if server.fleet is not None and not server.fleet.bus.working_paths():
-        reasons.append("no working path through Redis (the bus probe has not returned recently)")
-        for link in server.fleet.bus.links.values():
-            error = link.health.last_error
-            if not link.publisher_healthy and error:
-                reasons.append(f"Redis {link.node}: {error}")
-    return reasons
+    """Why the node is not ready (empty when it is): the lifecycle's one readiness rule."""
+    return server.lifecycle.readiness()
 
 
 def cluster_view(server: Server) -> dict[str, Any]:
     """This node, the fleet's live nodes and the Redis nodes with health and latency."""
-    rooms = server._rooms
+    hub = server.hub
     view: dict[str, Any] = {
         "version": __version__,
         "ready": server.is_ready,
         "draining": server.is_draining,
         "connections": server.connection_count,
         "sockets": server.socket_count,
-        "rooms": rooms.total_rooms(),
-        "roomMembers": rooms.total_members(),
+        "rooms": hub.total_rooms(),
+        "roomMembers": hub.total_members(),
     }
     fleet = server.fleet
     if fleet is None:
@@ -62,7 +47,10 @@ def cluster_view(server: Server) -> dict[str, Any]:
     bus = fleet.bus
     working = set(bus.working_paths())
     view["node"] = fleet.name
-    view["liveNodes"] = {name: info for name, info in sorted(fleet.registry.live.items())}
+    view["liveNodes"] = {
+        name: {k: v for k, v in info.items() if k != "boot"}  # boot ids stay off /cluster
+        for name, info in sorted(fleet.registry.live.items())
+    }
     view["redis"] = [
         {
             "key": key,
@@ -78,6 +66,13 @@ def cluster_view(server: Server) -> dict[str, Any]:
         for key, link in sorted(bus.links.items())
     ]
     view["outageBuffer"] = len(bus.outage)
+    view["busAuth"] = {
+        "mode": bus.auth.mode.value,  # off | signed | compat (unsigned from original nodes)
+        "signingKeyId": bus.auth.signing_key_id,
+        "keyIds": bus.auth.key_ids,
+        "unsignedAccepted": bus.auth.unsigned_accepted,
+        "rejected": dict(bus.stats.rejected),
+    }
     view["pendingCalls"] = len(fleet.calls)
     return view
 

@@ -9,7 +9,6 @@ bounded (close codes, kinds, registered event names, Redis node keys), never soc
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
@@ -20,11 +19,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from wsfleet import __version__
 from wsfleet.latency import OTHER_EVENT, LatencyHistogram
-
-if TYPE_CHECKING:
-    from wsfleet.server.server import Server
+from wsfleet.server.server import Server
+from wsfleet.version import __version__
 
 PREFIX = "wsfleet_"
 _CHANNEL = "channel"
@@ -32,6 +29,17 @@ _CHANNEL = "channel"
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(PREFIX + name, doc, value=value)
+
+
+REJECT_REASONS = (
+    "unsigned",
+    "malformed",
+    "unknown-key",
+    "bad-signature",
+    "stale",
+    "replay",
+    "address",
+)
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -151,9 +159,9 @@ class NodeCollector(Collector):
         yield _histogram(ack, [], s.ack_seconds)
 
     def _rooms(self) -> Iterator[Metric]:
-        rooms = self.server._rooms
-        yield _gauge("rooms", "rooms with at least one member on this node", rooms.total_rooms())
-        yield _gauge("room_members", "room memberships on this node", rooms.total_members())
+        hub = self.server.hub
+        yield _gauge("rooms", "rooms with at least one member on this node", hub.total_rooms())
+        yield _gauge("room_members", "room memberships on this node", hub.total_members())
         if not self.room_namespaces:
             return
         by_ns = GaugeMetricFamily(
@@ -165,8 +173,8 @@ class NodeCollector(Collector):
             labels=["namespace"],
         )
         for ns in self.room_namespaces:
-            by_ns.add_metric([ns], rooms.room_count(ns))
-            members.add_metric([ns], rooms.member_count(ns))
+            by_ns.add_metric([ns], hub.room_count(ns))
+            members.add_metric([ns], hub.namespace_members(ns))
         yield by_ns
         yield members
 
@@ -204,6 +212,26 @@ class NodeCollector(Collector):
         yield _counter(
             "bus_duplicates_dropped", "bus messages dropped as duplicates", b.duplicates_dropped
         )
+        rejected = CounterMetricFamily(
+            PREFIX + "bus_rejected",
+            "bus messages refused (unsigned, bad signature, unknown key, replay, address, ...)",
+            labels=["reason"],
+        )
+        for reason in sorted(set(REJECT_REASONS) | set(b.rejected)):
+            rejected.add_metric([reason], b.rejected[reason])
+        yield rejected
+        auth = GaugeMetricFamily(
+            PREFIX + "bus_auth_mode",
+            "1 for the bus authentication mode in use (off, signed, compat)",
+            labels=["mode"],
+        )
+        auth.add_metric([bus.auth.mode.value], 1)
+        yield auth
+        yield _counter(
+            "bus_unsigned_accepted",
+            "unsigned messages accepted in compatibility mode (from original nodes)",
+            bus.auth.unsigned_accepted,
+        )
         yield _gauge(
             "bus_outage_buffer_messages",
             "publishes waiting for a usable Redis node",
@@ -217,12 +245,12 @@ class NodeCollector(Collector):
         yield _counter(
             "bus_calls_busy",
             "cross-server requests answered busy (max_incoming_calls listeners ran already)",
-            fleet.incoming.busy,
+            fleet.cross.incoming.busy,
         )
         yield _counter(
             "bus_hotplug_refused",
             "Redis node list changes refused because they would leave no Redis node",
-            fleet.node_target.refused,
+            fleet.control.node_target.refused,
         )
         yield _counter(
             "bus_outage_dropped",

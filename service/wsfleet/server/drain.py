@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import TYPE_CHECKING
 
 from wsfleet.protocol.codes import CloseCode
-
-if TYPE_CHECKING:
-    from wsfleet.server.lifecycle import Lifecycle
+from wsfleet.server.hub import Hub
+from wsfleet.server.ports import FleetMembership
 
 log = logging.getLogger("wsfleet.server")
 
@@ -33,10 +31,10 @@ def batches(count: int, spread: float) -> tuple[int, float]:
     return math.ceil(count / steps), (spread / steps if steps > 1 else 0.0)
 
 
-async def drain(server: Lifecycle, window: float) -> None:
+async def drain(hub: Hub, fleet: FleetMembership | None, window: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + window
-    sockets = list(server._connections)
+    sockets = hub.connections()
     size, step = batches(len(sockets), window * SPREAD_SHARE)
     log.info(
         "draining %d connections over %.1fs (%d per batch); a second signal closes at once",
@@ -47,13 +45,13 @@ async def drain(server: Lifecycle, window: float) -> None:
     for start in range(0, len(sockets), max(size, 1)):
         for socket in sockets[start : start + size]:
             if socket.is_open:
-                server.stats.drained_connections += 1
+                hub.stats.drained_connections += 1
                 socket.close(CloseCode.SERVICE_RESTART, "server restarting: reconnect")
         if step:
             await asyncio.sleep(step)
-    remaining = max(0.0, deadline - loop.time())
-    await server._wait_connections_gone(remaining)
-    if server.fleet is not None:
-        flushed = await server.fleet.bus.flush(max(0.5, deadline - loop.time()))
+    if not await hub.wait_no_connections(max(0.0, deadline - loop.time())):
+        log.info("%d connections did not close in time", hub.connection_count)
+    if fleet is not None:
+        flushed = await fleet.flush(max(0.5, deadline - loop.time()))
         if not flushed:
             log.warning("drain: some bus messages were still queued at the deadline")

@@ -1,4 +1,4 @@
-"""Running a node: its own port, an aiohttp app or a route; startup, drain and close; the
+"""Running a node: start, readiness, drain and close, with one state (:class:`Phase`), and the
 protocol-ping loop."""
 
 from __future__ import annotations
@@ -8,70 +8,104 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wsfleet.protocol.wsframe import PING_FRAME
+from wsfleet.server import transport
+from wsfleet.server.dispatch import LISTENING, SERVER_CLOSE, Dispatcher
 from wsfleet.server.drain import drain as drain_connections
-
-if TYPE_CHECKING:
-    pass
-
-from wsfleet.server.core import _LISTENING, _SERVER_CLOSE, Authenticator
-from wsfleet.server.inbound import ConnectionHandling
+from wsfleet.server.hub import Hub
+from wsfleet.server.ports import FleetMembership
+from wsfleet.server.state import DRAIN_CLOSE, NodeState, Phase
+from wsfleet.tasks import TaskOwner
 
 log = logging.getLogger("wsfleet.server")
 
+NO_REDIS_PATH = "no working path through Redis (the bus probe has not returned recently)"
 
-class Lifecycle(ConnectionHandling):
+
+class Lifecycle:
+    """Owns the node's phase, its ping loop and its own port (when it has one)."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        dispatcher: Dispatcher,
+        state: NodeState,
+        fleet: FleetMembership | None,
+    ) -> None:
+        self.hub = hub
+        self.dispatcher = dispatcher
+        self.settings = dispatcher.settings
+        self.state = state
+        self.fleet = fleet
+        self.tasks = TaskOwner("lifecycle")
+        self._fleet_started = False
+        self._own_port = False
+        self._runner: transport.Runner | None = None
+        self._ports: list[int] = []
+
+    # -- the phase and readiness -------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self.state.phase
+
+    def readiness(self) -> list[str]:
+        """Why the node is not ready (empty when it is): the one readiness rule, used by
+        ``Server.is_ready``, ``/readyz`` and the ``wsfleet_ready`` metric."""
+        phase = self.state.phase
+        reasons: list[str] = []
+        if self.state.draining:
+            reasons.append("draining")
+        elif phase is Phase.CLOSED:
+            reasons.append("closing")
+        elif phase is Phase.STARTING:
+            reasons.append("starting: the WebSocket port is not listening yet")
+        if self.fleet is not None and not self.fleet.has_working_path():
+            reasons.append(NO_REDIS_PATH)
+            reasons.extend(self.fleet.link_problems())
+        return reasons
+
+    @property
+    def is_closing(self) -> bool:
+        return self.state.phase is Phase.CLOSED
+
     # -- running -----------------------------------------------------------------------------
 
-    async def start(
-        self, host: str = "127.0.0.1", port: int = 9000, *, static_dir: Path | None = None
-    ) -> int:
-        """Listen on ``host:port`` (``port=0`` picks a free one); returns the bound port.
-
-        Every path accepts WebSocket upgrades, as the original server did. Plain HTTP GETs are
-        answered from ``static_dir`` (``/`` is its ``index.html``) when given, else with 426.
-        """
-        from wsfleet.server import transport
-
-        self._closed_once = False
-        self._runner, self._ports = await transport.serve(self, host, port, static_dir=static_dir)
+    async def start(self, host: str, port: int, *, static_dir: Path | None = None) -> int:
+        """Listen on ``host:port``; the node is ready once the port is bound."""
+        if self.state.phase is Phase.CLOSED:
+            self.state.phase = Phase.STARTING
+            self.state.late_close = None
+        self._own_port = True
+        self._runner, self._ports = await transport.serve(
+            self.dispatcher, self, host, port, static_dir=static_dir
+        )
+        if self.state.phase is Phase.STARTING:
+            self.state.phase = Phase.READY
         return self._ports[0]
 
     @property
     def port(self) -> int | None:
         return self._ports[0] if self._ports else None
 
-    def attach(self, app: Any, path: str = "/ws") -> None:
-        """Mount the WebSocket endpoint at ``path`` on an existing ``aiohttp.web.Application``;
-        the node starts and stops with the application."""
-        from wsfleet.server import transport
+    def attach(self, app: Any, path: str) -> None:
+        transport.attach(self.dispatcher, self, app, path)
 
-        transport.attach(self, app, path)
-
-    async def handle(self, request: Any, *, socket_id: str | None = None) -> Any:
-        """Upgrade an ``aiohttp.web.Request`` from your own route (after your own checks) and run
-        the connection; ``socket_id`` registers the socket at once."""
-        from wsfleet.server import transport
-
-        return await transport.handle(self, request, socket_id=socket_id)
+    async def handle(self, request: Any, socket_id: str | None) -> Any:
+        return await transport.handle(self.dispatcher, request, socket_id=socket_id)
 
     def run(
         self,
-        host: str = "127.0.0.1",
-        port: int = 9000,
+        host: str,
+        port: int,
         *,
-        static_dir: Path | None = None,
-        on_listening: Callable[[int], None] | None = None,
-        prepare: Awaitable[Any] | None = None,
-        sidecars: Sequence[Callable[[], AbstractAsyncContextManager[Any]]] = (),
+        static_dir: Path | None,
+        on_listening: Callable[[int], None] | None,
+        prepare: Awaitable[Any] | None,
+        sidecars: Sequence[Callable[[], AbstractAsyncContextManager[Any]]],
     ) -> None:
-        """Blocking: listen until SIGINT/SIGTERM, then :meth:`drain` (a second signal closes at
-        once) and return. ``prepare`` is awaited on the server's event loop before it listens;
-        ``sidecars`` (async context managers, e.g. an internal HTTP port) run around it."""
-        from wsfleet.server import transport
-
         transport.run(
             self,
             host,
@@ -82,117 +116,75 @@ class Lifecycle(ConnectionHandling):
             sidecars=sidecars,
         )
 
-    def enable_tracing(self, provider: Any = None) -> None:
-        """Emit OpenTelemetry spans (client events, bus publish and receive) through
-        ``provider`` (an SDK ``TracerProvider``; default: the global one)."""
-        from wsfleet.tracing import Tracing
-
-        name = self.fleet.name if self.fleet is not None else None
-        self.tracing = Tracing(provider, name)
-        if self.fleet is not None:
-            self.fleet.bus.tracing = self.tracing
-
-    def set_authenticator(self, authenticate: Authenticator | None) -> None:
-        """Install (or remove) the hook that admits or refuses upgrades (see the constructor)."""
-        self._authenticate = authenticate
-
     async def startup(self) -> None:
-        """Start the node's background work (ping loop; with a fleet, the bus and registry).
-        Raises ``DuplicateNodeError`` when another live node has this node's name."""
+        """Start the background work (ping loop; with a fleet, the bus and registry)."""
+        if self.state.phase is Phase.CLOSED:
+            self.state.phase = Phase.STARTING
+            self.state.late_close = None
         if self.fleet is not None and not self._fleet_started:
             await self.fleet.start()
             self._fleet_started = True
-        self._accepting = True
-        self._draining = False
-        self._started = True
-        self._closed_once = False
-        if self._ping_task is None:
-            self._ping_task = asyncio.create_task(self._ping_loop(), name="wsfleet-ping-loop")
-        await self._emit_system_async(_LISTENING)
+        self.tasks.reopen()
+        self.dispatcher.tasks.reopen()
+        if not len(self.tasks):
+            self.tasks.spawn(self._ping_loop(), "wsfleet-ping-loop")
+        if not self._own_port and self.state.phase is Phase.STARTING:
+            self.state.phase = Phase.READY  # mounted on an app, or used through handle()
+        await self.dispatcher.emit_system_async(LISTENING)
 
     async def close(self) -> None:
-        """Stop accepting, close every connection with ``shutdown_close_code``, stop loops.
+        """Stop accepting, close every connection with ``shutdown_close_code``, stop every task.
         Idempotent."""
-        if self._closed_once:
+        if self.state.phase is Phase.CLOSED:
             return
-        self._closed_once = True
-        self._accepting = False
-        self._started = False
-        for socket in list(self._connections):
+        self.state.phase = Phase.CLOSED
+        if self.state.late_close is None:
+            self.state.late_close = (self.settings.shutdown_close_code, "server shutting down")
+        hub = self.hub
+        for socket in hub.connections():
             socket.close(self.settings.shutdown_close_code, "server shutting down")
-        await self._wait_connections_gone(self.settings.close_timeout)
-        for socket in list(self._connections):  # peers that never answered our close frame
+        if not await hub.wait_no_connections(self.settings.close_timeout):
+            log.info("%d connections did not close in time: dropping them", hub.connection_count)
+        for socket in hub.connections():  # peers that never answered our close frame
             socket.terminate()
-        if self._ping_task is not None:
-            self._ping_task.cancel()
-            await asyncio.gather(self._ping_task, return_exceptions=True)
-            self._ping_task = None
+        await self.tasks.aclose()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        self._own_port = False
         if self.fleet is not None and self._fleet_started:
             self._fleet_started = False
             await self.fleet.aclose()
-        await self._emit_system_async(_SERVER_CLOSE)
-
-    async def _wait_connections_gone(self, timeout: float) -> None:
-        if not self._connections:
-            return
-        self._all_gone = asyncio.Event()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._all_gone.wait()
-        except TimeoutError:
-            log.info("%d connections did not close in time: dropping them", len(self._connections))
-        finally:
-            self._all_gone = None
+        await self.dispatcher.tasks.aclose()
+        await self.dispatcher.emit_system_async(SERVER_CLOSE)
 
     async def drain(self, window: float | None = None) -> None:
-        """Graceful drain, then :meth:`close`: refuse upgrades (503), close clients with 1012 in
-        batches over ``window`` seconds (default ``settings.drain_timeout``) so they reconnect to
-        other nodes, flush the bus, leave the fleet. Idempotent."""
-        if self._draining or self._closed_once:
+        """Refuse upgrades, close clients with 1012 in batches over ``window`` seconds, flush
+        the bus, then :meth:`close`. Idempotent."""
+        if self.state.phase is Phase.DRAINING or self.state.phase is Phase.CLOSED:
             return
-        self._draining = True
-        self._accepting = False
-        await drain_connections(self, self.settings.drain_timeout if window is None else window)
+        self.state.phase = Phase.DRAINING
+        self.state.late_close = DRAIN_CLOSE
+        await drain_connections(
+            self.hub, self.fleet, self.settings.drain_timeout if window is None else window
+        )
         await self.close()
-
-    @property
-    def is_accepting(self) -> bool:
-        return self._accepting
-
-    @property
-    def is_draining(self) -> bool:
-        return self._draining
-
-    @property
-    def is_closing(self) -> bool:
-        """True once :meth:`close` has started."""
-        return self._closed_once
-
-    @property
-    def is_ready(self) -> bool:
-        """Readiness: started, accepting upgrades, not draining and, in a fleet, with a working
-        path through Redis (the bus probe made the round trip recently)."""
-        if not (self._started and self._accepting) or self._draining:
-            return False
-        return self.fleet is None or bool(self.fleet.bus.working_paths())
 
     async def _ping_loop(self) -> None:
         interval = self.settings.server_ping_interval
         background_limit = self.settings.enter_background_close_time
         loop = asyncio.get_running_loop()
+        stats = self.hub.stats
         while True:
             await asyncio.sleep(interval)
             now = loop.time()
-            for socket in list(self._connections):
+            for socket in self.hub.connections():
                 since = socket.background_since
                 if since is not None and now - since > background_limit:
-                    self.stats.background_sockets_reaped += 1
+                    stats.background_sockets_reaped += 1
                     socket.terminate()
                 elif not socket.alive:
-                    self.stats.dead_sockets_reaped += 1
+                    stats.dead_sockets_reaped += 1
                     socket.terminate()
                 else:
                     socket.alive = False

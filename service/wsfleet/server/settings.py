@@ -63,6 +63,11 @@ class ServerSettings:
     rate_limit_policy: RateLimitPolicy = RateLimitPolicy.CLOSE
     """Overflow policy of the inbound rate limit."""
 
+    allowed_origins: tuple[str, ...] = ()
+    """Origins (``https://app.example.com``, ``same-origin``, ``*``) whose pages may connect;
+    others get 403 before the upgrade. Empty: no check (requests without ``Origin`` always pass).
+    See :mod:`wsfleet.server.origins`."""
+
     auth_timeout: float | None = None
     """Seconds a connection may stay without a socket id (see ``set_user_socket``) before it is
     closed with 4005; ``None`` disables the rule."""

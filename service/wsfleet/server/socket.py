@@ -13,14 +13,12 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wsfleet.protocol.codec import MISSING, encode_ack, encode_event
 from wsfleet.protocol.codes import CloseCode
 from wsfleet.protocol.wsframe import build_text_frame
-
-if TYPE_CHECKING:
-    from wsfleet.server.inbound import ConnectionHandling
+from wsfleet.server.stats import NodeStats
 
 log = logging.getLogger("wsfleet.server")
 
@@ -52,7 +50,12 @@ class UpgradeRequest:
 
 
 class Socket:
-    """A live client connection. ``id`` is set once the application accepts it."""
+    """A live client connection. ``id`` is set once the application accepts it.
+
+    The socket is its connection's one writer: every frame the node sends (events, acks, pongs,
+    heartbeats, pings) goes through :meth:`send_frame` in call order, and nothing is written
+    after :meth:`close` started the close handshake or :meth:`terminate` dropped the connection.
+    """
 
     __slots__ = (
         "__weakref__",
@@ -62,8 +65,8 @@ class Socket:
         "_data",
         "_inflight",
         "_max_buffer",
-        "_server",
         "_slot_free",
+        "_stats",
         "_transport",
         "alive",
         "background_since",
@@ -77,20 +80,20 @@ class Socket:
 
     def __init__(
         self,
-        server: ConnectionHandling,
+        stats: NodeStats,
         transport: asyncio.WriteTransport,
         closer: Closer,
         request: UpgradeRequest,
         connection_id: int,
         max_buffer: int,
     ) -> None:
-        self._server = server
+        self._stats = stats
         self._transport: asyncio.WriteTransport | None = transport
         self._closer = closer
         self._closing = False
         self._max_buffer = max_buffer
         # Created on first use, as is ``data``: most sockets never need them (S6 memory).
-        self._inflight: set[asyncio.Task[Any]] | None = None
+        self._inflight: set[asyncio.Future[Any]] | None = None
         self._slot_free: asyncio.Event | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
         self.request = request
@@ -147,7 +150,7 @@ class Socket:
         if self._closing or t is None or t.is_closing():
             return False
         t.write(frame)
-        stats = self._server.stats
+        stats = self._stats
         stats.frames_out += 1
         stats.bytes_out += len(frame)
         if t.get_write_buffer_size() > self._max_buffer:
@@ -157,7 +160,7 @@ class Socket:
         return True
 
     def ack(self, callback_id: str, payload: Any = MISSING) -> bool:
-        self._server.stats.acks_sent += 1
+        self._stats.acks_sent += 1
         return self.send_frame(build_text_frame(encode_ack(callback_id, payload)))
 
     # -- closing -----------------------------------------------------------------------------
@@ -188,14 +191,58 @@ class Socket:
     def mark_foreground(self) -> None:
         self.background_since = None
 
-    # -- used by the server ------------------------------------------------------------------
+    # -- used by the node (not by applications) ---------------------------------------------
 
-    def _detach(self) -> None:
+    def detach(self) -> None:
+        """The connection is gone: write nothing more, stop the authentication timer."""
         self._transport = None
         self._closing = True
+        self.cancel_auth_timer()
+
+    def start_auth_timer(self, delay: float, expired: Callable[[Socket], None]) -> None:
+        self.cancel_auth_timer()
+        self._auth_timer = asyncio.get_running_loop().call_later(delay, self._auth_fired, expired)
+
+    def _auth_fired(self, expired: Callable[[Socket], None]) -> None:
+        self._auth_timer = None
+        expired(self)
+
+    def cancel_auth_timer(self) -> None:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
+
+    def track_handler(self, task: asyncio.Future[Any]) -> None:
+        """Own an async handler's task until it ends (the in-flight handler limit counts them)."""
+        if self._inflight is None:
+            self._inflight = set()
+        self._inflight.add(task)
+        task.add_done_callback(self._handler_done)
+
+    def _handler_done(self, task: asyncio.Future[Any]) -> None:
+        if self._inflight is not None:
+            self._inflight.discard(task)
+        if self._slot_free is not None:
+            self._slot_free.set()
+
+    def handlers_in_flight(self) -> int:
+        return len(self._inflight) if self._inflight is not None else 0
+
+    async def wait_for_slot(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` async handlers of this socket run."""
+        while self._inflight is not None and len(self._inflight) >= limit:
+            if self._slot_free is None:
+                self._slot_free = asyncio.Event()
+            self._slot_free.clear()
+            await self._slot_free.wait()
+
+    async def cancel_handlers(self) -> None:
+        """Cancel the socket's running async handlers and wait for them to end."""
+        tasks = list(self._inflight or ())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Acknowledge:
@@ -226,5 +273,5 @@ class Acknowledge:
             payload = MISSING
         socket = self._socket
         if self._start is not None:
-            socket._server.stats.ack_seconds.observe(perf_counter() - self._start)
+            socket._stats.ack_seconds.observe(perf_counter() - self._start)
         return socket.ack(self.callback_id, payload)

@@ -23,3 +23,14 @@ class SystemEvent(StrEnum):
 
 
 SYSTEM_EVENTS: Final = frozenset(e.value for e in SystemEvent)
+
+
+def system_name(event: SystemEvent | str) -> str:
+    """The table key of a system event; a clear error for a client event name."""
+    name = event.value if isinstance(event, SystemEvent) else event
+    if name not in SYSTEM_EVENTS:
+        raise ValueError(
+            f"unknown system event {name!r}; expected one of {sorted(SYSTEM_EVENTS)}. "
+            "Client events are registered with on()."
+        )
+    return name

@@ -1,8 +1,10 @@
-"""The aiohttp adapter: the only module of wsfleet that imports ``aiohttp.web``.
+"""The aiohttp adapter: the WebSocket port's only module that imports ``aiohttp.web``.
 
-It turns an HTTP request into an :class:`UpgradeRequest`, asks the server to admit it (the
-``authenticate`` hook runs before the upgrade), upgrades, and runs the read loop. Writes do not go
-through aiohttp: the server writes pre-built frames to the connection's transport.
+It turns an HTTP request into an :class:`UpgradeRequest`, asks the node (a
+:class:`~wsfleet.server.ports.NodePort`) to admit it (the ``authenticate`` hook runs before the
+upgrade), upgrades, and runs the read loop. Writes do not go through aiohttp: the node's
+:class:`Socket` writes pre-built frames to the connection's transport. The read path is chosen
+once per process at start-up (:func:`wsfleet.server.ws_hook.select_path`).
 """
 
 from __future__ import annotations
@@ -12,21 +14,23 @@ import contextlib
 import functools
 import logging
 import signal
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
-from aiohttp import web_ws as _aiohttp_web_ws
 
 from wsfleet.protocol.params import parse_ws_request_params
-from wsfleet.server.server import Refuse
+from wsfleet.server.errors import Refuse
+from wsfleet.server.ports import NodePort
+from wsfleet.server.settings import ServerSettings
 from wsfleet.server.socket import Socket, UpgradeRequest
-
-if TYPE_CHECKING:
-    from wsfleet.server.lifecycle import Lifecycle
-    from wsfleet.server.settings import ServerSettings
+from wsfleet.server.ws_hook import (
+    ReadPath,
+    direct_queue_of,
+    post_start_with_direct_queue,
+    select_path,
+)
 
 log = logging.getLogger("wsfleet.server")
 
@@ -34,10 +38,28 @@ Application = web.Application
 Request = web.Request
 HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_SERVER_KEY: web.AppKey[Lifecycle] = web.AppKey("wsfleet_server")
+Runner = web.AppRunner
 
-#: Close handshakes in progress, on every connection: the event loop keeps only weak references.
-_close_tasks: set[asyncio.Task[None]] = set()
+
+class Runnable(Protocol):
+    """The node's lifecycle as the adapter drives it (app start/stop, signals)."""
+
+    @property
+    def is_closing(self) -> bool: ...
+
+    async def start(self, host: str, port: int, *, static_dir: Path | None = None) -> int: ...
+
+    async def startup(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def drain(self, window: float | None = None) -> None: ...
+
+
+_NODE_KEY: web.AppKey[NodePort] = web.AppKey("wsfleet_node")
+
+#: The read path of this process, checked once, at the first start-up (see ``ws_hook``).
+read_path = functools.cache(select_path)
 
 
 class _LazyCookies(Mapping[str, str]):
@@ -77,60 +99,16 @@ def upgrade_request(request: web.Request) -> UpgradeRequest:
     )
 
 
-_DATA_TYPES = frozenset({WSMsgType.TEXT, WSMsgType.BINARY})
-_WEB_WS_GLOBALS: dict[str, Any] = vars(_aiohttp_web_ws)
-_BaseQueue: Any = _WEB_WS_GLOBALS.get("WebSocketDataQueue")
-_DirectQueue: Any = None
-
-if _BaseQueue is not None:
-
-    class _DirectQueueImpl(_BaseQueue):  # type: ignore[misc]
-        """aiohttp's queue of parsed messages, which hands a data frame straight to the server
-        while the read loop is parked on an empty queue (``armed``), instead of waking the read
-        loop's task for it: that saves a future, a task step and ``receive()`` per frame, and
-        the handler runs in the same event-loop iteration as the read.
-
-        Order is kept: frames are dispatched directly only when nothing is queued before them
-        and the read loop is idle; control frames, and every frame while the read loop is busy
-        (a handler slot is awaited, a message is being handled) go through the queue as before.
-        """
-
-        __slots__ = ("armed", "blocked", "on_frame", "socket", "usable")
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            # The one private attribute relied on; without it the read loop never arms us.
-            self.usable = isinstance(getattr(self, "_buffer", None), deque)
-            self.armed = False
-            self.blocked = False
-            self.on_frame: Callable[[Socket, str | bytes], bool] | None = None
-            self.socket: Socket | None = None
-
-        def feed_data(self, data: Any, size: int) -> None:
-            if self.armed and not self._buffer and data.type in _DATA_TYPES:
-                socket, on_frame = self.socket, self.on_frame
-                if socket is not None and on_frame is not None:
-                    try:
-                        if on_frame(socket, data.data):
-                            # The handler slots are full: the read loop waits for one before
-                            # it takes the next frame (from the queue).
-                            self.armed = False
-                            self.blocked = True
-                    except Exception as exc:  # as if raised in the read loop: it ends
-                        self.armed = False
-                        self.set_exception(exc)
-                    return
-            super().feed_data(data, size)
-
-    _DirectQueue = _DirectQueueImpl
-
-
 class _WebSocket(web.WebSocketResponse):
     """aiohttp's WebSocket response, which also closes its connection for the :class:`Socket`
     (``schedule_close`` is the socket's closer). Keeping that here rather than in closures made
     per connection saves ~800 B per connection (S6)."""
 
-    __slots__ = ("_wsfleet_close_timeout", "_wsfleet_transport")
+    __slots__ = (
+        "_wsfleet_close_task",
+        "_wsfleet_close_timeout",
+        "_wsfleet_transport",
+    )
 
     def __init__(self, settings: ServerSettings) -> None:
         super().__init__(
@@ -141,25 +119,41 @@ class _WebSocket(web.WebSocketResponse):
         )
         self._wsfleet_close_timeout = settings.close_timeout
         self._wsfleet_transport: asyncio.Transport | None = None
+        self._wsfleet_close_task: asyncio.Task[None] | None = None
 
     def _post_start(self, *args: Any, **kwargs: Any) -> None:
-        # aiohttp builds its message queue here, by the module-level name: make it ours.
-        # (Another aiohttp, where that name is not the queue: every frame takes the read loop.)
-        if _DirectQueue is None or _WEB_WS_GLOBALS.get("WebSocketDataQueue") is not _BaseQueue:
+        if read_path() is not ReadPath.DIRECT:
             super()._post_start(*args, **kwargs)
             return
-        _WEB_WS_GLOBALS["WebSocketDataQueue"] = _DirectQueue
-        try:
-            super()._post_start(*args, **kwargs)
-        finally:
-            _WEB_WS_GLOBALS["WebSocketDataQueue"] = _BaseQueue
+        # aiohttp builds its message queue here, by a module-level name: make it ours.
+        post_start_with_direct_queue(lambda: super(_WebSocket, self)._post_start(*args, **kwargs))
+
+    def queue(self) -> Any:
+        """The connection's direct queue, or None on the public path."""
+        return direct_queue_of(self._reader) if read_path() is ReadPath.DIRECT else None
 
     def schedule_close(self, code: int, reason: str) -> None:
-        """Start the close handshake in a task (``Socket.close`` is synchronous)."""
+        """Start the close handshake in a task (``Socket.close`` is synchronous); the
+        connection's handler owns the task and awaits it before it returns."""
+        if self._wsfleet_close_task is not None:
+            return
         close = self._close_or_abort(code, reason)
-        task = asyncio.get_running_loop().create_task(close, name="wsfleet-close")
-        _close_tasks.add(task)
-        task.add_done_callback(_close_tasks.discard)
+        self._wsfleet_close_task = asyncio.get_running_loop().create_task(
+            close, name="wsfleet-close"
+        )
+
+    async def finish_close(self) -> None:
+        """Wait for the close handshake started by :meth:`schedule_close` (bounded by its own
+        timeout); cancelled with the connection's handler."""
+        task = self._wsfleet_close_task
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise
 
     async def _close_or_abort(self, code: int, reason: str) -> None:
         timeout = self._wsfleet_close_timeout
@@ -179,52 +173,53 @@ class _WebSocket(web.WebSocketResponse):
 
 
 async def handle(
-    server: Lifecycle,
+    node: NodePort,
     request: web.Request,
     *,
     socket_id: str | None = None,
     fallback: HttpHandler | None = None,
 ) -> web.StreamResponse:
-    ws = _WebSocket(server.settings)
+    ws = _WebSocket(node.settings)
     if not ws.can_prepare(request).ok:
         if fallback is not None:
             return await fallback(request)
         return web.Response(status=426, text="Expected a WebSocket upgrade request\n")
     info = upgrade_request(request)
     try:
-        admitted = await server._admit(info)
+        admitted = await node.admit(info)
     except Refuse as refusal:
-        server.stats.connections_refused[str(refusal.status)] += 1
+        node.stats.connections_refused[str(refusal.status)] += 1
         return web.Response(status=refusal.status, text=refusal.reason + "\n")
     transport = request.transport
     if transport is None:
         return web.Response(status=400, text="connection already closed\n")
     await ws.prepare(request)
     ws._wsfleet_transport = transport
-    socket = server._open(transport, ws.schedule_close, info, socket_id or admitted)
+    socket = node.open(transport, ws.schedule_close, info, socket_id or admitted)
     try:
-        await server._connected(socket)
-        await _read_loop(server, socket, ws)
+        await node.connected(socket)
+        await _read_loop(node, socket, ws)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a transport failure must never take the server down
         log.debug("connection %r failed: %r", socket, exc)
-        server._emit_error(socket, exc)
+        node.failed(socket, exc)
     finally:
         code = socket.close_code if socket.close_code is not None else ws.close_code
         reason = socket.close_reason
         if not ws.closed:
             with contextlib.suppress(Exception):
                 transport.abort()
-        await server._closed(socket, code if code is not None else 1006, reason)
+        try:
+            await node.closed(socket, code if code is not None else 1006, reason)
+        finally:
+            await ws.finish_close()
     return ws
 
 
-async def _read_loop(server: Lifecycle, socket: Socket, ws: web.WebSocketResponse) -> None:
-    on_frame = server._on_frame
-    reader: Any = ws._reader
-    direct = _DirectQueue is not None and isinstance(reader, _DirectQueue) and reader.usable
-    queue = reader if direct else None
+async def _read_loop(node: NodePort, socket: Socket, ws: _WebSocket) -> None:
+    on_frame = node.frame
+    queue = ws.queue()
     if queue is not None:
         queue.socket, queue.on_frame = socket, on_frame
     try:
@@ -241,15 +236,15 @@ async def _read_loop(server: Lifecycle, socket: Socket, ws: web.WebSocketRespons
             if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
                 if queue is not None and queue.blocked:  # a frame handled directly filled
                     queue.blocked = False  # the handler slots: wait for one before this one
-                    await server._wait_for_slot(socket)
+                    await node.wait_for_slot(socket)
                 if on_frame(socket, msg.data):
-                    await server._wait_for_slot(socket)
+                    await node.wait_for_slot(socket)
             elif kind is WSMsgType.PONG:
-                server._on_pong(socket, msg.data)
+                node.pong(socket, msg.data)
             elif kind is WSMsgType.PING:
-                server._on_ping(socket, msg.data)
+                node.ping(socket, msg.data)
             elif kind is WSMsgType.ERROR:
-                server._emit_error(socket, msg.data)
+                node.failed(socket, msg.data)
                 return
             else:  # CLOSE, CLOSING, CLOSED
                 return
@@ -274,23 +269,29 @@ def static_files(directory: Path) -> HttpHandler:
 
 
 def attach(
-    server: Lifecycle, app: web.Application, path: str = "/ws", fallback: HttpHandler | None = None
+    node: NodePort,
+    lifecycle: Runnable,
+    app: web.Application,
+    path: str = "/ws",
+    fallback: HttpHandler | None = None,
 ) -> None:
+    read_path()  # checked at start-up, not on the first connection
     # A partial, not a wrapper coroutine: that would keep one more frame alive per connection.
-    route = functools.partial(handle, server, fallback=fallback)
+    route = functools.partial(handle, node, fallback=fallback)
     app.router.add_route("GET", path, route)
-    app[_SERVER_KEY] = server
+    app[_NODE_KEY] = node
 
-    async def lifecycle(_: web.Application) -> Any:
-        await server.startup()
+    async def run_with_app(_: web.Application) -> Any:
+        await lifecycle.startup()
         yield
-        await server.close()
+        await lifecycle.close()
 
-    app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(run_with_app)
 
 
 async def serve(
-    server: Lifecycle,
+    node: NodePort,
+    lifecycle: Runnable,
     host: str,
     port: int,
     *,
@@ -300,13 +301,13 @@ async def serve(
     original server); plain HTTP GETs are served from ``static_dir`` or get 426."""
     app = web.Application()
     fallback = static_files(static_dir) if static_dir is not None else None
-    attach(server, app, "/{tail:.*}", fallback)
+    attach(node, lifecycle, app, "/{tail:.*}", fallback)
     # handlers are closed by Server.close() before cleanup: never wait aiohttp's default 60 s
     runner = web.AppRunner(
         app,
         handle_signals=False,
         access_log=None,
-        shutdown_timeout=server.settings.close_timeout + 1.0,
+        shutdown_timeout=node.settings.close_timeout + 1.0,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -316,7 +317,7 @@ async def serve(
 
 
 def run(
-    server: Lifecycle,
+    server: Runnable,
     host: str,
     port: int,
     *,
@@ -369,7 +370,7 @@ class _Signals:
             log.info("%s: draining", sig.name)
             self.first.set()
 
-    async def drain_on_signal(self, server: Lifecycle) -> None:
+    async def drain_on_signal(self, server: Runnable) -> None:
         await self.first.wait()
         drain = asyncio.ensure_future(server.drain())
         forced = asyncio.ensure_future(self.second.wait())

@@ -57,7 +57,7 @@ async def test_closing_while_a_redis_add_waits_for_the_fleet_leaves_no_connectio
     fleet = a.server.fleet
     assert fleet is not None
     # b never adds r2, so a's add waits for b (up to hot_add_grace) with a live link to r2
-    adding = asyncio.create_task(fleet.add_redis_node(RedisNode.parse(r2.address)))
+    adding = asyncio.create_task(fleet.control.add_redis_node(RedisNode.parse(r2.address)))
     async with asyncio.timeout(10):
         while await wsfleet_clients(r2) < 2:  # publisher and subscriber
             await asyncio.sleep(0.01)

@@ -73,3 +73,22 @@ def test_the_operator_reads_the_names_from_the_contract() -> None:
         "redis.add",
         "redis.remove",
     ]
+
+
+async def test_a_fleet_with_a_bus_key_obeys_only_the_operators_signed_control_messages(
+    redis_factory, make_fleet: MakeFleet, tmp_path
+) -> None:
+    keys = "op1:" + "k" * 40
+    (tmp_path / "keys").write_text(keys)
+    r1, r2 = await redis_factory(), await redis_factory()
+    (node,) = await make_fleet([r1], 1, bus_key_file=tmp_path / "keys")
+    channel = redis_probe.control_channel("csbp:")
+    unsigned = redis_probe.control_message([url(r1), url(r2)], "msgpack")
+    await send([r1], unsigned)
+    bus = node.server.fleet.bus  # type: ignore[union-attr]
+    async with asyncio.timeout(10):
+        while bus.stats.rejected["unsigned"] != 1:
+            await asyncio.sleep(0.02)
+    assert links(node) == {f"127.0.0.1:{r1.port}/0"}
+    await send([r1], redis_probe.sign_control(unsigned, channel, keys, "msgpack"))
+    await links_become(node, {f"127.0.0.1:{r1.port}/0", f"127.0.0.1:{r2.port}/0"})

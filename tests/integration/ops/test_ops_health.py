@@ -32,6 +32,15 @@ async def wait_status(url: str, status: int, timeout: float = 10.0) -> dict[str,
         raise AssertionError(f"{url} still answers {last} after {timeout}s") from None
 
 
+async def wait_until_reasons(url: str, count: int) -> list[str]:
+    async with asyncio.timeout(10):
+        while len(reasons := (await wait_status(url, 503))["reasons"]) < count or not all(
+            "connection refused" in r for r in reasons[1:]
+        ):
+            await asyncio.sleep(0.05)
+    return list(reasons)
+
+
 async def test_readiness_follows_the_redis_nodes_and_liveness_does_not(
     redis_factory: Any, make_fleet: MakeFleet, open_internal: OpenInternal
 ) -> None:
@@ -46,7 +55,12 @@ async def test_readiness_follows_the_redis_nodes_and_liveness_does_not(
     not_ready = await wait_status(http.url + "/readyz", 503)
     reasons = not_ready["reasons"]
     assert reasons[0] == "no working path through Redis (the bus probe has not returned recently)"
-    assert all(r.startswith("Redis redis://127.0.0.1:") for r in reasons[1:])  # each link's cause
+    # then the real cause per Redis node, once a reconnection failed
+    causes = await wait_until_reasons(http.url + "/readyz", 3)
+    assert {c.split(": ", 1)[0] for c in causes[1:]} == {
+        f"Redis redis://127.0.0.1:{r.port}/0" for r in (r1, r2)
+    }
+    assert all("connection refused" in c for c in causes[1:]), causes
     assert await get(http.url + "/healthz") == (200, '{\n  "status": "ok"\n}')
 
     await r2.start()  # one Redis node back is enough

@@ -49,4 +49,4 @@ async def test_requests_beyond_the_bound_are_answered_busy_at_once(
             result = await c
             assert result.outcomes == {callee.name: Outcome.ANSWERED}
             assert result.payloads == {callee.name: "done"}
-    assert callee.server.fleet is not None and callee.server.fleet.incoming.busy == 2
+    assert callee.server.fleet is not None and callee.server.fleet.cross.incoming.busy == 2

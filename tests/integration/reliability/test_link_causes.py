@@ -1,7 +1,8 @@
-"""A Redis node that cannot be used says why: wrong password, a name that does not resolve."""
+"""A Redis node that cannot be used says why in the log, once per change of cause."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -26,29 +27,27 @@ async def _failing_link(address: str, caplog: pytest.LogCaptureFixture) -> str:
     link.start()
     try:
         await wait_until(lambda: link.health.last_error is not None)
+        await asyncio.sleep(0.5)  # several more attempts (backoff 0.05-0.1 s), same cause
         return link.health.last_error or ""
     finally:
         await link.aclose()
 
 
-async def test_a_wrong_password_is_reported_as_an_authentication_failure_with_redis_error(
+async def test_a_wrong_password_is_logged_with_redis_error_once(
     redis: RedisProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     await redis.command("CONFIG", "SET", "requirepass", "right")
     error = await _failing_link(f"redis://:wrong@127.0.0.1:{redis.port}", caplog)
-    assert error.startswith("authentication failed: WRONGPASS")
-    assert "cannot connect: authentication failed: WRONGPASS" in caplog.text
+    assert "AUTH as user 'default' refused (WRONGPASS" in error
+    lines = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
+    assert lines and "WRONGPASS" in lines[0]
+    assert len(lines) == 1  # once per change of cause, not once per retry
 
 
-async def test_a_missing_password_is_reported_as_an_authentication_failure(
+async def test_a_missing_password_says_what_redis_said(
     redis: RedisProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     await redis.command("CONFIG", "SET", "requirepass", "right")
     error = await _failing_link(redis.address, caplog)
-    assert error.startswith("authentication failed: NOAUTH")
-
-
-async def test_a_host_name_that_does_not_resolve_says_so(caplog: pytest.LogCaptureFixture) -> None:
-    error = await _failing_link("redis://wsfleet..invalid:6379", caplog)
-    assert "cannot resolve the Redis host name 'wsfleet..invalid'" in error
-    assert "cannot connect: cannot resolve" in caplog.text
+    assert "NOAUTH" in error
+    assert "cannot connect: NOAUTH" in caplog.text

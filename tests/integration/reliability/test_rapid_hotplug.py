@@ -44,7 +44,7 @@ async def test_set_set_rollback_within_the_grace_ends_in_the_last_list_with_no_l
     sender, receiver = await make_fleet([r1, r2], 2, drain_grace=2.0, custom_channels=("stream",))
     got: list[int] = []
     assert receiver.server.fleet is not None and sender.server.fleet is not None
-    receiver.server.fleet.custom_handler = lambda channel, message: got.append(message["n"])
+    receiver.server.set_custom_channel_handler(lambda channel, message: got.append(message["n"]))
     bus = sender.server.fleet.bus
     await asyncio.sleep(0.3)  # every node listens on both
     stop = asyncio.Event()

@@ -294,3 +294,20 @@ def test_the_bus_drops_its_own_echo_before_decoding_and_keeps_the_rest(
     assert bus.stats.self_echo_dropped == 2
     assert bus.stats.duplicates_dropped == 1  # the same (boot, seq) twice
     assert seen == [("ws:broadcast", bus.codec.loads(theirs))]
+
+
+def test_dedup_of_verified_messages_refuses_replays_from_before_the_window() -> None:
+    from wsfleet.bus.dedup import Verdict
+
+    seen = DuplicateFilter(window=3)
+    assert [seen.check("a", s) for s in (1, 2, 3, 4)] == [Verdict.NEW] * 4  # 1 left the window
+    assert seen.check("a", 4) is Verdict.DUPLICATE
+    assert seen.check("a", 1) is Verdict.REPLAY  # an old message brought back
+    assert seen.check("a", 6) is Verdict.NEW and seen.check("a", 5) is Verdict.NEW  # reordered
+
+
+def test_dedup_of_unverified_messages_keys_on_the_bytes_too() -> None:
+    seen = DuplicateFilter(window=3)
+    assert seen.is_new("a", 1, hash(b"forged")) and seen.is_new("a", 2, hash(b"forged"))
+    assert seen.is_new("a", 1, hash(b"genuine"))  # same numbers, other bytes: not suppressed
+    assert not seen.is_new("a", 1, hash(b"genuine"))  # a retried publish: same bytes

@@ -1,0 +1,296 @@
+"""The Hub: a node's local sockets, rooms and local delivery.
+
+It owns the connection set, the socket registry (id → socket) and the room index; nothing else
+touches them. Sends that must also reach other nodes are handed to its
+:class:`~wsfleet.server.ports.Propagation` (``LocalOnly`` on a single node, the fleet otherwise),
+and so are registrations (the newest login wins fleet-wide) and room namespaces coming into and
+out of use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from wsfleet.bus.settings import RESERVED_NAMESPACES
+from wsfleet.protocol.codes import CloseCode
+from wsfleet.protocol.wsframe import build_text_frame
+from wsfleet.server.errors import DuplicateSocketError, UnknownSocketError, check_name
+from wsfleet.server.ports import LocalOnly, Propagation
+from wsfleet.server.rooms import RoomIndex
+from wsfleet.server.settings import DuplicatePolicy, ServerSettings
+from wsfleet.server.socket import Socket
+from wsfleet.server.stats import NodeStats
+
+log = logging.getLogger("wsfleet.server")
+
+
+def check_namespace(namespace: str) -> None:
+    if namespace in RESERVED_NAMESPACES:
+        raise ValueError(
+            f"room namespace {namespace!r} is reserved: its channel would collide with the "
+            "built-in broadcast or private-message channel"
+        )
+
+
+class Hub:
+    """Local sockets, rooms and delivery of one node."""
+
+    def __init__(
+        self, settings: ServerSettings, stats: NodeStats, propagation: Propagation | None = None
+    ) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.propagation: Propagation = propagation or LocalOnly()
+        self._connections: set[Socket] = set()
+        self._sockets: dict[str, Socket] = {}
+        self._rooms = RoomIndex()
+        self._all_gone: asyncio.Event | None = None
+
+    # -- connections (accepted or not) ----------------------------------------------------------
+
+    def add_connection(self, socket: Socket) -> None:
+        self._connections.add(socket)
+
+    def discard_connection(self, socket: Socket) -> None:
+        self._connections.discard(socket)
+        if not self._connections and self._all_gone is not None:
+            self._all_gone.set()
+
+    def connections(self) -> list[Socket]:
+        """A snapshot of the open connections."""
+        return list(self._connections)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def wait_no_connections(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the last connection to end; True when none is left."""
+        if not self._connections:
+            return True
+        self._all_gone = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._all_gone.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._all_gone = None
+
+    # -- the socket registry ------------------------------------------------------------------
+
+    def register(self, socket_id: str, socket: Socket) -> None:
+        """Accept ``socket`` under ``socket_id`` (``set_user_socket``)."""
+        check_name("socket_id", socket_id)
+        if not isinstance(socket, Socket):
+            raise TypeError(f"socket must be a wsfleet Socket, got {socket!r}")
+        if not socket.is_open:
+            raise ValueError(f"{socket!r} is closed and cannot be registered")
+        current = self._sockets.get(socket_id)
+        if current is socket:
+            return
+        if socket.id is not None and socket.id != socket_id:
+            self.unregister(socket)
+        if current is not None:
+            self.stats.duplicate_logins += 1
+            policy = self.settings.duplicate_policy
+            if policy is DuplicatePolicy.REJECT_NEW:
+                socket.close(CloseCode.DUPLICATE_LOGIN, "duplicate login")
+                raise DuplicateSocketError(f"socket id {socket_id!r} is already connected")
+            # The old socket keeps no claim on the id: its close cannot remove the new mapping.
+            current.id = None
+            if policy is DuplicatePolicy.CLOSE_OLD:
+                current.close(CloseCode.DUPLICATE_LOGIN, "logged in elsewhere")
+        socket.id = socket_id
+        socket.cancel_auth_timer()
+        self._sockets[socket_id] = socket
+        self.propagation.claim(socket_id)
+
+    def remove(self, socket_id: str, socket: Socket | None = None) -> bool:
+        """Forget ``socket_id`` (with ``socket``, only if the id is still that socket's)."""
+        current = self._sockets.get(socket_id)
+        if current is None or (socket is not None and current is not socket):
+            return False
+        self.unregister(current)
+        return True
+
+    def unregister(self, socket: Socket, *, release: bool = True) -> None:
+        """Forget the socket's id and rooms; ``release`` gives the id back to the fleet."""
+        socket_id = socket.id
+        if socket_id is None:
+            return
+        socket.id = None
+        if self._sockets.get(socket_id) is socket:
+            del self._sockets[socket_id]
+            emptied = self._rooms.remove_socket(socket_id)
+            if release:
+                self.propagation.release(socket_id)
+            for namespace in emptied:
+                self.propagation.namespace_emptied(namespace)
+
+    def logged_in_elsewhere(self, socket_id: str) -> bool:
+        """Another node registered ``socket_id``: forget (and, by policy, close) ours."""
+        socket = self._sockets.get(socket_id)
+        if socket is None:
+            return False
+        self.stats.duplicate_logins += 1
+        self.unregister(socket, release=False)
+        if self.settings.duplicate_policy is not DuplicatePolicy.REPLACE:
+            socket.close(CloseCode.DUPLICATE_LOGIN, "logged in elsewhere")
+        return True
+
+    def get(self, socket_id: str) -> Socket | None:
+        return self._sockets.get(socket_id)
+
+    def sockets(self) -> list[Socket]:
+        return list(self._sockets.values())
+
+    def socket_ids(self) -> list[str]:
+        return list(self._sockets)
+
+    @property
+    def socket_count(self) -> int:
+        return len(self._sockets)
+
+    # -- rooms --------------------------------------------------------------------------------
+
+    def join(self, namespace: str, room_id: str, socket_id: str) -> None:
+        check_name("namespace", namespace)
+        check_name("room_id", room_id)
+        check_name("socket_id", socket_id)
+        check_namespace(namespace)
+        if socket_id not in self._sockets:
+            raise UnknownSocketError(
+                f"socket id {socket_id!r} is not registered on this node; "
+                "call set_user_socket() before join_room()"
+            )
+        if self._rooms.join(namespace, room_id, socket_id):
+            self.propagation.namespace_used(namespace)
+
+    def leave(self, namespace: str, room_id: str, socket_id: str) -> bool:
+        check_name("namespace", namespace)
+        check_name("room_id", room_id)
+        check_name("socket_id", socket_id)
+        was = self._rooms.is_joined(socket_id, namespace, room_id)
+        if self._rooms.leave(namespace, room_id, socket_id):
+            self.propagation.namespace_emptied(namespace)
+        return was
+
+    def remove_room(self, namespace: str, room_id: str) -> None:
+        if self._rooms.remove_room(namespace, room_id):
+            self.propagation.namespace_emptied(namespace)
+
+    def room_socket_count(self, namespace: str, room_id: str | None, *, exact: bool) -> int:
+        return self._rooms.socket_count(namespace, room_id, exact=exact)
+
+    def room_socket_ids(self, namespace: str, room_id: str | None, *, exact: bool) -> set[str]:
+        return self._rooms.socket_ids(namespace, room_id, exact=exact)
+
+    def joined_rooms(
+        self, socket_id: str, namespace_prefix: str | None
+    ) -> dict[str, frozenset[str]]:
+        check_name("socket_id", socket_id)
+        return self._rooms.joined_rooms(socket_id, namespace_prefix)
+
+    def is_joined(self, socket_id: str, namespace: str, room_id: str | None) -> bool:
+        return self._rooms.is_joined(socket_id, namespace, room_id)
+
+    def room_count(self, namespace: str, *, exact: bool = True) -> int:
+        return self._rooms.room_count(namespace, exact=exact)
+
+    def room_ids(self, namespace: str, *, exact: bool = True) -> list[str]:
+        return self._rooms.room_ids(namespace, exact=exact)
+
+    def namespace_members(self, namespace: str) -> int:
+        """Room memberships in one namespace (O(rooms): for metrics)."""
+        return self._rooms.member_count(namespace)
+
+    def total_rooms(self) -> int:
+        return self._rooms.total_rooms()
+
+    def total_members(self) -> int:
+        return self._rooms.total_members()
+
+    # -- sending: local first, then the rest of the fleet ---------------------------------------
+
+    def broadcast(self, text: bytes, *, local_only: bool = False) -> int:
+        self.stats.broadcasts += 1
+        sent = self.deliver_all(build_text_frame(text))
+        if not local_only:
+            self.propagation.publish_broadcast(text)
+        return sent
+
+    def to_room(
+        self,
+        namespace: str,
+        room_id: str,
+        text: bytes,
+        exclude: list[str],
+        *,
+        local_only: bool = False,
+    ) -> int:
+        sent = self.deliver_room(namespace, room_id, build_text_frame(text), exclude)
+        if not local_only:
+            self.propagation.publish_room(namespace, room_id, text, exclude)
+        return sent
+
+    def to_id(self, socket_id: str, text: bytes) -> bool:
+        socket = self._sockets.get(socket_id)
+        if socket is not None:
+            return socket.send_frame(build_text_frame(text))
+        return self.propagation.send_private([socket_id], text)
+
+    def to_ids(self, socket_ids: Iterable[str], text: bytes) -> int:
+        sent, missing = self.deliver_ids(socket_ids, build_text_frame(text))
+        if missing:
+            self.propagation.send_private_ids(missing, text)
+        return sent
+
+    # -- local delivery of a pre-built frame -----------------------------------------------------
+
+    def deliver_all(self, frame: bytes) -> int:
+        sent = 0
+        for socket in list(self._sockets.values()):
+            if socket.send_frame(frame):
+                sent += 1
+        return sent
+
+    def deliver_room(
+        self, namespace: str, room_id: str | None, frame: bytes, exclude: Iterable[str]
+    ) -> int:
+        if room_id is None:
+            members: Iterable[str] = self._rooms.socket_ids(namespace)
+        else:
+            live = self._rooms.members(namespace, room_id)
+            if not live:
+                return 0
+            members = list(live)
+        excluded = exclude if isinstance(exclude, set | frozenset) else frozenset(exclude)
+        sockets = self._sockets
+        sent = 0
+        for socket_id in members:
+            if socket_id in excluded:
+                continue
+            socket = sockets.get(socket_id)
+            if socket is not None and socket.send_frame(frame):
+                sent += 1
+        return sent
+
+    def deliver_ids(self, socket_ids: Iterable[str], frame: bytes) -> tuple[int, list[str]]:
+        """Write to the local ones; returns (written, ids not on this node)."""
+        sent = 0
+        missing: list[str] = []
+        sockets = self._sockets
+        for socket_id in socket_ids:
+            key: object = socket_id  # callers from untyped code pass anything
+            if not isinstance(key, str):
+                continue
+            socket = sockets.get(socket_id)
+            if socket is None:
+                missing.append(socket_id)
+            elif socket.send_frame(frame):
+                sent += 1
+        return sent, missing
