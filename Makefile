@@ -9,9 +9,11 @@ STAMPS := .stamps
 JS := clients/js
 JS_BUNDLE := service/wsfleet/demo/static/wsfleet-client.js
 
-.PHONY: run test lint typecheck pytest js-test bench chaos deps system-deps venv js-build interop-deps k8s-deps clean
+.PHONY: run test lint typecheck pytest js-test bench chaos deps system-deps venv run-venv js-build interop-deps k8s-deps clean
 
-run: venv js-build
+# `make run` installs only what running needs (`pip install -e .`); the test toolchain comes with
+# `make test` (the dev extra), on top of the same virtualenv.
+run: run-venv js-build
 	$(VENV)/bin/wsfleet serve
 
 test: deps lint typecheck pytest js-test
@@ -36,13 +38,19 @@ system-deps:
 
 venv: $(STAMPS)/venv
 
-$(STAMPS)/venv: pyproject.toml
+run-venv: $(STAMPS)/run-venv
+
+$(STAMPS)/run-venv: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11+ is required: install python3 (e.g. apt-get install python3 python3-venv)." >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is required, found $$($(PYTHON) --version)." >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "Cannot create a virtualenv: install python3-venv." >&2; exit 1; }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e .
 	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/venv: $(STAMPS)/run-venv
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
 
 js-build: $(JS_BUNDLE)
 

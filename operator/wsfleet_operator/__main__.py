@@ -11,7 +11,12 @@ import os
 import sys
 from collections.abc import MutableMapping
 
-from kopf.cli import main as kopf_main
+from . import MISSING_KOPF
+
+try:
+    from kopf.cli import main as kopf_main
+except ImportError:  # an optional extra: one sentence, not a traceback
+    sys.exit(f"wsfleet-operator: {MISSING_KOPF}")
 
 from .settings import OperatorSettings, SettingsError
 

@@ -194,6 +194,10 @@ def test_build_context_holds_what_the_build_copies() -> None:
         "bench/run.py",
     ):
         assert ignore.excluded(junk), junk
+    # The license files pyproject.toml names are in the wheel stage (setuptools fails without).
+    sources = {src for c in stage("wheel").all("COPY") for src in c.split()[:-1]}
+    for license_file in PYPROJECT["project"]["license-files"]:
+        assert license_file in sources, f"{license_file} is not copied into the wheel stage"
     # What the demo page loads is in the image: the bundle built in the client stage.
     assert (
         "--from=client /src/clients/js/dist/wsfleet-client.min.js "

@@ -76,7 +76,6 @@ class RedisLink:
         self._on_changed = handler.on_link_changed
         self._queue: deque[Command] = deque()
         self._queued_bytes = 0
-        self._logged_cause: str | None = None
         self.handed_back = 0
         """Commands handed back because the queue was over ``queue_max_bytes``."""
         self._flush_scheduled = False
@@ -84,6 +83,7 @@ class RedisLink:
         self._pub: RespConnection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._said: str | None = None  # the last connect failure logged
         self.health = LinkHealth()
         self._subscriber = RedisSubscriber(self, node, self.timings, self.health, self._set_health)
         self.publishable = True
@@ -287,16 +287,17 @@ class RedisLink:
                 conn = await open_connection(self.node, self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
                 error = str(exc) or type(exc).__name__
-                if error != self._logged_cause:  # the cause, once per change of cause
-                    self._logged_cause = error
-                    log.warning("Redis %s: cannot connect: %s", self.node, error)
+                if error != self._said:  # said once, not on every retry
+                    self._said = error
+                    node = str(self.node)
+                    log.warning("Redis %s", error if node in error else f"{node}: {error}")
                 self._set_health(PUBLISHER, False, "error", error)
                 self._fail_queued(exc)
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
             backoff = self.timings.backoff_initial
-            self._logged_cause = None
+            self._said = None
             conn.on_writable = self._flush
             conn.on_idle = self._drained
             self._pub = conn

@@ -24,6 +24,16 @@ log = logging.getLogger("wsfleet.server")
 NO_REDIS_PATH = "no working path through Redis (the bus probe has not returned recently)"
 
 
+def announce_listening(host: str, port: int) -> None:
+    """Print where a node listens (what ``Server.run()`` does once the port is bound)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    print(
+        f"wsfleet: listening on http://{shown}:{port} "
+        f"(WebSocket on any path, e.g. ws://{shown}:{port}/ws; Ctrl+C stops)",
+        flush=True,
+    )
+
+
 class Lifecycle:
     """Owns the node's phase, its ping loop and its own port (when it has one)."""
 

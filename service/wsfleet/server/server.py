@@ -9,6 +9,7 @@ docs/architecture.md draws them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -26,7 +27,7 @@ from wsfleet.server.errors import DuplicateSocketError, Refuse, UnknownSocketErr
 from wsfleet.server.fleet import Fleet
 from wsfleet.server.fleet_inbound import CustomHandler
 from wsfleet.server.hub import Hub
-from wsfleet.server.lifecycle import Lifecycle
+from wsfleet.server.lifecycle import Lifecycle, announce_listening
 from wsfleet.server.ports import EventTracing
 from wsfleet.server.settings import ServerSettings
 from wsfleet.server.socket import Socket
@@ -324,7 +325,10 @@ class Server:
     ) -> None:
         """Blocking: listen until SIGINT/SIGTERM, then :meth:`drain` (a second signal closes at
         once) and return. ``prepare`` is awaited on the server's event loop before it listens;
-        ``sidecars`` (async context managers, e.g. an internal HTTP port) run around it."""
+        ``sidecars`` (async context managers, e.g. an internal HTTP port) run around it.
+        Without ``on_listening`` it prints the address it listens on."""
+        if on_listening is None:
+            on_listening = functools.partial(announce_listening, host)
         self.lifecycle.run(
             host,
             port,

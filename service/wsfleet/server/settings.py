@@ -86,6 +86,13 @@ class ServerSettings:
     """Seconds a graceful drain (SIGTERM) may take: clients are closed with 1012 (reconnect
     elsewhere) in batches spread over this window, then the node leaves the fleet and exits."""
 
+    compression: bool = False
+    """permessage-deflate for clients that offer it (browsers and Node's ws package do, the
+    Python client with compress=True). Costs CPU per compressed message; off by default."""
+
+    compression_threshold: int = 1024
+    """With compression on, messages shorter than this many bytes are sent uncompressed."""
+
     def __post_init__(self) -> None:
         problems: list[str] = []
         for f in fields(self):

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
+from wsfleet.protocol.deflate import shared_deflater
 from wsfleet.protocol.params import parse_ws_request_params
 from wsfleet.server.errors import Refuse
 from wsfleet.server.ports import NodePort
@@ -113,7 +114,7 @@ class _WebSocket(web.WebSocketResponse):
     def __init__(self, settings: ServerSettings) -> None:
         super().__init__(
             autoping=False,
-            compress=False,
+            compress=settings.compression,
             max_msg_size=settings.max_message_size,
             timeout=settings.close_timeout,
         )
@@ -196,6 +197,8 @@ async def handle(
     await ws.prepare(request)
     ws._wsfleet_transport = transport
     socket = node.open(transport, ws.schedule_close, info, socket_id or admitted)
+    if 9 <= ws.compress <= 15:  # permessage-deflate negotiated, with this window size
+        socket.deflate = shared_deflater(node.settings.compression_threshold, ws.compress)
     try:
         await node.connected(socket)
         await _read_loop(node, socket, ws)

@@ -39,8 +39,7 @@ async def test_a_wrong_password_is_logged_with_redis_error_once(
     await redis.command("CONFIG", "SET", "requirepass", "right")
     error = await _failing_link(f"redis://:wrong@127.0.0.1:{redis.port}", caplog)
     assert "AUTH as user 'default' refused (WRONGPASS" in error
-    lines = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
-    assert lines and "WRONGPASS" in lines[0]
+    lines = [r.getMessage() for r in caplog.records if "WRONGPASS" in r.getMessage()]
     assert len(lines) == 1  # once per change of cause, not once per retry
 
 
@@ -50,4 +49,4 @@ async def test_a_missing_password_says_what_redis_said(
     await redis.command("CONFIG", "SET", "requirepass", "right")
     error = await _failing_link(redis.address, caplog)
     assert "NOAUTH" in error
-    assert "cannot connect: NOAUTH" in caplog.text
+    assert "NOAUTH" in caplog.text
