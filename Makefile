@@ -9,7 +9,7 @@ STAMPS := .stamps
 JS := clients/js
 JS_BUNDLE := service/wsfleet/demo/static/wsfleet-client.js
 
-.PHONY: run test lint typecheck pytest js-test bench deps system-deps venv run-venv js-build interop-deps k8s-deps clean
+.PHONY: run test lint typecheck pytest js-test bench chaos deps system-deps venv run-venv js-build interop-deps k8s-deps clean
 
 # `make run` installs only what running needs (`pip install -e .`); the test toolchain comes with
 # `make test` (the dev extra), on top of the same virtualenv.
@@ -60,11 +60,12 @@ $(JS_BUNDLE): $(wildcard $(JS)/src/*.ts) $(JS)/package.json
 	cp $(JS)/dist/wsfleet-client.min.js $(JS_BUNDLE)
 
 lint: venv
-	$(VENV)/bin/ruff check service operator tests bench examples
-	$(VENV)/bin/ruff format --check service operator tests bench examples
+	$(VENV)/bin/ruff check service operator tests bench examples chaos
+	$(VENV)/bin/ruff format --check service operator tests bench examples chaos
 
 typecheck: venv
 	$(VENV)/bin/mypy
+	MYPYPATH=service $(VENV)/bin/mypy chaos
 
 pytest: venv interop-deps
 	$(PY) -m pytest -q
@@ -76,6 +77,12 @@ js-test: js-build
 
 bench: venv
 	$(PY) -m bench.run
+
+# The chaos and soak suite (not part of `make test`): real nodes and redis-servers on loopback,
+# faults injected while traffic flows, a table of figures. SOAK_MINUTES=0 skips the soak.
+SOAK_MINUTES ?= 10
+chaos: venv
+	$(PY) -m chaos.run --soak-minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(STAMPS) $(VENV) $(JS)/node_modules $(JS)/dist $(JS_BUNDLE)

@@ -106,6 +106,9 @@ def container_env(fleet: FleetSpec) -> list[Obj]:
             ("POD_NAME", "metadata.name"),
             ("POD_NAMESPACE", "metadata.namespace"),
             ("POD_IP", "status.podIP"),
+            # The same for every container restart of the pod: a restarted node proves with it
+            # that the lease under its name is its own (wsfleet's instance token).
+            ("POD_UID", "metadata.uid"),
         )
     ]
     # Settings first, then the fields the spec names explicitly (they win on a clash).

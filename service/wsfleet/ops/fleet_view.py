@@ -128,8 +128,8 @@ def node_summary(
         "failed": max(0, calls.failed - own["failed"]),
         "pending": len(calls),
     }
-    summary["busPublished"] = sum(bus.stats.published_by_channel.values())
-    summary["busReceived"] = sum(bus.stats.received_by_channel.values())
+    summary["busPublished"] = sum(bus.stats.published_by_kind.values())
+    summary["busReceived"] = sum(bus.stats.received_by_kind.values())
     summary["outageBuffer"] = len(bus.outage)
     summary["redis"] = [
         {

@@ -256,6 +256,15 @@ class Server:
         check_name("event", event)
         return self.hub.to_id(socket_id, encode_event(event, payload))
 
+    async def to_socket_id_confirmed(self, socket_id: str, event: str, payload: Any = None) -> bool:
+        """:meth:`to_socket_id` for a socket on another node, waiting for Redis' answer: False
+        when the node holding it crashed or left the fleet (nobody listens on its inbox)."""
+        check_name("event", event)
+        text = encode_event(event, payload)
+        if self.fleet is None or self.hub.get(socket_id) is not None:
+            return self.hub.to_id(socket_id, text)
+        return await self.fleet.send_private_confirmed(socket_id, text)
+
     def to_socket_ids(self, socket_ids: Iterable[str], event: str, payload: Any = None) -> int:
         """Push one event (encoded once) to several sockets, on whatever nodes they are; returns
         how many were written locally."""
