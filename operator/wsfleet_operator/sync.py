@@ -96,6 +96,9 @@ async def apply_all(runtime: Runtime, body: Mapping[str, Any], fleet: FleetSpec)
     started = time.perf_counter()
     scaled_from = None
     async with st.lock:
+        # Cleared before applying: a deletion or hand edit seen while this round runs (after
+        # its object was applied) sets it again and gets a round of its own.
+        st.needs_apply = False
         try:
             for obj in resources.owned_objects(fleet, owner=owner_of(body)):
                 result = await runtime.kube.apply(obj)
@@ -103,11 +106,11 @@ async def apply_all(runtime: Runtime, body: Mapping[str, Any], fleet: FleetSpec)
                 if obj["kind"] == "Deployment":
                     st.deployment, st.deployment_known = result, True
         except (KubeError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            st.needs_apply = True
             raise record_failure(runtime, st, key, exc) from exc
         st.applied_generation = generation
         st.error = None
         st.rejected = False
-        st.needs_apply = False
         st.applied_at = time.monotonic()
         if st.replicas is not None and st.replicas != fleet.effective_replicas:
             scaled_from = st.replicas
