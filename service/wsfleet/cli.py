@@ -332,9 +332,13 @@ def _internal_port(server: Any, ops: Any) -> Callable[[], AbstractAsyncContextMa
             )
             http = await opened.__aenter__()
         except InternalBindError as exc:
+            fix = (
+                "pass --internal-port 0 for any free port or --internal-port off"
+                if exc.in_use
+                else "list this machine's addresses in --internal-host or pass --internal-port off"
+            )
             raise StartError(
-                f"cannot open the internal port on {exc.address} ({exc.reason}); pass "
-                "--internal-port 0 for any free port or --internal-port off"
+                f"cannot open the internal port on {exc.address} ({exc.reason}); {fix}"
             ) from None
         print(
             f"wsfleet: internal port on {', '.join(http.urls)} (fleet view at /; "

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from errno import EADDRINUSE
 from typing import Any
 
 import orjson
@@ -127,10 +128,11 @@ def build_app(
 class InternalBindError(Exception):
     """One address of the internal port cannot be bound (``address`` is ``host:port``)."""
 
-    def __init__(self, address: str, reason: str) -> None:
+    def __init__(self, address: str, reason: str, *, in_use: bool) -> None:
         super().__init__(f"cannot bind {address}: {reason}")
         self.address = address
         self.reason = reason
+        self.in_use = in_use
 
 
 @dataclass
@@ -174,8 +176,11 @@ async def internal_http(
                 await web.TCPSite(runner, host, port).start()
             except OSError as exc:
                 # asyncio words EADDRINUSE as a whole sentence; the errno's name is the reason
-                reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else str(exc)
-                raise InternalBindError(host_port(host, port), reason) from None
+                # (a name lookup's errno is negative: its strerror says it)
+                errno = exc.errno or 0
+                reason = os.strerror(errno) if errno > 0 else exc.strerror or str(exc)
+                in_use = errno == EADDRINUSE
+                raise InternalBindError(host_port(host, port), reason, in_use=in_use) from None
             if port == 0:
                 port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
         yield InternalHttp(hosts, port, registry, runner)

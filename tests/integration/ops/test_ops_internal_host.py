@@ -68,3 +68,20 @@ def test_an_unexpanded_pod_ip_reference_is_one_clear_sentence() -> None:
         "got '$(POD_IP)' (a Kubernetes reference left unexpanded: define POD_IP earlier in env) "
         "(from env WSFLEET_INTERNAL_HOST)"
     )
+
+
+def test_an_address_not_on_this_machine_stops_the_node_with_one_sentence() -> None:
+    serve = [sys.executable, "-m", "wsfleet", "serve", "--port", "0", "--internal-port", "0"]
+    result = subprocess.run(
+        [*serve, "--internal-host", "127.0.0.1,192.0.2.1"],  # 192.0.2.0/24: documentation only
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert message.startswith("wsfleet: cannot start: cannot open the internal port on 192.0.2.1:")
+    assert message.endswith(
+        "(Cannot assign requested address); list this machine's addresses in --internal-host "
+        "or pass --internal-port off"
+    )
