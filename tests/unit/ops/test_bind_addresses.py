@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from wsfleet.ops.bind_addresses import internal_host_problems, url
 from wsfleet.ops.settings import OpsSettings
 
