@@ -65,6 +65,11 @@ ENTRYPOINT ["python", "-m", "wsfleet_operator"]
 # code 1012 to clients, deregister, exit 0). It starts no child processes, so there is nothing to
 # reap. Bind addresses and ports come from WSFLEET_* variables; flags (as the operator passes)
 # win over them. It writes nothing to disk: run it with a read-only root filesystem.
+# The client port listens on every address; the internal port (/metrics, /healthz, /readyz,
+# /cluster, the fleet view) on loopback only, so `docker run -p 9100:9100` does not publish it
+# (the HEALTHCHECK reaches it on 127.0.0.1). To open it deliberately, name the addresses:
+# `-e WSFLEET_INTERNAL_HOST=0.0.0.0 -p 127.0.0.1:9100:9100` (on the host's loopback only). In
+# Kubernetes the operator sets WSFLEET_INTERNAL_HOST=$(POD_IP),127.0.0.1.
 # Put your application in /app and run it with `--app module:factory`.
 FROM ${PYTHON_IMAGE} AS server
 ENV PATH=/opt/venv/bin:$PATH \
@@ -74,7 +79,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     WSFLEET_HOST=0.0.0.0 \
     WSFLEET_PORT=8080 \
-    WSFLEET_INTERNAL_HOST=0.0.0.0 \
+    WSFLEET_INTERNAL_HOST=127.0.0.1 \
     WSFLEET_INTERNAL_PORT=9100
 COPY --from=server-venv /opt/venv /opt/venv
 WORKDIR /app

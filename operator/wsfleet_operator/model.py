@@ -23,6 +23,7 @@ FIXED_SETTINGS = {
     "redis": "the Redis nodes are listed in spec.redis.nodes",
     "port": "the operator fixes the client port",
     "internal_port": "the operator fixes the internal port",
+    "internal_host": "the operator binds the internal port to the pod IP and loopback",
     "config_dir": "the operator mounts the Redis node list",
 }
 

@@ -87,8 +87,6 @@ def container_args(fleet: FleetSpec) -> list[str]:
         "0.0.0.0",
         "--port",
         str(c.WS_PORT),
-        "--internal-host",
-        "0.0.0.0",
         "--internal-port",
         str(c.INTERNAL_PORT),
         "--config-dir",
@@ -97,6 +95,10 @@ def container_args(fleet: FleetSpec) -> list[str]:
     if fleet.app:
         args += ["--app", fleet.app]
     return args
+
+
+#: The internal port's addresses (``WSFLEET_INTERNAL_HOST``).
+INTERNAL_HOST = "$(POD_IP),127.0.0.1"
 
 
 def container_env(fleet: FleetSpec) -> list[Obj]:
@@ -111,7 +113,11 @@ def container_env(fleet: FleetSpec) -> list[Obj]:
             ("POD_UID", "metadata.uid"),
         )
     ]
-    # Settings first, then the fields the spec names explicitly (they win on a clash).
+    # Kubernetes expands $(POD_IP) only from variables defined earlier in the list: the internal
+    # port listens on the pod IP (kubelet probes, Prometheus) and loopback (kubectl port-forward),
+    # never on another interface of the pod.
+    env.append({"name": env_name("internal_host"), "value": INTERNAL_HOST})
+    # Settings next, then the fields the spec names explicitly (they win on a clash).
     values: dict[str, str] = {env_name(k): v for k, v in sorted(fleet.settings.items())}
     values[env_name("fleet")] = fleet.fleet_id
     values[env_name("log_format")] = fleet.log_format

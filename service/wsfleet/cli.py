@@ -319,7 +319,7 @@ class StartError(WsfleetError):
 
 
 def _internal_port(server: Any, ops: Any) -> Callable[[], AbstractAsyncContextManager[None]]:
-    from wsfleet.ops.internal_http import internal_http
+    from wsfleet.ops.internal_http import InternalBindError, internal_http
 
     @contextlib.asynccontextmanager
     async def sidecar() -> AsyncIterator[None]:
@@ -331,15 +331,17 @@ def _internal_port(server: Any, ops: Any) -> Callable[[], AbstractAsyncContextMa
                 room_namespaces=ops.metrics_room_namespaces,
             )
             http = await opened.__aenter__()
-        except OSError as exc:
+        except InternalBindError as exc:
+            fix = (
+                "pass --internal-port 0 for any free port or --internal-port off"
+                if exc.in_use
+                else "list this machine's addresses in --internal-host or pass --internal-port off"
+            )
             raise StartError(
-                f"cannot open the internal port {ops.internal_host}:{ops.internal_port} "
-                f"({os.strerror(exc.errno) if exc.errno else exc}); pass --internal-port 0 "
-                f"for any free port or "
-                f"--internal-port off"
+                f"cannot open the internal port on {exc.address} ({exc.reason}); {fix}"
             ) from None
         print(
-            f"wsfleet: internal port on {http.url} (fleet view at /; "
+            f"wsfleet: internal port on {', '.join(http.urls)} (fleet view at /; "
             "/metrics /healthz /readyz /cluster)",
             flush=True,
         )

@@ -150,7 +150,10 @@ def test_exposed_ports_match_the_chart_and_the_contract() -> None:
     assert server.exposed() == {8080, 9100}
     env = server.env()
     assert (env["WSFLEET_PORT"], env["WSFLEET_INTERNAL_PORT"]) == ("8080", "9100")
-    assert env["WSFLEET_HOST"] == env["WSFLEET_INTERNAL_HOST"] == "0.0.0.0"
+    assert env["WSFLEET_HOST"] == "0.0.0.0"
+    # issue 11: the internal port stays internal (`docker run -p 9100` does not publish it; the
+    # operator binds it on the pod IP and loopback)
+    assert env["WSFLEET_INTERNAL_HOST"] == "127.0.0.1"
     docs = _chart(VALUE_SETS["redis-three"])
     policy = one(docs, "NetworkPolicy", "chat")
     assert {r["ports"][0]["port"] for r in policy["spec"]["ingress"]} == server.exposed()

@@ -119,7 +119,7 @@ async def test_a_taken_internal_port_is_one_clear_sentence(node: NodeProcess) ->
     )
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"wsfleet: cannot start: cannot open the internal port 127.0.0.1:{node.internal_port} "
+        f"wsfleet: cannot start: cannot open the internal port on 127.0.0.1:{node.internal_port} "
         "(Address already in use); pass --internal-port 0 for any free port or "
         "--internal-port off"
     )

@@ -223,6 +223,14 @@ def test_the_crd_refuses_what_would_break_the_fleet_with_a_clear_message(
             {"server": {"settings": {"internal_port": "1"}}},
             "internal_port cannot be set: the operator fixes the internal port (9100)",
         ),
+        "internal_host": (
+            {"server": {"settings": {"internal_host": "0.0.0.0"}}},
+            "internal_host cannot be set: the operator binds the internal port to the pod IP",
+        ),
+        "env WSFLEET_INTERNAL_HOST": (
+            {"env": [{"name": "WSFLEET_INTERNAL_HOST", "value": "0.0.0.0"}]},
+            "are fixed by the operator",
+        ),
         "config_dir": (
             {"server": {"settings": {"config_dir": "/x"}}},
             "config_dir cannot be set: the operator mounts the Redis node list",

@@ -1,5 +1,5 @@
-"""The test kubelet's pure parts, without a cluster: the atomic volume writer and the image
-table (the end-to-end test exercises the rest)."""
+"""The test kubelet's pure parts, without a cluster: the atomic volume writer, the image table
+and the expansion of env references (the end-to-end test exercises the rest)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from tests.k8s_e2e.ingress import render
 from tests.k8s_e2e.kubelet import images
+from tests.k8s_e2e.kubelet.expansion import expand
 from tests.k8s_e2e.kubelet.volumes import config_map_files, write_atomic
 
 
@@ -120,3 +121,17 @@ def test_ingress_config_takes_the_timeouts_from_the_annotations_and_ready_endpoi
     assert "server 10.244.1.2:8080 max_fails=0;" in conf
     assert "10.244.1.3" not in conf  # terminating: no new connections
     assert "proxy_read_timeout 3600s;" in conf and "server_name ws.example;" in conf
+
+
+def test_env_references_expand_as_the_kubelet_expands_them() -> None:
+    defined = {"POD_IP": "10.244.0.7", "EMPTY": ""}
+    assert expand("$(POD_IP),127.0.0.1", defined) == "10.244.0.7,127.0.0.1"
+    assert expand("http://$(POD_IP):$(POD_IP)/", defined) == "http://10.244.0.7:10.244.0.7/"
+    assert expand("a$(EMPTY)b", defined) == "ab"
+    assert expand("$$(POD_IP)", defined) == "$(POD_IP)"  # escaped: the literal reference
+    assert expand("$$$(POD_IP)", defined) == "$10.244.0.7"
+    assert expand("cost: $$5", defined) == "cost: $5"
+    assert expand("$(LATER),x", defined) == "$(LATER),x"  # unknown: left as it is
+    assert expand("$(POD_IP", defined) == "$(POD_IP"  # unclosed
+    assert expand("$POD_IP $ $", defined) == "$POD_IP $ $"  # not a reference
+    assert expand("", defined) == ""

@@ -159,8 +159,6 @@ def test_command_line_ports_and_app() -> None:
         "0.0.0.0",
         "--port",
         "8080",
-        "--internal-host",
-        "0.0.0.0",
         "--internal-port",
         "9100",
         "--config-dir",
@@ -227,6 +225,23 @@ def test_env_has_the_downward_api_and_every_setting() -> None:
     names = [e["name"] for e in container(dep)["env"]]
     assert len(names) == len(set(names))
     assert resources.env_name("max-message-size") == "WSFLEET_MAX_MESSAGE_SIZE"
+
+
+def test_the_internal_port_binds_the_pod_ip_and_loopback_only() -> None:
+    # Kubernetes expands $(POD_IP) only when POD_IP is defined earlier in the list; a later or
+    # missing POD_IP would leave the text as it is and the node would refuse it.
+    dep = resources.deployment(fleet(env=[{"name": "EXTRA", "value": "1"}]))
+    c = container(dep)
+    names = [e["name"] for e in c["env"]]
+    entry = c["env"][names.index("WSFLEET_INTERNAL_HOST")]
+    assert entry == {"name": "WSFLEET_INTERNAL_HOST", "value": "$(POD_IP),127.0.0.1"}
+    assert names.index("POD_IP") < names.index("WSFLEET_INTERNAL_HOST")
+    assert c["env"][names.index("POD_IP")] == {
+        "name": "POD_IP",
+        "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+    }
+    # no flag overrides it (flags win over the environment)
+    assert not any(a.startswith("--internal-host") for a in c["args"])
 
 
 def test_security_context_non_root_read_only_drop_all_and_tmp() -> None:
@@ -381,7 +396,9 @@ def test_workload_fields_reach_the_pod_template() -> None:
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "zone"
 
 
-@pytest.mark.parametrize("key", ["server_name", "redis", "port", "internal_port", "config_dir"])
+@pytest.mark.parametrize(
+    "key", ["server_name", "redis", "port", "internal_port", "internal_host", "config_dir"]
+)
 def test_settings_the_operator_fixes_are_refused(key: str) -> None:
     with pytest.raises(SpecError, match=f"spec.server.settings.{key} cannot be set"):
         fleet(server={"settings": {key: "x"}})

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from errno import EADDRINUSE
 from typing import Any
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from wsfleet.ops.bind_addresses import host_port, url
 from wsfleet.ops.fleet_view import PAGE, FleetView
 from wsfleet.ops.metrics import node_registry
 from wsfleet.server.server import Server
@@ -122,39 +125,65 @@ def build_app(
     return app
 
 
+class InternalBindError(Exception):
+    """One address of the internal port cannot be bound (``address`` is ``host:port``)."""
+
+    def __init__(self, address: str, reason: str, *, in_use: bool) -> None:
+        super().__init__(f"cannot bind {address}: {reason}")
+        self.address = address
+        self.reason = reason
+        self.in_use = in_use
+
+
 @dataclass
 class InternalHttp:
-    """The running internal port (``port`` is the bound one)."""
+    """The running internal port: one listener per address of ``hosts``, all on ``port`` (the
+    bound one)."""
 
-    host: str
+    hosts: tuple[str, ...]
     port: int
     registry: CollectorRegistry
     _runner: web.AppRunner | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{shown}:{self.port}"
+        return self.urls[0]
+
+    @property
+    def urls(self) -> list[str]:
+        return [url(host, self.port) for host in self.hosts]
 
 
 @contextlib.asynccontextmanager
 async def internal_http(
     server: Server,
-    host: str,
+    hosts: str | tuple[str, ...],
     port: int,
     *,
     room_namespaces: tuple[str, ...] = (),
 ) -> AsyncIterator[InternalHttp]:
+    """Serve the internal port on every address of ``hosts``; port 0 picks a free port on the
+    first address and binds the others to the same one. Raises :class:`InternalBindError`."""
+    hosts = (hosts,) if isinstance(hosts, str) else hosts
     registry = node_registry(server, room_namespaces)
     view = FleetView(server, readiness)
     runner = web.AppRunner(build_app(server, registry, view), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     view.start()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
-        yield InternalHttp(host, bound[0], registry, runner)
+        for host in hosts:
+            try:
+                await web.TCPSite(runner, host, port).start()
+            except OSError as exc:
+                # asyncio words EADDRINUSE as a whole sentence; the errno's name is the reason
+                # (a name lookup's errno is negative: its strerror says it)
+                errno = exc.errno or 0
+                reason = os.strerror(errno) if errno > 0 else exc.strerror or str(exc)
+                in_use = errno == EADDRINUSE
+                raise InternalBindError(host_port(host, port), reason, in_use=in_use) from None
+            if port == 0:
+                port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+        yield InternalHttp(hosts, port, registry, runner)
     finally:
         await view.aclose()
         await runner.cleanup()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from wsfleet.ops.bind_addresses import internal_host_problems
+
 
 class LogFormat(StrEnum):
     TEXT = "text"
@@ -13,9 +15,11 @@ class LogFormat(StrEnum):
 
 @dataclass(frozen=True, kw_only=True)
 class OpsSettings:
-    internal_host: str = "127.0.0.1"
-    """Address of the internal HTTP port (``/metrics``, ``/healthz``, ``/readyz``, ``/cluster``);
-    ``0.0.0.0`` in a pod so that the kubelet and Prometheus reach it."""
+    internal_host: tuple[str, ...] = ("127.0.0.1",)
+    """Addresses of the internal HTTP port (``/metrics``, ``/healthz``, ``/readyz``,
+    ``/cluster``), comma-separated, one listener each; in a pod the operator sets
+    ``$(POD_IP),127.0.0.1`` so that the kubelet, Prometheus and ``kubectl port-forward`` reach it
+    and no other interface does."""
 
     internal_port: int | None = 9100
     """Internal HTTP port; 0 picks a free one, ``off`` disables it."""
@@ -32,7 +36,7 @@ class OpsSettings:
     (a bounded list: other namespaces are only counted in the totals)."""
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
+        problems: list[str] = internal_host_problems(self.internal_host)
         if self.internal_port is not None and not 0 <= self.internal_port <= 65535:
             problems.append(f"internal_port must be between 0 and 65535, got {self.internal_port}")
         if self.log_repeat_interval < 0:

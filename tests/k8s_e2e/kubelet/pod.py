@@ -16,6 +16,7 @@ from tests.k8s_e2e import netns
 from tests.k8s_e2e.api import Api, ApiError, Obj
 from tests.k8s_e2e.kubelet import volumes
 from tests.k8s_e2e.kubelet.containers import Container, now_rfc3339
+from tests.k8s_e2e.kubelet.expansion import expand
 from tests.k8s_e2e.kubelet.images import lookup
 
 log = logging.getLogger("k8s_e2e.kubelet")
@@ -263,8 +264,12 @@ class Pod:
         }
         if image.pythonpath:
             env["PYTHONPATH"] = image.pythonpath
+        defined = {k: v for k, v in env.items() if k.startswith("KUBERNETES_SERVICE_")}
         for var in c.get("env") or []:
-            env[var["name"]] = self._env_value(var)
+            value = self._env_value(var)
+            if "value" in var:  # not valueFrom: a Secret's text stays as it is
+                value = expand(value, defined)
+            defined[var["name"]] = env[var["name"]] = value
         return {
             "netns": self.slot.netns,
             "env": env,
