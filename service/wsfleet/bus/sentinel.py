@@ -1,0 +1,97 @@
+"""A link to the Redis master that Sentinels name (``redis+sentinel://host:port/<master>``).
+
+It is a :class:`~wsfleet.bus.redis_link.RedisLink` whose publisher and subscriber ask the
+Sentinels for the master's address before every (re)connect (redis-py's
+``redis.asyncio.sentinel``). A failover is a reconnect:
+
+- ``SENTINEL FAILOVER``: the Sentinels promote a replica, announce ``+switch-master`` and then
+  reconfigure the old master as a replica, which kills its normal and pub/sub clients
+  (``CLIENT KILL TYPE normal|pubsub``); both connections reconnect to the new master. Until
+  then, every node still publishes and subscribes on the old one, so nothing is split.
+- A killed master: connections fail, reconnects are refused until the Sentinels agree on the
+  promotion (``down-after-milliseconds`` + election), then they reach the new master.
+
+In both cases the bus does what it does for any link that comes back: the commands that got no
+reply are retried, publishes wait in the outage buffer, and the link publishes again only once
+every live node listens on the new master (its admission), so a failover loses nothing that was
+not already acknowledged by the old master and unread (the limit of pub/sub, see
+:mod:`wsfleet.bus.bus`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisError
+
+from wsfleet.bus.broker import BrokerEventHandler, LinkError, LinkTimings
+from wsfleet.bus.nodes import RedisNode
+from wsfleet.bus.redis_link import RedisLink
+from wsfleet.bus.redis_subscriber import RedisSubscriber
+from wsfleet.bus.topology_nodes import addresses
+
+log = logging.getLogger("wsfleet.bus")
+
+
+class MasterResolver:
+    """Asks the Sentinels of ``node`` for the address of its master."""
+
+    def __init__(self, node: RedisNode, timings: LinkTimings) -> None:
+        if node.service is None:
+            raise ValueError(f"{node} names no Sentinel master")
+        self.node = node
+        self.service = node.service
+        self.sentinel = Sentinel(
+            addresses(node), socket_timeout=timings.connect_timeout, min_other_sentinels=0
+        )
+        self.current: tuple[str, int] | None = None
+
+    async def resolve(self) -> RedisNode:
+        try:
+            host, port = await self.sentinel.discover_master(self.service)
+        except (RedisError, OSError) as exc:
+            raise LinkError(f"{self.node}: no Sentinel names a master ({exc})") from exc
+        if self.current != (host, port):
+            log.info("Sentinel %s: master %s is at %s:%s", self.node, self.service, host, port)
+            self.current = (host, int(port))
+        return dataclasses.replace(
+            self.node, host=host, port=int(port), mode="node", seeds=(), service=None
+        )
+
+    async def aclose(self) -> None:
+        for client in self.sentinel.sentinels:
+            await client.aclose()
+
+
+class _SentinelSubscriber(RedisSubscriber):
+    async def resolve(self) -> RedisNode:
+        link = self.link
+        assert isinstance(link, SentinelLink)
+        return await link.resolver.resolve()
+
+
+class SentinelLink(RedisLink):
+    """One Sentinel-managed master, followed across failovers."""
+
+    subscriber_class = _SentinelSubscriber
+
+    def __init__(
+        self, node: RedisNode, handler: BrokerEventHandler, *, timings: LinkTimings | None = None
+    ) -> None:
+        timings = timings or LinkTimings()
+        self.resolver = MasterResolver(node, timings)
+        super().__init__(node, handler, timings=timings)
+
+    def __repr__(self) -> str:
+        return f"<SentinelLink {self.node}>"
+
+    async def resolve(self) -> RedisNode:
+        return await self.resolver.resolve()
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            await self.resolver.aclose()
