@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import (
     ClusterDownError,
@@ -107,7 +109,7 @@ class ClusterLink:
             ssl=node.tls,
             socket_timeout=self.timings.command_timeout,
             socket_connect_timeout=self.timings.connect_timeout,
-            cluster_error_retry_attempts=1,
+            retry=Retry(NoBackoff(), 1),  # the bus retries, after a refresh, in order
         )
         self._queue: deque[Command] = deque()
         self._batch: list[Command] = []
