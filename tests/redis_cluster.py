@@ -129,7 +129,11 @@ class RedisCluster:
     def wait_ok(self, timeout: float = 30.0) -> None:
         def ok() -> bool:
             live = [i for i in self.instances if i.proc is not None and i.proc.poll() is None]
-            return all("cluster_state:ok" in cli(i.port, "cluster", "info") for i in live)
+            if not all("cluster_state:ok" in cli(i.port, "cluster", "info") for i in live):
+                return False
+            # a replica that has not synced yet cannot be promoted
+            infos = [cli(i.port, "info", "replication") for i in live]
+            return all("role:master" in r or "master_link_status:up" in r for r in infos)
 
         wait_for(ok, timeout, "the cluster was not ok")
 
