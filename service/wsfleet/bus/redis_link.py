@@ -300,6 +300,12 @@ class RedisLink:
         """The address to (re)connect the publisher to."""
         return self.node
 
+    def master_moved(self) -> None:
+        """Reconnect both connections (a Sentinel named another master)."""
+        if self._pub is not None:
+            self._pub.fail(ConnectionResetError("the master moved"))
+        self._subscriber.force_resubscribe()
+
     def _fail_queued(self, error: BaseException) -> None:
         if self._queue:
             leftover = list(self._queue)

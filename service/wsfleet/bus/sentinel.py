@@ -20,9 +20,11 @@ not already acknowledged by the old master and unread (the limit of pub/sub, see
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
+from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
@@ -89,6 +91,43 @@ class SentinelLink(RedisLink):
 
     async def resolve(self) -> RedisNode:
         return await self.resolver.resolve()
+
+    def start(self) -> None:
+        if self.closed or self._tasks:
+            return
+        super().start()
+        self._tasks.add(asyncio.create_task(self._watch(), name=f"wsfleet-sentinel-{self.key}"))
+
+    async def _watch(self) -> None:
+        """Follow ``+switch-master`` on one Sentinel at a time (the next one if it fails)."""
+        backoff = self.timings.backoff_initial
+        while not self.closed:
+            for host, port in addresses(self.node):
+                client = Redis(host=host, port=port, socket_connect_timeout=2.0)
+                pubsub = client.pubsub()
+                try:
+                    await pubsub.subscribe("+switch-master")
+                    backoff = self.timings.backoff_initial
+                    async for message in pubsub.listen():
+                        data = message.get("data")
+                        if message.get("type") == "message" and isinstance(data, bytes):
+                            self._switched(data.decode(errors="replace").split())
+                except (RedisError, OSError) as exc:
+                    log.debug("Sentinel %s:%s: %r", host, port, exc)
+                finally:
+                    await pubsub.aclose()
+                    await client.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.timings.backoff_max)
+
+    def _switched(self, fields: list[str]) -> None:
+        """``<name> <old ip> <old port> <new ip> <new port>``: reconnect both connections."""
+        if len(fields) != 5 or fields[0] != self.resolver.service:
+            return
+        if self.resolver.current == (fields[3], int(fields[4])):
+            return
+        log.warning("Sentinel %s: master moved to %s:%s", self.node, fields[3], fields[4])
+        self.master_moved()
 
     async def aclose(self) -> None:
         try:
