@@ -97,7 +97,7 @@ class RedisCluster:
         seeds = "&".join(f"seed=127.0.0.1:{i.port}" for i in rest)
         return f"redis+cluster://127.0.0.1:{first.port}?{seeds}"
 
-    def start(self, count: int = 6) -> None:
+    def start(self, count: int = 6, replicas: int = 1) -> None:
         assert REDIS is not None, "redis-server is not installed: run 'make test'"
         for _ in range(count):
             port = cluster_port()
@@ -119,7 +119,7 @@ class RedisCluster:
             "create",
             *(f"127.0.0.1:{i.port}" for i in self.instances),
             "--cluster-replicas",
-            "1",
+            str(replicas),
             "--cluster-yes",
             timeout=60,
         )

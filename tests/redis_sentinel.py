@@ -1,4 +1,4 @@
-"""A Redis master, its replica and three real Sentinels (``redis-server --sentinel``) on loopback."""
+"""A Redis master, its replica and three Sentinels (`redis-server --sentinel`) on loopback."""
 
 from __future__ import annotations
 

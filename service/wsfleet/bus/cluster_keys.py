@@ -17,10 +17,8 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from redis.crc import key_slot
-
 from wsfleet import contract
-from wsfleet.bus.broker import Command
+from wsfleet.bus.redis_py import key_slot
 
 if TYPE_CHECKING:
     from wsfleet.bus.bus import Bus
@@ -41,9 +39,7 @@ def slot_chunks(keys: Iterable[str], size: int) -> list[list[str]]:
     by_slot: dict[int, list[str]] = {}
     for key in keys:
         by_slot.setdefault(key_slot(key.encode()), []).append(key)
-    return [
-        group[i : i + size] for group in by_slot.values() for i in range(0, len(group), size)
-    ]
+    return [group[i : i + size] for group in by_slot.values() for i in range(0, len(group), size)]
 
 
 def _publish_when(
@@ -60,7 +56,7 @@ def _publish_when(
         out = target(f.result())
         if out is not None:
             channel, data = out
-            bus._dispatch(Command(("PUBLISH", channel, data), None, routing_key))
+            bus.publish_raw(channel, data, routing_key)  # sealed for its channel
 
     future.add_done_callback(done)
 

@@ -25,19 +25,6 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.crc import key_slot
-from redis.exceptions import (
-    ClusterDownError,
-    ConnectionError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-    TryAgainError,
-)
-
 from wsfleet.bus.broker import (
     PUBLISHER,
     SUBSCRIBER,
@@ -48,8 +35,20 @@ from wsfleet.bus.broker import (
     LinkTimings,
     take_unpinned,
 )
+from wsfleet.bus.cluster_shards import ShardSubscriber, shardnumsub_count, translate
 from wsfleet.bus.nodes import RedisNode
-from wsfleet.bus.redis_subscriber import RedisSubscriber
+from wsfleet.bus.redis_py import (
+    ClusterDownError,
+    ClusterNode,
+    ConnectionError,
+    NoBackoff,
+    RedisCluster,
+    RedisClusterException,
+    RedisError,
+    Retry,
+    TryAgainError,
+    key_slot,
+)
 from wsfleet.bus.signals import Pulse
 from wsfleet.bus.topology_nodes import addresses
 from wsfleet.clock import LoopClock
@@ -60,29 +59,6 @@ Address = tuple[str, int]
 
 #: Errors that mean "this shard cannot answer now" (retry after a refresh), not "bad command".
 _SHARD_DOWN = (ConnectionError, TimeoutError, OSError, ClusterDownError, TryAgainError)
-
-
-class ShardSubscriber(RedisSubscriber):
-    """``SSUBSCRIBE`` on one shard master."""
-
-    subscribe_command = "SSUBSCRIBE"
-    unsubscribe_command = "SUNSUBSCRIBE"
-    message_kind = b"smessage"
-    subscribe_kind = b"ssubscribe"
-    unsubscribe_kind = b"sunsubscribe"
-    subscribe_batch = 1
-
-    def lost_channel(self, channel: bytes | None) -> None:
-        link = self.link
-        assert isinstance(link, ClusterLink)
-        link.topology_changed()
-
-
-def translate(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The cluster form of a bus command: ``PUBLISH`` is sharded."""
-    if args and args[0] == "PUBLISH":
-        return ("SPUBLISH", *args[1:])
-    return args
 
 
 class ClusterLink:
@@ -244,7 +220,7 @@ class ClusterLink:
         for channel in self._desired:
             nodes = slots.get(key_slot(channel))
             if nodes:
-                owner[channel] = (nodes[0].host, nodes[0].port)
+                owner[channel] = (nodes[0].host, int(nodes[0].port))
         self._owner = owner
         wanted: dict[Address, set[bytes]] = {}
         for channel, address in owner.items():
@@ -273,6 +249,7 @@ class ClusterLink:
             LinkHealth(),
             lambda role, healthy, event, error: self._shard_health(address, healthy, error),
         )
+        sub.on_lost = self.topology_changed
         self._shards[address] = sub
         self._shard_up[address] = False
         self._shard_tasks[address] = [
@@ -392,13 +369,11 @@ class ClusterLink:
         for channel in channels:
             raw = channel.encode() if isinstance(channel, str) else bytes(channel)
             try:
-                node = self._rc.get_node_from_key(raw)
-                reply = await self._rc.execute_command(
-                    "PUBSUB SHARDNUMSUB", raw, target_nodes=node
-                )
+                node = self._rc.get_node_from_key(raw.decode(errors="replace"))
+                reply = await self._rc.execute_command("PUBSUB SHARDNUMSUB", raw, target_nodes=node)
             except (RedisError, RedisClusterException, OSError) as exc:
                 raise LinkError(f"{self.node}: {exc}") from exc
-            flat.extend([raw, _count(reply, raw)])
+            flat.extend([raw, shardnumsub_count(reply, raw)])
         return flat
 
     # -- subscriber --------------------------------------------------------------------------
@@ -440,19 +415,3 @@ class ClusterLink:
     def _set_health(self, role: str, healthy: bool, event: str, error: str | None) -> None:
         if self.health.update(role, healthy, error):
             self._handler.on_link_health(self, role, healthy, event, error)
-
-
-def _count(reply: Any, channel: bytes) -> int:
-    """``PUBSUB SHARDNUMSUB`` as redis-py returns it (a list, pairs or a map)."""
-    if isinstance(reply, dict):
-        for key, value in reply.items():
-            if (key.encode() if isinstance(key, str) else key) == channel:
-                return int(value)
-        return 0
-    if isinstance(reply, list | tuple):
-        items = list(reply)
-        if items and isinstance(items[0], list | tuple):
-            return int(items[0][1])
-        if len(items) >= 2:
-            return int(items[1])
-    raise ResponseError(f"unexpected PUBSUB SHARDNUMSUB reply {reply!r}")

@@ -117,7 +117,6 @@ class SocketDirectory:
         return self._key_prefix + socket_id
 
     def claim(self, socket_id: str, duplicate_notice: bytes) -> None:
-        duplicate_notice = self.bus.auth.seal(duplicate_notice, None)  # a script routes it
         if self.bus.sharded:  # Redis Cluster (wsfleet.bus.cluster_keys)
             cluster_keys.claim(
                 self.bus,
@@ -128,6 +127,7 @@ class SocketDirectory:
                 self._inbox_prefix,
             )
             return
+        duplicate_notice = self.bus.auth.seal(duplicate_notice, None)  # a script routes it
         self.bus.execute(
             (
                 "EVAL",
@@ -150,13 +150,13 @@ class SocketDirectory:
 
     def send(self, socket_id: str, envelope: bytes) -> None:
         """Deliver a private-message envelope to the node holding ``socket_id``."""
-        envelope = self.bus.auth.seal(envelope, None)  # a script routes it
-        self.bus.stats.published += 1
         if self.bus.sharded:  # Redis Cluster (wsfleet.bus.cluster_keys)
             cluster_keys.send(
                 self.bus, self._key(socket_id), socket_id, envelope, self._inbox_prefix
             )
             return
+        envelope = self.bus.auth.seal(envelope, None)  # a script routes it
+        self.bus.stats.published += 1
         self.bus.execute(
             (
                 "EVAL",

@@ -58,7 +58,7 @@ class RedisNode:
                 raise ValueError(f"memory broker {text!r}: the name must be plain text")
             return cls(host=name, port=0, memory=True)
         if value.startswith(TOPOLOGY_SCHEMES):
-            return parse_topology(cls, text, value)
+            return parse_topology(cls, text, value, _read_password)
         if "://" not in value:
             value = "redis://" + value
         parts = urlsplit(value)

@@ -24,13 +24,10 @@ import asyncio
 import dataclasses
 import logging
 
-from redis.asyncio import Redis
-from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import RedisError
-
 from wsfleet.bus.broker import BrokerEventHandler, LinkError, LinkTimings
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.redis_link import RedisLink
+from wsfleet.bus.redis_py import Redis, RedisError, Sentinel
 from wsfleet.bus.redis_subscriber import RedisSubscriber
 from wsfleet.bus.topology_nodes import addresses
 

@@ -12,11 +12,25 @@ a file. The address list is given with ``seed`` because fleet settings split nod
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, TypeVar
+from collections.abc import Callable
+from typing import Final, Protocol, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-if TYPE_CHECKING:
-    from wsfleet.bus.nodes import RedisNode
+
+class TopologyAddress(Protocol):
+    """What :class:`wsfleet.bus.nodes.RedisNode` holds for these modes."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def seeds(self) -> tuple[tuple[str, int], ...]: ...
+    @property
+    def service(self) -> str | None: ...
+
 
 TOPOLOGY_SCHEMES: Final = (
     "redis+cluster://",
@@ -25,7 +39,7 @@ TOPOLOGY_SCHEMES: Final = (
     "rediss+sentinel://",
 )
 
-N = TypeVar("N", bound="RedisNode")
+N = TypeVar("N")
 
 
 def _address(text: str, item: str) -> tuple[str, int]:
@@ -37,7 +51,9 @@ def _address(text: str, item: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def parse_topology(cls: type[N], text: str, value: str) -> N:
+def parse_topology(
+    cls: Callable[..., N], text: str, value: str, read_password: Callable[[str, str], str]
+) -> N:
     scheme, _, rest = value.partition("://")
     base, _, mode = scheme.partition("+")
     parts = urlsplit("redis://" + rest)
@@ -61,9 +77,7 @@ def parse_topology(cls: type[N], text: str, value: str) -> N:
         raise ValueError(f"Cluster address {text!r}: a cluster has no database number")
     password = unquote(parts.password) if parts.password else None
     if "password_file" in query:
-        from wsfleet.bus.nodes import _read_password
-
-        password = _read_password(text, query["password_file"][-1])
+        password = read_password(text, query["password_file"][-1])
     return cls(
         host=parts.hostname,
         port=port,
@@ -76,12 +90,12 @@ def parse_topology(cls: type[N], text: str, value: str) -> N:
     )
 
 
-def topology_key(node: RedisNode) -> str:
+def topology_key(node: TopologyAddress) -> str:
     """``cluster://host:port,...`` or ``sentinel://host:port,.../<name>`` (no credentials)."""
     addresses = ",".join(f"{h}:{p}" for h, p in ((node.host, node.port), *node.seeds))
     tail = f"/{node.service}" if node.service else ""
     return f"{node.mode}://{addresses}{tail}"
 
 
-def addresses(node: RedisNode) -> list[tuple[str, int]]:
+def addresses(node: TopologyAddress) -> list[tuple[str, int]]:
     return [(node.host, node.port), *node.seeds]
