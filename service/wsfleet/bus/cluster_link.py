@@ -35,7 +35,8 @@ from wsfleet.bus.broker import (
     LinkTimings,
     take_unpinned,
 )
-from wsfleet.bus.cluster_shards import ShardSubscriber, shardnumsub_count, translate
+from wsfleet.bus.cluster_publish import ShardPublishers, command_slot
+from wsfleet.bus.cluster_shards import ShardSubscriber, shardnumsub_count
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.redis_py import (
     ClusterDownError,
@@ -88,8 +89,9 @@ class ClusterLink:
             retry=Retry(NoBackoff(), 1),  # the bus retries, after a refresh, in order
         )
         self._queue: deque[Command] = deque()
-        self._batch: list[Command] = []
-        self._wake = asyncio.Event()
+        self._publishers = ShardPublishers(
+            node, self, self._handed_back, self._publishers_health, self._drained
+        )
         self._refresh = asyncio.Event()
         self._ready = False
         self._desired: set[bytes] = set()
@@ -98,6 +100,7 @@ class ClusterLink:
         self._shard_up: dict[Address, bool] = {}
         self._shard_tasks: dict[Address, list[asyncio.Task[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing: set[asyncio.Task[None]] = set()
         self._subscribed = Pulse()
         self._clock = LoopClock()
         self._closed = False
@@ -125,7 +128,7 @@ class ClusterLink:
 
     @property
     def in_flight(self) -> int:
-        return len(self._queue) + len(self._batch)
+        return len(self._queue) + len(self._publishers.inflight)
 
     def shards(self) -> dict[str, list[str]]:
         """The shards this node subscribes on and the channels on each (for tests and metrics)."""
@@ -141,7 +144,6 @@ class ClusterLink:
             return
         self._tasks = [
             asyncio.create_task(self._topology_loop(), name=f"wsfleet-cluster-topology-{self.key}"),
-            asyncio.create_task(self._pump(), name=f"wsfleet-cluster-pub-{self.key}"),
             asyncio.create_task(self._ping_loop(), name=f"wsfleet-cluster-ping-{self.key}"),
         ]
 
@@ -149,7 +151,11 @@ class ClusterLink:
         if self._closed:
             return
         self._closed = True
-        tasks = [*self._tasks, *(t for ts in self._shard_tasks.values() for t in ts)]
+        tasks = [
+            *self._tasks,
+            *self._closing,
+            *(t for ts in self._shard_tasks.values() for t in ts),
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -159,10 +165,12 @@ class ClusterLink:
         for sub in self._shards.values():
             sub.close(error)
         self._shards.clear()
+        publishers = self._publishers.set_masters(set())
+        leftover = [*self._publishers.take_all(), *self._queue]
+        self._queue = deque()
+        await asyncio.gather(*(p.aclose() for p in publishers), return_exceptions=True)
         self._set_health(PUBLISHER, False, "close", None)
         self._set_health(SUBSCRIBER, False, "close", None)
-        leftover = [*self._batch, *self._queue]
-        self._batch, self._queue = [], deque()
         if leftover:
             self._handler.on_link_failed(self, leftover, error)
         self._subscribed.fire()
@@ -194,11 +202,10 @@ class ClusterLink:
             first = False
             self.refreshes += 1
             self._apply_topology()
-            if not self.health.publisher:
-                self.publisher_connects += 1
-                self._ready = True
-                self._set_health(PUBLISHER, True, "connect", None)
-                self._wake.set()
+            masters = {(n.host, int(n.port)) for n in self._rc.get_primaries()}
+            for gone in self._publishers.set_masters(masters):
+                self._closing.add(asyncio.create_task(gone.aclose()))
+            self._publishers_health()
             if all(self._shard_up.get(a, False) for a in self._shards):
                 backoff = self.timings.backoff_initial
                 await self._refresh.wait()
@@ -287,64 +294,48 @@ class ClusterLink:
         self._subscribed.fire()
         self._handler.on_link_changed(self)
 
-    # -- publisher ---------------------------------------------------------------------------
+    # -- publisher (wsfleet.bus.cluster_publish) ----------------------------------------------
 
     def submit(self, command: Command) -> None:
-        self._queue.append(command)
-        if self._ready:
-            self._wake.set()
+        if not self._ready:
+            self._queue.append(command)
+            return
+        self._route(command)
+
+    def _route(self, command: Command) -> None:
+        nodes = self._rc.nodes_manager.slots_cache.get(command_slot(command.args))
+        owner = (nodes[0].host, int(nodes[0].port)) if nodes else None
+        if not self._publishers.send(command, owner):
+            self._publisher_down(LinkError(f"{self.node}: no master for that slot now"), [command])
 
     def take_queued(self) -> list[Command]:
         return take_unpinned(self._queue)
 
-    async def _pump(self) -> None:
-        while not self._closed:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue and self._ready:
-                batch = self._batch = list(self._queue)
-                self._queue.clear()
-                try:
-                    async with asyncio.timeout(self.timings.command_timeout):
-                        results = await self._run(batch)
-                except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
-                    self._batch = []
-                    self._publisher_down(exc, batch)
-                    break
-                self._batch = []
-                self.batches += 1
-                failed: list[Command] = []
-                error: BaseException | None = None
-                for command, result in zip(batch, results, strict=True):
-                    if isinstance(result, _SHARD_DOWN):
-                        failed.append(command)
-                        error = result
-                        continue
-                    future = command.future
-                    if future is None or future.done():
-                        if isinstance(result, Exception):
-                            log.warning("Redis Cluster %s: %s", self.node, result)
-                        continue
-                    if isinstance(result, Exception):
-                        future.set_exception(LinkError(str(result)))
-                    else:
-                        future.set_result(result)
-                if failed:
-                    assert error is not None
-                    self._publisher_down(error, failed)
-                    break
-            if not self._queue and not self._batch:
-                self._handler.on_link_changed(self)
+    def _publishers_health(self) -> None:
+        """Healthy once the slot map is known and every master's publisher is connected."""
+        if self._closed:
+            return
+        healthy = self._publishers.healthy and bool(self._rc.nodes_manager.slots_cache)
+        if healthy and not self.health.publisher:
+            self.publisher_connects += 1
+            self._ready = True
+            self._set_health(PUBLISHER, True, "connect", None)
+            queued, self._queue = list(self._queue), deque()
+            for command in queued:
+                self._route(command)
+        elif not healthy and self.health.publisher:
+            self._publisher_down(LinkError(f"{self.node}: a shard master is not reachable"), [])
 
-    async def _run(self, batch: list[Command]) -> list[Any]:
-        pipe = self._rc.pipeline(transaction=False)
-        for command in batch:
-            pipe.execute_command(*translate(command.args))
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
+    def _handed_back(self, commands: list[Command], error: BaseException) -> None:
+        self._publisher_down(error, commands)
+
+    def _drained(self) -> None:
+        self.batches = self._publishers.batches
+        if not self._queue:
+            self._handler.on_link_changed(self)
 
     def _publisher_down(self, error: BaseException, commands: list[Command]) -> None:
-        """A shard did not answer: hand ``commands`` and the queue back and refresh."""
+        """A shard did not answer or redirected: hand ``commands`` and the queue back, refresh."""
         self._ready = False
         self._set_health(PUBLISHER, False, "error", f"{self.node}: {error}")
         leftover = [*commands, *self._queue]
