@@ -153,6 +153,31 @@ class RedisCluster:
                             return instance
         raise LookupError(f"no master owns slot {slot}")
 
+    def migrate_slot(self, key: str, target: Instance) -> Instance:
+        """Move the slot of ``key`` (and its keys) to ``target``, as a reshard does; returns the
+        previous owner."""
+        slot = cli(self.instances[0].port, "cluster", "keyslot", key).strip()
+        source = self.owner(key)
+        src_id = cli(source.port, "cluster", "myid").strip()
+        dst_id = cli(target.port, "cluster", "myid").strip()
+        cli(target.port, "cluster", "setslot", slot, "importing", src_id)
+        cli(source.port, "cluster", "setslot", slot, "migrating", dst_id)
+        while keys := cli(source.port, "cluster", "getkeysinslot", slot, "100").split():
+            cli(
+                source.port,
+                "migrate",
+                "127.0.0.1",
+                str(target.port),
+                "",
+                "0",
+                "5000",
+                "keys",
+                *keys,
+            )
+        for instance in (target, source):
+            cli(instance.port, "cluster", "setslot", slot, "node", dst_id)
+        return source
+
     def stop(self) -> None:
         for instance in self.instances:
             instance.kill()

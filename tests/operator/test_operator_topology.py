@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from wsfleet_operator.model import FleetSpec, RedisNodeSpec, SpecError
 
 from wsfleet.bus.nodes import RedisNode
+from wsfleet_operator.model import FleetSpec, RedisNodeSpec, SpecError
 
 
 def test_a_cluster_endpoint_becomes_a_redis_cluster_address_the_nodes_parse() -> None:

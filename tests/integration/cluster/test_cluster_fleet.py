@@ -108,3 +108,23 @@ async def test_a_master_killed_during_a_stream_loses_nothing_and_keeps_order(
         master.start()  # back as a replica of the promoted node
         redis_cluster.wait_ok()
     assert received == [f'{{"event":"seq","payload":{i}}}' for i in range(total)]
+
+
+async def test_a_slot_migrated_during_a_stream_loses_nothing_and_keeps_order(
+    redis_cluster: RedisCluster, make_fleet: MakeFleet, connect: Connect
+) -> None:
+    a, b = await make_fleet([redis_cluster], 2, names=["mig-a", "mig-b"])
+    client = await join(connect, b, "moving")
+    inbox = b.server.fleet.bus.inbox  # type: ignore[union-attr]
+    source = redis_cluster.owner(inbox)
+    target = next(m for m in redis_cluster.masters() if m.port != source.port)
+    total = 300
+    for i in range(total):
+        a.server.to_socket_id("moving", "seq", i)
+        if i == 100:
+            await asyncio.to_thread(redis_cluster.migrate_slot, inbox, target)
+        await asyncio.sleep(0.005)
+    received = [await client.recv(timeout=30) for _ in range(total)]
+    assert received == [f'{{"event":"seq","payload":{i}}}' for i in range(total)]
+    assert redis_cluster.owner(inbox).port == target.port
+    assert link_of(b).shards().get(f"127.0.0.1:{target.port}", []).count(inbox) == 1
