@@ -6,11 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from tests.conftest import Connect
+from tests.conftest import Connect, wait_until
 from tests.integration.fleet.conftest import MakeFleet, Node, join
 from tests.redis_cluster import RedisCluster, cli
 
 from wsfleet.bus.cluster_link import ClusterLink
+from wsfleet.server import ServerSettings
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +115,21 @@ async def test_a_slot_migrated_during_a_stream_loses_nothing_and_keeps_order(
     assert received == [f'{{"event":"seq","payload":{i}}}' for i in range(total)]
     assert redis_cluster.owner(inbox).port == target.port
     assert link_of(b).shards().get(f"127.0.0.1:{target.port}", []).count(inbox) == 1
+
+
+async def test_a_drained_node_delivers_what_it_sent_and_leaves_the_registry(
+    redis_cluster: RedisCluster, make_fleet: MakeFleet, connect: Connect
+) -> None:
+    a, b = await make_fleet(
+        [redis_cluster], 2, names=["drain-a", "drain-b"], settings=ServerSettings(drain_timeout=1.0)
+    )
+    on_a = await join(connect, a, "stays")
+    on_b = [await join(connect, b, f"goes{i}") for i in range(5)]
+    for i in range(50):
+        b.server.to_socket_id("stays", "seq", i)
+    drain = asyncio.create_task(b.server.drain())
+    assert await asyncio.gather(*(c.closed() for c in on_b)) == [1012] * 5
+    await asyncio.wait_for(drain, 10)
+    received = [await on_a.recv() for _ in range(50)]
+    assert received == [f'{{"event":"seq","payload":{i}}}' for i in range(50)]
+    await wait_until(lambda: b.name not in a.server.live_nodes())
