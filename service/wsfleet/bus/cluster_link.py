@@ -204,7 +204,7 @@ class ClusterLink:
             self._apply_topology()
             masters = {(n.host, int(n.port)) for n in self._rc.get_primaries()}
             for gone in self._publishers.set_masters(masters):
-                self._closing.add(asyncio.create_task(gone.aclose()))
+                self._retire(asyncio.create_task(gone.aclose()))
             self._publishers_health()
             if all(self._shard_up.get(a, False) for a in self._shards):
                 backoff = self.timings.backoff_initial
@@ -274,6 +274,12 @@ class ClusterLink:
         sub.close(LinkError(f"{address[0]}:{address[1]} no longer owns a wanted channel"))
         for task in self._shard_tasks.pop(address, []):
             task.cancel()
+            self._retire(task)
+
+    def _retire(self, task: asyncio.Task[None]) -> None:
+        """Keep a finishing task owned (awaited by aclose) until it is done."""
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _shard_health(self, address: Address, healthy: bool, error: str | None) -> None:
         if address not in self._shards:
