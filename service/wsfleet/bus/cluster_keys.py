@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from wsfleet import contract
-from wsfleet.bus.redis_py import key_slot
+from wsfleet.bus.slots import key_slot
 
 if TYPE_CHECKING:
     from wsfleet.bus.bus import Bus

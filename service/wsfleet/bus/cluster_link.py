@@ -48,9 +48,9 @@ from wsfleet.bus.redis_py import (
     RedisError,
     Retry,
     TryAgainError,
-    key_slot,
 )
 from wsfleet.bus.signals import Pulse
+from wsfleet.bus.slots import key_slot
 from wsfleet.bus.topology_nodes import addresses
 from wsfleet.clock import LoopClock
 

@@ -24,7 +24,7 @@ from typing import Any, Final
 from wsfleet.bus.broker import PUBLISHER, BrokerLink, Command, LinkError
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.redis_link import RedisLink
-from wsfleet.bus.redis_py import key_slot
+from wsfleet.bus.slots import key_slot
 
 log = logging.getLogger("wsfleet.bus")
 

@@ -8,7 +8,6 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.crc import key_slot
 from redis.exceptions import (
     ClusterDownError,
     ConnectionError,
@@ -31,5 +30,4 @@ __all__ = [
     "Retry",
     "Sentinel",
     "TryAgainError",
-    "key_slot",
 ]

@@ -12,6 +12,7 @@ a file. The address list is given with ``seed`` because fleet settings split nod
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import Final, Protocol, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -51,9 +52,17 @@ def _address(text: str, item: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+MISSING_EXTRA: Final = (
+    "Redis Cluster and Sentinel addresses need redis-py, which is not installed: "
+    "pip install 'wsfleet[cluster]'"
+)
+
+
 def parse_topology(
     cls: Callable[..., N], text: str, value: str, read_password: Callable[[str, str], str]
 ) -> N:
+    if importlib.util.find_spec("redis") is None:
+        raise ValueError(f"Redis address {text!r}: {MISSING_EXTRA}")
     scheme, _, rest = value.partition("://")
     base, _, mode = scheme.partition("+")
     parts = urlsplit("redis://" + rest)

@@ -9,7 +9,7 @@ import pytest
 from wsfleet.bus.cluster_keys import registry_keys, slot_chunks
 from wsfleet.bus.cluster_shards import shardnumsub_count, translate
 from wsfleet.bus.nodes import RedisNode
-from wsfleet.bus.redis_py import key_slot
+from wsfleet.bus.slots import key_slot
 
 
 def test_cluster_address_with_seeds_and_credentials(tmp_path: Path) -> None:
@@ -60,3 +60,16 @@ def test_publish_becomes_spublish_and_shardnumsub_replies_are_read() -> None:
     assert shardnumsub_count([b"ch", 2], b"ch") == 2
     assert shardnumsub_count([(b"ch", 3)], b"ch") == 3
     assert shardnumsub_count({b"ch": 4}, b"ch") == 4
+
+
+def test_without_redis_py_a_cluster_address_is_one_clear_sentence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "redis" else real(name, *a)
+    )
+    with pytest.raises(ValueError, match=r"pip install 'wsfleet\[cluster\]'"):
+        RedisNode.parse("redis+cluster://h:7000")
