@@ -91,21 +91,54 @@ class RedisServer:
         self.workdir.cleanup()
 
 
+class ClusterServer:
+    """A 3-master Redis Cluster (no replicas: on a 2-core box they would only take CPU) from
+    ``tests/redis_cluster.py``; ``port``/``pid`` are its first master's (the raw reference runs
+    there), ``pids`` all of them."""
+
+    def __init__(self) -> None:
+        from tests.redis_cluster import RedisCluster
+
+        self.workdir = tempfile.TemporaryDirectory(prefix="wsfleet-bench-cluster-")
+        self.cluster = RedisCluster(Path(self.workdir.name))
+        try:
+            self.cluster.start(count=3, replicas=0)
+        except BaseException:
+            self.stop()
+            raise
+        first = self.cluster.instances[0]
+        assert first.proc is not None
+        self.port = first.port
+        self.pid = first.proc.pid
+        self.pids = [i.proc.pid for i in self.cluster.instances if i.proc is not None]
+        self.address = self.cluster.address
+
+    def stop(self) -> None:
+        self.cluster.stop()
+        self.workdir.cleanup()
+
+
 @contextmanager
 def fleet(
     cfg: Config, logfile: IO[str], scenario: str = "fleet"
-) -> Iterator[tuple[RedisServer, list[ServerProcess]]]:
+) -> Iterator[tuple[RedisServer | ClusterServer, list[ServerProcess]]]:
     """A ``redis-server`` and three nodes; with ``cfg.profile`` each node runs under cProfile and
     its top functions are printed once it stopped (next to the run's log file)."""
     from bench.run import ServerProcess, print_profile
 
     profiles: list[Path] = []
     with ExitStack() as stack:
-        redis = RedisServer(logfile)
+        redis: RedisServer | ClusterServer
+        if cfg.redis_mode == "cluster":
+            redis = ClusterServer()
+            address = redis.address
+        else:
+            redis = RedisServer(logfile)
+            address = f"127.0.0.1:{redis.port}"
         stack.callback(redis.stop)
         nodes: list[ServerProcess] = []
         for i in range(NODES):
-            extra = ["--redis", f"127.0.0.1:{redis.port}", "--name", f"n{i + 1}"]
+            extra = ["--redis", address, "--name", f"n{i + 1}"]
             profile = None
             if cfg.profile:
                 stem = Path(logfile.name).with_suffix("").name
@@ -123,10 +156,15 @@ def fleet(
             print_profile(profile)
 
 
-def _names(redis: RedisServer, nodes: list[ServerProcess]) -> dict[int, str]:
+def _names(redis: RedisServer | ClusterServer, nodes: list[ServerProcess]) -> dict[int, str]:
     names = {n.pid: f"n{i + 1}" for i, n in enumerate(nodes)}
-    names[redis.pid] = "redis"
+    for i, pid in enumerate(_redis_pids(redis)):
+        names[pid] = "redis" if i == 0 else f"redis{i + 1}"
     return names
+
+
+def _redis_pids(redis: RedisServer | ClusterServer) -> list[int]:
+    return list(redis.pids) if isinstance(redis, ClusterServer) else [redis.pid]
 
 
 def _per_proc(procs: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
@@ -210,7 +248,7 @@ def _reference(port: int, redis_pid: int, *args: str, timeout: float) -> dict[st
 
 
 def _rpc_reference(
-    cfg: Config, redis: RedisServer, responders: int, callers: int, duration: float
+    cfg: Config, redis: RedisServer | ClusterServer, responders: int, callers: int, duration: float
 ) -> dict[str, Any]:
     """``redisref --mode rpc``: ``callers`` in a closed loop, each call answered by every one
     of ``responders``."""
@@ -281,7 +319,7 @@ def s3(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
             cfg,
             "fanout",
             nodes,
-            [*(n.pid for n in nodes), redis.pid],
+            [*(n.pid for n in nodes), *_redis_pids(redis)],
             "-conns",
             str(cfg.s3_clients),
             "-broadcasts",
@@ -322,7 +360,7 @@ def s4(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
             cfg,
             "dm",
             nodes,
-            [*(n.pid for n in nodes), redis.pid],
+            [*(n.pid for n in nodes), *_redis_pids(redis)],
             "-pairs",
             str(cfg.s4_pairs),
             "-duration",
@@ -352,7 +390,7 @@ def s5(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     from bench.run import BenchError
 
     with fleet(cfg, logfile, "S5") as (redis, nodes):
-        pids = [*(n.pid for n in nodes), redis.pid]
+        pids = [*(n.pid for n in nodes), *_redis_pids(redis)]
         sampler = Sampler(pids)
         payload = json.dumps(
             {

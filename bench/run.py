@@ -78,6 +78,8 @@ class Config:
     s5_callers: int = 32
     s5_duration: float = 10.0
     s6_conns: int = 5000
+    redis_mode: str = "node"
+    """S3-S5 over one redis-server (``node``) or a 3-master Redis Cluster (``cluster``)."""
     s6_first_step: int = 1000
     s6_settle: float = 1.5
     loop: str = "uvloop"
@@ -795,6 +797,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--fleet-duration", type=float, help="S4/S5 seconds (default 10, --quick 3)")
     p.add_argument("--idle-conns", type=int, help="S6 connections (default 5000)")
     p.add_argument("--size", type=int, help="bytes per S1/S2 message (default 100)")
+    p.add_argument(
+        "--redis-mode",
+        choices=("node", "cluster"),
+        default="node",
+        help="S3-S5 over one redis-server or a 3-master Redis Cluster (sharded pub/sub)",
+    )
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     p.add_argument(
         "--raw-send",
@@ -828,6 +836,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
         pin=not a.no_pin,
         profile=a.profile,
         quick=a.quick,
+        redis_mode=a.redis_mode,
     )
     if a.quick:
         cfg.s2_duration = 3.0

@@ -6,6 +6,9 @@ set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# the cluster tests create a Redis Cluster with redis-cli (Debian: redis-tools; Sentinels run as
+# redis-server --sentinel, so no redis-sentinel package is needed)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 # a real Prometheus scrapes a node in tests/integration/ops (and promtool checks the chart's rules)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 # tests/k8s makes a service-account signing key for its kube-apiserver with openssl

@@ -42,6 +42,11 @@ class RedisNodeSpec:
     tls: bool = False
     secret_name: str | None = None
     secret_key: str | None = None
+    mode: str = "node"
+    """``node``, ``cluster`` (a Redis Cluster reached through host:port and ``seeds``) or
+    ``sentinel`` (the master ``master_name`` of the Sentinels at host:port and ``seeds``)."""
+    seeds: tuple[str, ...] = ()
+    master_name: str | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> RedisNodeSpec:
@@ -52,6 +57,12 @@ class RedisNodeSpec:
         name, key = ref.get("name"), ref.get("key")
         if bool(name) != bool(key):
             raise SpecError("passwordSecretRef needs both name and key")
+        mode = str(raw.get("mode") or "node")
+        if mode not in ("node", "cluster", "sentinel"):
+            raise SpecError("spec.redis.nodes[].mode is node, cluster or sentinel")
+        master = raw.get("masterName")
+        if (mode == "sentinel") != bool(master):
+            raise SpecError("spec.redis.nodes[].masterName is required with mode sentinel only")
         return cls(
             host=host,
             port=int(raw.get("port", 6379)),
@@ -59,11 +70,18 @@ class RedisNodeSpec:
             tls=bool(raw.get("tls", False)),
             secret_name=str(name) if name else None,
             secret_key=str(key) if key else None,
+            mode=mode,
+            seeds=tuple(str(s) for s in raw.get("seeds") or ()),
+            master_name=str(master) if master else None,
         )
 
     @property
     def key(self) -> str:
-        """``host:port/db``: how the node names this Redis node in metrics and its registry."""
+        """``host:port/db`` (or ``cluster://…`` / ``sentinel://…/<master>``): how the node names
+        this Redis node in metrics and its registry."""
+        if self.mode != "node":
+            tail = f"/{self.master_name}" if self.master_name else ""
+            return f"{self.mode}://" + ",".join([f"{self.host}:{self.port}", *self.seeds]) + tail
         return f"{self.host}:{self.port}/{self.db}"
 
     @property
@@ -77,10 +95,15 @@ class RedisNodeSpec:
         """The line of the ConfigMap: ``redis[s]://host:port/db[?password_file=...]``."""
         scheme = "rediss" if self.tls else "redis"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        url = f"{scheme}://{host}:{self.port}/{self.db}"
+        if self.mode == "node":
+            url = f"{scheme}://{host}:{self.port}/{self.db}"
+        else:  # redis+cluster:// or redis+sentinel:// (wsfleet.bus.topology_nodes)
+            path = f"/{quote(self.master_name, safe='')}" if self.master_name else ""
+            url = f"{scheme}+{self.mode}://{host}:{self.port}{path}"
+        query = [f"seed={quote(s, safe=':')}" for s in self.seeds]
         if self.password_file is not None:
-            url += "?password_file=" + quote(self.password_file, safe="/")
-        return url
+            query.append("password_file=" + quote(self.password_file, safe="/"))
+        return url + ("?" + "&".join(query) if query else "")
 
 
 @dataclass(frozen=True)

@@ -467,7 +467,18 @@ async def test_the_api_server_defaults_and_validates_wsfleets(
         },
         "no nodes": {"redis": {"nodes": []}},
         "negative replicas": {"replicas": -1, "redis": {"nodes": [{"host": "a"}]}},
+        "sentinel without master": {"redis": {"nodes": [{"host": "s", "mode": "sentinel"}]}},
+        "master without sentinel": {"redis": {"nodes": [{"host": "c", "masterName": "m"}]}},
+        "cluster beside a node": {
+            "redis": {"nodes": [{"host": "c", "mode": "cluster"}, {"host": "a"}]}
+        },
+        "bad seed": {"redis": {"nodes": [{"host": "c", "mode": "cluster", "seeds": ["x"]}]}},
     }
+    topology = {"host": "c", "mode": "cluster", "seeds": ["c2:7001"]}
+    stored = create_fleet(kube_api, ns, {"redis": {"nodes": [topology]}}, name="cluster")
+    assert stored["spec"]["redis"]["nodes"][0]["seeds"] == ["c2:7001"]
+    sentinel = {"host": "s", "port": 26379, "mode": "sentinel", "masterName": "main"}
+    create_fleet(kube_api, ns, {"redis": {"nodes": [sentinel]}}, name="sentinel")
     for i, (why, spec) in enumerate(bad_specs.items()):
         body = {
             "apiVersion": "wsfleet.io/v1alpha1",

@@ -32,12 +32,15 @@ message to :meth:`BrokerEventHandler.on_link_message` synchronously, in the brok
   the subscriber side reads with ``XREAD BLOCK`` from the last id it delivered; the ids it hands
   over would go in an optional ``position`` argument of ``on_link_message`` so that a consumer can
   ask for recovery from a position. ``is_subscribed`` keeps meaning "every wanted stream is read".
-- *Redis Cluster sharded pub/sub.* One :class:`BrokerLink` per cluster shard; ``PUBLISH`` and
-  ``SUBSCRIBE`` become ``SPUBLISH`` / ``SSUBSCRIBE`` and the bus picks the shard by the channel's
-  hash slot instead of rendezvous hashing (a keyed command's routing key is then its slot). A
-  ``MOVED`` reply hands the command back through ``on_link_failed`` so the bus re-routes it.
-- *Sentinel.* A link whose ``node`` is a Sentinel service name resolves the master before each
-  (re)connect; failover is a reconnect, reported through ``on_link_health`` like any other.
+- *Redis Cluster sharded pub/sub* (:mod:`wsfleet.bus.cluster_link`). The whole cluster is one
+  :class:`BrokerLink` that routes by hash slot itself: ``PUBLISH`` becomes ``SPUBLISH`` on the
+  master owning the channel, ``set_channels`` becomes ``SSUBSCRIBE`` on the shards the channels
+  hash to. A ``MOVED`` reply or a lost shard hands the commands back through ``on_link_failed``
+  (the bus keeps them in order in its outage buffer) and the publisher is unhealthy until the
+  slot map is refreshed.
+- *Sentinel* (:mod:`wsfleet.bus.sentinel`). A :class:`RedisLink` whose ``node`` names Sentinels
+  and a master resolves the master before each (re)connect and reconnects on
+  ``+switch-master``; failover is a reconnect, reported through ``on_link_health`` like any other.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ from wsfleet.bus.signals import ClosingError, Pulse
 from wsfleet.bus.stats import BusStats, BusUnavailableError, health_info
 from wsfleet.bus.switching import REORDER_GUARD, Admissions, Switcher
 from wsfleet.bus.tls import client_context
+from wsfleet.bus.topology_links import topology_link
 from wsfleet.clock import Clock, LoopClock
 from wsfleet.sealing import FIELD
 from wsfleet.tasks import TaskOwner
@@ -197,6 +198,8 @@ class Bus:
         link: BrokerLink
         if node.memory:
             link = MemoryLink(node, self, timings=self._timings, clock=self.clock)
+        elif node.mode != "node":  # Redis Cluster or Sentinel (wsfleet.bus.topology_links)
+            link = topology_link(node, self, self._timings)
         else:
             link = RedisLink(node, self, timings=self._timings)
         link.publishable = publishable
@@ -205,6 +208,13 @@ class Bus:
         self.links[link.key] = link
         link.start()
         return link
+
+    @property
+    def sharded(self) -> bool:
+        """True on a Redis Cluster: sharded pub/sub, and keys that must share a slot."""
+        return any(link.node.mode == "cluster" for link in self.links.values()) or any(
+            node.mode == "cluster" for node in self.configured
+        )
 
     def usable_links(self) -> list[BrokerLink]:
         return [

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from wsfleet import contract
+from wsfleet.bus import cluster_keys
 from wsfleet.bus.broker import Command, LinkError
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.scripts import Keyspace, script
@@ -117,6 +118,16 @@ class SocketDirectory:
         return self._key_prefix + socket_id
 
     def claim(self, socket_id: str, duplicate_notice: bytes) -> None:
+        if self.bus.sharded:  # Redis Cluster (wsfleet.bus.cluster_keys)
+            cluster_keys.claim(
+                self.bus,
+                self._key(socket_id),
+                socket_id,
+                self._ttl_ms,
+                duplicate_notice,
+                self._inbox_prefix,
+            )
+            return
         duplicate_notice = self.bus.auth.seal(duplicate_notice, None)  # a script routes it
         self.bus.execute(
             (
@@ -140,6 +151,11 @@ class SocketDirectory:
 
     def send(self, socket_id: str, envelope: bytes) -> None:
         """Deliver a private-message envelope to the node holding ``socket_id``."""
+        if self.bus.sharded:  # Redis Cluster (wsfleet.bus.cluster_keys)
+            cluster_keys.send(
+                self.bus, self._key(socket_id), socket_id, envelope, self._inbox_prefix
+            )
+            return
         envelope = self.bus.auth.seal(envelope, None)  # a script routes it
         self.bus.stats.published += 1
         self.bus.execute(
@@ -201,8 +217,11 @@ class SocketDirectory:
         futures = []
         loop = asyncio.get_running_loop()
         for key, keys in by_link.items():
-            for i in range(0, len(keys), REFRESH_BATCH):
-                chunk = keys[i : i + REFRESH_BATCH]
+            if self.bus.sharded:  # Redis Cluster: one script per slot
+                chunks = cluster_keys.slot_chunks(keys, REFRESH_BATCH)
+            else:
+                chunks = [keys[i : i + REFRESH_BATCH] for i in range(0, len(keys), REFRESH_BATCH)]
+            for chunk in chunks:
                 future: asyncio.Future[object] = loop.create_future()
                 links[key].submit(
                     Command(

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from wsfleet.bus.topology_nodes import TOPOLOGY_SCHEMES, parse_topology, topology_key
+
 
 @dataclass(frozen=True, slots=True)
 class RedisNode:
@@ -18,16 +20,26 @@ class RedisNode:
     tls: bool = False
     memory: bool = False
     """A process-local in-memory broker named :attr:`host` (``memory://<name>``)."""
+    mode: str = "node"
+    """``node`` (one Redis), ``cluster`` (a Redis Cluster, ``redis+cluster://``) or
+    ``sentinel`` (the master ``service`` named by Sentinels, ``redis+sentinel://``); see
+    :mod:`wsfleet.bus.topology_nodes`."""
+    seeds: tuple[tuple[str, int], ...] = ()
+    """Further cluster nodes or Sentinels to ask (``?seed=host:port``), after host:port."""
+    service: str | None = None
+    """The Sentinel master name."""
 
     @property
     def key(self) -> str:
         """Stable identity of the node, used for routing and in metric labels."""
         if self.memory:
             return f"memory://{self.host}"
+        if self.mode != "node":
+            return topology_key(self)
         return f"{self.host}:{self.port}/{self.db}"
 
     def __str__(self) -> str:
-        if self.memory:
+        if self.memory or self.mode != "node":
             return self.key
         scheme = "rediss" if self.tls else "redis"
         auth = "***@" if self.password else ""
@@ -45,6 +57,8 @@ class RedisNode:
             if not name or any(c in name for c in "/?#@:"):
                 raise ValueError(f"memory broker {text!r}: the name must be plain text")
             return cls(host=name, port=0, memory=True)
+        if value.startswith(TOPOLOGY_SCHEMES):
+            return parse_topology(cls, text, value, _read_password)
         if "://" not in value:
             value = "redis://" + value
         parts = urlsplit(value)

@@ -94,6 +94,8 @@ def send_many(bus: Bus, socket_ids: Iterable[str], frame: str) -> bool:
     """
     if bus.auth.signer is not None:
         return False  # the script assembles the bytes: they could not be signed
+    if bus.sharded:
+        return False  # Redis Cluster: a script cannot publish to another slot's inbox
     settings = bus.settings
     groups: dict[str | None, list[str]] = {}
     for socket_id in socket_ids:

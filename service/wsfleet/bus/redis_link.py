@@ -53,6 +53,9 @@ __all__ = ["SUBSCRIBE_BATCH", "Command", "LinkError", "LinkTimings", "RedisLink"
 class RedisLink:
     """One Redis node (a :class:`~wsfleet.bus.broker.BrokerLink`)."""
 
+    subscriber_class: type[RedisSubscriber] = RedisSubscriber
+    """Replaced by the Sentinel link (wsfleet.bus.sentinel), which resolves the master."""
+
     def __init__(
         self,
         node: RedisNode,
@@ -85,7 +88,9 @@ class RedisLink:
         self._closed = False
         self._said: str | None = None  # the last connect failure logged
         self.health = LinkHealth()
-        self._subscriber = RedisSubscriber(self, node, self.timings, self.health, self._set_health)
+        self._subscriber = self.subscriber_class(
+            self, node, self.timings, self.health, self._set_health
+        )
         self.publishable = True
         """The operator's intent: False while a hot-added link warms up or a removed one drains."""
         self.admitted = False
@@ -284,7 +289,7 @@ class RedisLink:
         backoff = self.timings.backoff_initial
         while not self._closed:  # also ends if a library swallowed a cancel
             try:
-                conn = await open_connection(self.node, self.timings)
+                conn = await open_connection(await self.resolve(), self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
                 error = str(exc) or type(exc).__name__
                 if error != self._said:  # said once, not on every retry
@@ -311,6 +316,16 @@ class RedisLink:
                 raise
             if self._pub is conn:  # lost by itself (not failed by the watchdog)
                 self._publisher_failed(conn, conn.error or ConnectionResetError("lost"))
+
+    async def resolve(self) -> RedisNode:
+        """The address to (re)connect the publisher to."""
+        return self.node
+
+    def master_moved(self) -> None:
+        """Reconnect both connections (a Sentinel named another master)."""
+        if self._pub is not None:
+            self._pub.fail(ConnectionResetError("the master moved"))
+        self._subscriber.force_resubscribe()
 
     def _fail_queued(self, error: BaseException) -> None:
         if self._queue:

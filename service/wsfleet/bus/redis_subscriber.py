@@ -42,6 +42,15 @@ SetHealth = Callable[[str, bool, str, str | None], None]
 
 
 class RedisSubscriber:
+    # Overridden by the sharded subscriber of a cluster shard (wsfleet.bus.cluster_link).
+    subscribe_command = "SUBSCRIBE"
+    unsubscribe_command = "UNSUBSCRIBE"
+    message_kind = _MESSAGE
+    subscribe_kind = _SUBSCRIBE
+    unsubscribe_kind = _UNSUBSCRIBE
+    subscribe_batch = SUBSCRIBE_BATCH
+    """Channels per (UN)SUBSCRIBE (one for SSUBSCRIBE: its channels must share a slot)."""
+
     def __init__(
         self,
         link: BrokerLink,
@@ -91,13 +100,14 @@ class RedisSubscriber:
             to_add = sorted(self._desired - self._requested, key=lambda c: (c == marker, c))
             to_drop = sorted(self._requested - self._desired)
             try:
-                for i in range(0, len(to_add), SUBSCRIBE_BATCH):
-                    chunk = to_add[i : i + SUBSCRIBE_BATCH]
-                    conn.write(pack_command(("SUBSCRIBE", *chunk)))
+                batch = self.subscribe_batch
+                for i in range(0, len(to_add), batch):
+                    chunk = to_add[i : i + batch]
+                    conn.write(pack_command((self.subscribe_command, *chunk)))
                     self._requested.update(chunk)
-                for i in range(0, len(to_drop), SUBSCRIBE_BATCH):
-                    chunk = to_drop[i : i + SUBSCRIBE_BATCH]
-                    conn.write(pack_command(("UNSUBSCRIBE", *chunk)))
+                for i in range(0, len(to_drop), batch):
+                    chunk = to_drop[i : i + batch]
+                    conn.write(pack_command((self.unsubscribe_command, *chunk)))
                     self._requested.difference_update(chunk)
                     # Not confirmed from now on: a SUBSCRIBE sent before the UNSUBSCRIBE is
                     # answered must be confirmed by its own reply (wait_subscribed).
@@ -119,31 +129,36 @@ class RedisSubscriber:
         backoff = self.timings.backoff_initial
         link = self.link
         confirmations = self.confirmations
+        message_kind, subscribe_kind = self.message_kind, self.subscribe_kind
+        unsubscribe_kind = self.unsubscribe_kind
 
         def on_push(reply: Any) -> None:
             """Everything the subscriber connection receives, parsed, in order."""
             if type(reply) is list and reply:
                 kind = reply[0]
-                if kind == _MESSAGE:
+                if kind == message_kind:
                     try:
                         on_message(link, reply[1], reply[2])
                     except Exception:
                         log.exception("bus message handler failed")
-                elif kind == _SUBSCRIBE:
+                elif kind == subscribe_kind:
                     confirmations.confirm(reply[1])
                     on_changed(link)
-                elif kind == _UNSUBSCRIBE:
+                elif kind == unsubscribe_kind:
                     confirmations.drop(reply[1])
                     leaving = self._leaving
+                    if reply[1] in self._requested and leaving is None:
+                        self.lost_channel(reply[1])  # not asked for: the slot moved away
                     if leaving is not None and leaving is self.conn and reply[2] == 0:
                         leaving.fail(ConnectionResetError("resubscribing"))
             elif isinstance(reply, hiredis.ReplyError):  # e.g. NOPERM: an ACL user without &channel
+                self.lost_channel(None)
                 self.health.last_error = f"{self.node}: subscribe refused ({reply})"
                 log.warning("Redis %s subscriber: %s", self.node, reply)
 
         while not self.closed:  # also ends if a library swallowed a cancel
             try:
-                conn = await open_connection(self.node, self.timings)
+                conn = await open_connection(await self.resolve(), self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
                 self._set_health(SUBSCRIBER, False, "error", str(exc) or type(exc).__name__)
                 await asyncio.sleep(backoff * (1 + random.random()))
@@ -176,6 +191,13 @@ class RedisSubscriber:
                 self._set_health(SUBSCRIBER, False, "error", str(error) or "connection lost")
             self.health.reconnects += 1
 
+    async def resolve(self) -> RedisNode:
+        """The address to (re)connect to (a Sentinel-named master is looked up each time)."""
+        return self.node
+
+    def lost_channel(self, channel: bytes | None) -> None:
+        """The server dropped or refused a subscription (a cluster slot moved)."""
+
     def ping(self, now: float) -> None:
         """One step of the link's ping loop: drop a subscriber from which nothing at all was read
         for ``ping_timeout`` after a PING; otherwise send the next PING."""
@@ -205,7 +227,7 @@ class RedisSubscriber:
             return
         self._leaving = conn
         try:
-            conn.write(pack_command(("UNSUBSCRIBE",)))
+            conn.write(pack_command((self.unsubscribe_command,)))
         except (OSError, RuntimeError):
             conn.fail(ConnectionResetError("resubscribing"))
             return

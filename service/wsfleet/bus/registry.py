@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from wsfleet import contract
+from wsfleet.bus import cluster_keys
 from wsfleet.bus.broker import BrokerLink, LinkError
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.scripts import Keyspace, script
@@ -167,6 +168,8 @@ class Registry:
 
     def _keys(self) -> tuple[str, str, str]:
         prefix = self.settings.bridge_space
+        if self.bus.sharded:  # Redis Cluster: the three keys share a slot
+            return cluster_keys.registry_keys(prefix, self.name)
         return (
             contract.lease_key(self.name, prefix),
             contract.nodes_key(prefix),

@@ -208,6 +208,8 @@ class FleetSettings:
         keys = [n.key for n in self.redis]
         if len(keys) != len(set(keys)):
             problems.append("a Redis node is listed twice")
+        if len(self.redis) > 1 and any(n.mode != "node" for n in self.redis):
+            problems.append("a Redis Cluster or Sentinel address must be the only Redis entry")
         if problems:
             raise ValueError("invalid FleetSettings: " + "; ".join(problems))
 

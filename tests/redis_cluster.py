@@ -1,0 +1,183 @@
+"""A real Redis Cluster (3 masters + 3 replicas) and real Sentinels on loopback, for the tests.
+
+Processes are plain ``subprocess.Popen`` children (so one cluster serves a whole session, across
+event loops), killed by pid when the session ends.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.redis_procs import server_argv
+
+REDIS = shutil.which("redis-server")
+REDIS_CLI = shutil.which("redis-cli")
+
+
+def cli(port: int, *args: str, timeout: float = 10.0) -> str:
+    assert REDIS_CLI is not None, "redis-cli is not installed: run 'make test' (it installs it)"
+    done = subprocess.run(
+        [REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return done.stdout
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} within {timeout} s")
+        time.sleep(0.05)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port > 55000:
+            port = 20000 + port % 30000
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+
+
+@dataclass
+class Instance:
+    port: int
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(lambda: _answers(self.port), 10, f"redis on {self.port} did not answer")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class RedisCluster:
+    """``redis-cli --cluster create`` over six ``--cluster-enabled yes`` servers."""
+
+    workdir: Path
+    node_timeout_ms: int = 1000
+    instances: list[Instance] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        first, *rest = self.instances
+        seeds = "&".join(f"seed=127.0.0.1:{i.port}" for i in rest)
+        return f"redis+cluster://127.0.0.1:{first.port}?{seeds}"
+
+    def start(self, count: int = 6, replicas: int = 1) -> None:
+        assert REDIS is not None, "redis-server is not installed: run 'make test'"
+        for _ in range(count):
+            port = cluster_port()
+            argv = [
+                *server_argv(REDIS, port, self.workdir),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{port}.conf",
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
+            ]
+            instance = Instance(port, argv)
+            instance.start()
+            self.instances.append(instance)
+        out = cli(
+            self.instances[0].port,
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{i.port}" for i in self.instances),
+            "--cluster-replicas",
+            str(replicas),
+            "--cluster-yes",
+            timeout=60,
+        )
+        assert "[OK] All 16384 slots covered" in out, out
+        self.wait_ok()
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        def ok() -> bool:
+            live = [i for i in self.instances if i.proc is not None and i.proc.poll() is None]
+            if not all("cluster_state:ok" in cli(i.port, "cluster", "info") for i in live):
+                return False
+            # a replica that has not synced yet cannot be promoted
+            infos = [cli(i.port, "info", "replication") for i in live]
+            return all("role:master" in r or "master_link_status:up" in r for r in infos)
+
+        wait_for(ok, timeout, "the cluster was not ok")
+
+    def masters(self) -> list[Instance]:
+        return [i for i in self.instances if "role:master" in cli(i.port, "info", "replication")]
+
+    def owner(self, key: str) -> Instance:
+        slot = int(cli(self.instances[0].port, "cluster", "keyslot", key).strip())
+        for instance in self.masters():
+            nodes = cli(instance.port, "cluster", "nodes")
+            for line in nodes.splitlines():
+                parts = line.split()
+                if "myself" in parts[2] and "master" in parts[2]:
+                    for span in parts[8:]:
+                        lo, _, hi = span.partition("-")
+                        if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                            return instance
+        raise LookupError(f"no master owns slot {slot}")
+
+    def migrate_slot(self, key: str, target: Instance) -> Instance:
+        """Move the slot of ``key`` (and its keys) to ``target``, as a reshard does; returns the
+        previous owner."""
+        slot = cli(self.instances[0].port, "cluster", "keyslot", key).strip()
+        source = self.owner(key)
+        src_id = cli(source.port, "cluster", "myid").strip()
+        dst_id = cli(target.port, "cluster", "myid").strip()
+        cli(target.port, "cluster", "setslot", slot, "importing", src_id)
+        cli(source.port, "cluster", "setslot", slot, "migrating", dst_id)
+        while keys := cli(source.port, "cluster", "getkeysinslot", slot, "100").split():
+            cli(
+                source.port,
+                "migrate",
+                "127.0.0.1",
+                str(target.port),
+                "",
+                "0",
+                "5000",
+                "keys",
+                *keys,
+            )
+        for instance in (target, source):
+            cli(instance.port, "cluster", "setslot", slot, "node", dst_id)
+        return source
+
+    def stop(self) -> None:
+        for instance in self.instances:
+            instance.kill()
