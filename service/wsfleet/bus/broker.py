@@ -75,6 +75,12 @@ class Command:
     """Keyed commands (socket directory) are routed by rendezvous hash, whatever the strategy."""
 
 
+FLUSH_BYTES: Final = 32 * 1024
+"""A link writes its pending commands as soon as they hold this many bytes, without waiting for
+the end of the loop turn: a handler that publishes in a long synchronous loop gets its messages
+out while it runs (docs/benchmarks.md, "S3 latency: flush by size and loop turn")."""
+
+
 def command_size(command: Command) -> int:
     """Bytes of a command's arguments (what it holds in a buffer)."""
     return sum(len(a) for a in command.args if type(a) is bytes or type(a) is str)
@@ -92,6 +98,8 @@ class LinkTimings:
     """Bytes a link's publish queue holds while its connection is paused or connecting; beyond
     it new commands are handed back to the bus (policy ``hand-back``: re-routed to another link
     or buffered, and failed after ``max_publish_attempts``)."""
+    flush_bytes: int = FLUSH_BYTES
+    """Pending bytes that make the publisher write at once instead of at the end of the turn."""
     tls: ssl.SSLContext | None = None
     """The client context of ``rediss://`` nodes (None: the system's defaults)."""
 
@@ -168,7 +176,8 @@ class BrokerLink(Protocol):
         """Disconnect; commands queued or unanswered are handed back through ``on_link_failed``."""
 
     def submit(self, command: Command) -> None:
-        """Queue ``command``; it is written with everything else submitted in this loop turn."""
+        """Queue ``command``; it is written with everything else submitted in this loop turn, or
+        at once when the commands pending reach ``timings.flush_bytes``."""
 
     def take_queued(self) -> list[Command]:
         """Remove and return the queued commands that may run elsewhere (not pinned)."""
