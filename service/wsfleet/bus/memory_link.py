@@ -1,11 +1,11 @@
 """A :class:`~wsfleet.bus.broker.BrokerLink` to a process-local :class:`MemoryBroker`.
 
 It behaves like :class:`~wsfleet.bus.redis_link.RedisLink` where the bus can tell: commands of
-one loop turn go in one batch (sooner once they hold ``timings.flush_bytes``), replies resolve in order, a batch without a reply within
-``command_timeout`` (a frozen broker) fails the publisher and hands its commands back, a lost
-connection reconnects with capped exponential backoff, and the subscriber replays every channel
-(``marker`` last) after a reconnect. It starts no task: everything is a callback or a timer on
-the injected clock.
+one loop turn go in one batch (sooner once they hold ``timings.flush_bytes``), replies resolve
+in order, a batch without a reply within ``command_timeout`` (a frozen broker) fails the
+publisher and hands its commands back, a lost connection reconnects with capped exponential
+backoff, and the subscriber replays every channel (``marker`` last) after a reconnect. It starts
+no task: everything is a callback or a timer on the injected clock.
 """
 
 from __future__ import annotations

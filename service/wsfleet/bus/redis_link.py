@@ -5,9 +5,10 @@ parsed by ``hiredis`` inside ``data_received``, with no task switch per reply:
 
 - The **publisher** runs every command submitted to it (PUBLISH, the socket directory's scripts,
   the registry's few commands). Commands are packed and written together, without waiting for
-  earlier replies (pipelined), at the end of the loop turn that submitted them or as soon as they
-  hold ``timings.flush_bytes``, whichever comes first: a caller publishing in a long synchronous
-  loop does not hold its messages back until it returns. Replies are matched to commands in
+  earlier replies (pipelined), at the end of the loop turn that submitted them, or as soon as they
+  hold ``timings.flush_bytes`` or the oldest has waited ``timings.flush_delay``, whichever comes
+  first: a caller publishing in a long synchronous loop does not hold its messages back until it
+  returns. Replies are matched to commands in
   order. While the connection's write buffer is over its high-water mark, commands wait in the
   link's queue, where they can still be re-routed.
 - The **subscriber** keeps the set of channels the bus wants, replays it after every reconnect,
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -78,6 +80,7 @@ class RedisLink:
         self._on_changed = handler.on_link_changed
         self._queue: deque[Command] = deque()
         self._queued_bytes = 0
+        self._oldest_at = 0.0  # time.monotonic() when the oldest queued command was submitted
         self.handed_back = 0
         """Commands handed back because the queue was over ``queue_max_bytes``."""
         self._flush_scheduled = False
@@ -184,11 +187,21 @@ class RedisLink:
             self.handed_back += 1
             self._on_failed(self, [command], LinkError(f"the publish queue of {self.node} is full"))
             return
-        self._queue.append(command)
+        queue = self._queue
+        queue.append(command)
         self._queued_bytes += size
+        timings = self.timings
+        if len(queue) == 1:
+            self._oldest_at = time.monotonic()
+            due = size >= timings.flush_bytes
+        else:
+            due = (
+                self._queued_bytes >= timings.flush_bytes
+                or time.monotonic() - self._oldest_at >= timings.flush_delay
+            )
         if self._pub is None:
             return
-        if self._queued_bytes >= self.timings.flush_bytes:
+        if due:
             self._write_batch()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
