@@ -199,9 +199,10 @@ class RedisLink:
                 self._queued_bytes >= timings.flush_bytes
                 or time.monotonic() - self._oldest_at >= timings.flush_delay
             )
-        if self._pub is None:
+        conn = self._pub
+        if conn is None:
             return
-        if due:
+        if due and conn.is_open:  # a lost connection fails in the callback, not the caller
             self._write_batch()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
