@@ -84,6 +84,7 @@ class Config:
     s6_settle: float = 1.5
     loop: str = "uvloop"
     raw_send: str = "frame"
+    trigger: str = "yield"
     pin: bool = True
     profile: bool = False
     quick: bool = False
@@ -262,6 +263,8 @@ class ServerProcess:
             "--raw-send",
             cfg.raw_send,
         ]
+        if kind == "wsfleet":
+            cmd += ["--trigger", cfg.trigger]
         cmd += extra
         if profile is not None:
             cmd += ["--profile", str(profile)]
@@ -810,6 +813,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
         default="frame",
         help="how the reference sends: ws.send_frame(bytes) or ws.send_str(text)",
     )
+    p.add_argument(
+        "--trigger",
+        choices=("yield", "loop"),
+        default="yield",
+        help="how a wsfleet node's trigger handler broadcasts: yielding to the event loop after "
+        "each broadcast, or in one synchronous loop (the original's pattern)",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin server and load generator")
     p.add_argument("--profile", action="store_true", help="cProfile the servers (slows them)")
     p.add_argument("--update-docs", action="store_true", help="rewrite docs/benchmarks.md figures")
@@ -833,6 +843,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
         repeats={sc: a.repeats or (1 if a.quick else DEFAULT_REPEATS[sc]) for sc in SCENARIOS},
         loop=a.loop,
         raw_send=a.raw_send,
+        trigger=a.trigger,
         pin=not a.no_pin,
         profile=a.profile,
         quick=a.quick,

@@ -56,7 +56,7 @@ async def serve(args: argparse.Namespace, loop_name: str) -> None:
             settings = ServerSettings(
                 compression=True, compression_threshold=args.compression_threshold
             )
-        server = build_wsfleet(settings, fleet=fleet)
+        server = build_wsfleet(settings, fleet=fleet, trigger_loop=args.trigger == "loop")
         port = await server.start(args.host, args.port)
         shutdown = server.close
     else:
@@ -108,6 +108,13 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         metavar="BYTES",
         help="wsfleet: permessage-deflate on, for messages of at least BYTES",
+    )
+    parser.add_argument(
+        "--trigger",
+        choices=("yield", "loop"),
+        default="yield",
+        help="wsfleet: yield to the event loop after each broadcast of a trigger, or broadcast "
+        "them all in one synchronous loop",
     )
     parser.add_argument(
         "--pad",

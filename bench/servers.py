@@ -12,7 +12,8 @@ Both speak the wsfleet client protocol:
 * ``{"event":"trigger","payload":{"count":N,"size":B}}`` broadcasts N pushed events
   ``{"event":"tick","payload":{"ts":<time.time_ns()>,"seq":i,"pad":"xx…"}}`` of about B bytes each
   to every registered connection. The timestamp is taken just before each broadcast is encoded,
-  and each broadcast yields to the event loop once (``await asyncio.sleep(0)``) before the next;
+  and each broadcast yields to the event loop once (``await asyncio.sleep(0)``) before the next
+  (``--trigger loop``: all in one synchronous loop, the original's pattern);
 * the heartbeat text frame ``""`` is echoed as ``""``.
 
 In a fleet (``build_wsfleet(fleet=FleetSettings(...))``, scenarios S3-S5) the wsfleet server also
@@ -124,7 +125,10 @@ def authenticate(request: UpgradeRequest) -> str | None:
 
 
 def build_wsfleet(
-    settings: ServerSettings | None = None, fleet: FleetSettings | None = None
+    settings: ServerSettings | None = None,
+    fleet: FleetSettings | None = None,
+    *,
+    trigger_loop: bool = False,
 ) -> Server:
     # Benchmarks measure throughput: the per-connection rate limit (on by default) is off here.
     settings = settings or ServerSettings(rate_limit_per_second=None)
@@ -134,13 +138,24 @@ def build_wsfleet(
     def echo(socket: Socket, payload: Any, ack: Acknowledge | None) -> Any:
         return payload
 
-    @server.on("trigger")
-    async def trigger(socket: Socket, payload: Any, ack: Acknowledge | None) -> Any:
-        count, pad = burst_params(payload)
-        for seq in range(count):
-            server.broadcast(TICK_EVENT, {"ts": time.time_ns(), "seq": seq, "pad": pad})
-            await asyncio.sleep(0)
-        return {"sent": count}
+    if trigger_loop:  # the original's pattern: one synchronous loop, no yield in between
+
+        @server.on("trigger")
+        def trigger_in_one_loop(socket: Socket, payload: Any, ack: Acknowledge | None) -> Any:
+            count, pad = burst_params(payload)
+            for seq in range(count):
+                server.broadcast(TICK_EVENT, {"ts": time.time_ns(), "seq": seq, "pad": pad})
+            return {"sent": count}
+
+    else:
+
+        @server.on("trigger")
+        async def trigger(socket: Socket, payload: Any, ack: Acknowledge | None) -> Any:
+            count, pad = burst_params(payload)
+            for seq in range(count):
+                server.broadcast(TICK_EVENT, {"ts": time.time_ns(), "seq": seq, "pad": pad})
+                await asyncio.sleep(0)
+            return {"sent": count}
 
     if fleet is not None:
         add_fleet_handlers(server)

@@ -5,7 +5,8 @@ The bus (:mod:`wsfleet.bus.bus`) never touches a socket. It talks to each broker
 passes in (the shape of centrifuge's ``Broker`` / ``BrokerEventHandler``). Two implementations:
 
 - :class:`wsfleet.bus.redis_link.RedisLink`: one Redis node over RESP (``hiredis``), a
-  publisher connection that pipelines every command of one loop turn in one write, and a
+  publisher connection that pipelines the commands of one loop turn in one write (sooner, by
+  :data:`FLUSH_BYTES`, when a long synchronous caller keeps the turn going), and a
   subscriber connection.
 - :class:`wsfleet.bus.memory.MemoryLink`: a link to a process-local
   :class:`~wsfleet.bus.memory.MemoryBroker` (addresses ``memory://<name>``) with the ordering of
@@ -78,6 +79,16 @@ class Command:
     """Keyed commands (socket directory) are routed by rendezvous hash, whatever the strategy."""
 
 
+FLUSH_BYTES: Final = 32 * 1024
+"""A link writes its pending commands as soon as they hold this many bytes, without waiting for
+the end of the loop turn: a handler that publishes in a long synchronous loop gets its messages
+out while it runs (docs/benchmarks.md, "S3 latency: flush by size and loop turn")."""
+FLUSH_DELAY: Final = 0.001
+"""Seconds the oldest pending command may wait for the end of the loop turn: a command submitted
+later than that writes the batch at once, however little it holds (a loop that does much work
+per publish)."""
+
+
 def command_size(command: Command) -> int:
     """Bytes of a command's arguments (what it holds in a buffer)."""
     return sum(len(a) for a in command.args if type(a) is bytes or type(a) is str)
@@ -95,6 +106,10 @@ class LinkTimings:
     """Bytes a link's publish queue holds while its connection is paused or connecting; beyond
     it new commands are handed back to the bus (policy ``hand-back``: re-routed to another link
     or buffered, and failed after ``max_publish_attempts``)."""
+    flush_bytes: int = FLUSH_BYTES
+    """Pending bytes that make the publisher write at once instead of at the end of the turn."""
+    flush_delay: float = FLUSH_DELAY
+    """Seconds after which the next command submitted makes the publisher write at once."""
     tls: ssl.SSLContext | None = None
     """The client context of ``rediss://`` nodes (None: the system's defaults)."""
 
@@ -171,7 +186,9 @@ class BrokerLink(Protocol):
         """Disconnect; commands queued or unanswered are handed back through ``on_link_failed``."""
 
     def submit(self, command: Command) -> None:
-        """Queue ``command``; it is written with everything else submitted in this loop turn."""
+        """Queue ``command``; it is written with everything else submitted in this loop turn, or
+        at once when the commands pending reach ``timings.flush_bytes`` or the oldest of them
+        has waited ``timings.flush_delay``."""
 
     def take_queued(self) -> list[Command]:
         """Remove and return the queued commands that may run elsewhere (not pinned)."""

@@ -1,11 +1,11 @@
 """A :class:`~wsfleet.bus.broker.BrokerLink` to a process-local :class:`MemoryBroker`.
 
 It behaves like :class:`~wsfleet.bus.redis_link.RedisLink` where the bus can tell: commands of
-one loop turn go in one batch, replies resolve in order, a batch without a reply within
-``command_timeout`` (a frozen broker) fails the publisher and hands its commands back, a lost
-connection reconnects with capped exponential backoff, and the subscriber replays every channel
-(``marker`` last) after a reconnect. It starts no task: everything is a callback or a timer on
-the injected clock.
+one loop turn go in one batch (sooner once they hold ``timings.flush_bytes``), replies resolve
+in order, a batch without a reply within ``command_timeout`` (a frozen broker) fails the
+publisher and hands its commands back, a lost connection reconnects with capped exponential
+backoff, and the subscriber replays every channel (``marker`` last) after a reconnect. It starts
+no task: everything is a callback or a timer on the injected clock.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from wsfleet.bus.broker import (
     LinkError,
     LinkHealth,
     LinkTimings,
+    command_size,
     take_unpinned,
 )
 from wsfleet.bus.confirmations import Confirmations
@@ -52,6 +53,7 @@ class MemoryLink:
         self.broker = broker(node.host)
         self._handler = handler
         self._queue: deque[Command] = deque()
+        self._queued_bytes = 0
         self._waiting: deque[Command] = deque()
         self._flush_scheduled = False
         self._pub: MemoryConnection | None = None
@@ -119,6 +121,7 @@ class MemoryLink:
         leftover = [*self._waiting, *self._queue]
         self._waiting.clear()
         self._queue.clear()
+        self._queued_bytes = 0
         if leftover:
             self._handler.on_link_failed(self, leftover, LinkError(f"{self.node} was removed"))
         self._subs.fail_all(LinkError(f"{self.node} was removed"))
@@ -149,21 +152,30 @@ class MemoryLink:
         self._pub = conn
         self.publisher_connects += 1
         self._set_health(PUBLISHER, True, "connect", None)
-        self._flush()
+        self._write_batch()
 
     def submit(self, command: Command) -> None:
         self._queue.append(command)
-        if not self._flush_scheduled and self._pub is not None:
+        self._queued_bytes += command_size(command)
+        if self._pub is None:
+            return
+        if self._queued_bytes >= self.timings.flush_bytes:
+            self._write_batch()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._write_batch()
+
+    def _write_batch(self) -> None:
         conn = self._pub
         if conn is None or not self._queue:
             return
         batch = list(self._queue)
         self._queue.clear()
+        self._queued_bytes = 0
         try:
             self.broker.run(conn, batch)
         except TypeError:  # an unencodable argument: run the batch one by one
@@ -229,10 +241,13 @@ class MemoryLink:
         if self._queue:
             leftover = list(self._queue)
             self._queue.clear()
+            self._queued_bytes = 0
             self._handler.on_link_failed(self, leftover, error)
 
     def take_queued(self) -> list[Command]:
-        return take_unpinned(self._queue)
+        taken = take_unpinned(self._queue)
+        self._queued_bytes = sum(map(command_size, self._queue))
+        return taken
 
     async def call(self, *args: Any, timeout: float | None = None) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

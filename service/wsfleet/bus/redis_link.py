@@ -4,10 +4,13 @@ A :class:`RedisLink` holds two connections, each a plain asyncio protocol whose 
 parsed by ``hiredis`` inside ``data_received``, with no task switch per reply:
 
 - The **publisher** runs every command submitted to it (PUBLISH, the socket directory's scripts,
-  the registry's few commands). Commands submitted during one event-loop iteration are packed and
-  written together at the start of the next one, without waiting for earlier replies (pipelined);
-  replies are matched to commands in order. While the connection's write buffer is over its
-  high-water mark, commands wait in the link's queue, where they can still be re-routed.
+  the registry's few commands). Commands are packed and written together, without waiting for
+  earlier replies (pipelined), at the end of the loop turn that submitted them, or as soon as they
+  hold ``timings.flush_bytes`` or the oldest has waited ``timings.flush_delay``, whichever comes
+  first: a caller publishing in a long synchronous loop does not hold its messages back until it
+  returns. Replies are matched to commands in
+  order. While the connection's write buffer is over its high-water mark, commands wait in the
+  link's queue, where they can still be re-routed.
 - The **subscriber** keeps the set of channels the bus wants, replays it after every reconnect,
   and hands each message to a synchronous callback as soon as it is parsed.
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -79,6 +83,7 @@ class RedisLink:
         self._on_changed = handler.on_link_changed
         self._queue: deque[Command] = deque()
         self._queued_bytes = 0
+        self._oldest_at = 0.0  # time.monotonic() when the oldest queued command was submitted
         self.handed_back = 0
         """Commands handed back because the queue was over ``queue_max_bytes``."""
         self._flush_scheduled = False
@@ -101,7 +106,8 @@ class RedisLink:
         channel sent before it (Redis runs one connection's commands in order)."""
         self.publisher_connects = 0
         self.batches = 0
-        """Writes of the publisher (each carries every command submitted in one loop iteration)."""
+        """Writes of the publisher (each carries every command pending: those of one loop turn,
+        or ``timings.flush_bytes`` of them)."""
 
     # -- state -------------------------------------------------------------------------------
 
@@ -186,15 +192,34 @@ class RedisLink:
             self.handed_back += 1
             self._on_failed(self, [command], LinkError(f"the publish queue of {self.node} is full"))
             return
-        self._queue.append(command)
+        queue = self._queue
+        queue.append(command)
         self._queued_bytes += size
-        if not self._flush_scheduled and self._pub is not None:
+        timings = self.timings
+        if len(queue) == 1:
+            self._oldest_at = time.monotonic()
+            due = size >= timings.flush_bytes
+        else:
+            due = (
+                self._queued_bytes >= timings.flush_bytes
+                or time.monotonic() - self._oldest_at >= timings.flush_delay
+            )
+        conn = self._pub
+        if conn is None:
+            return
+        if due and conn.is_open:  # a lost connection fails in the callback, not the caller
+            self._write_batch()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Write everything queued in one packed batch (once per loop iteration)."""
+        """The end of the loop turn: write what is pending."""
         self._flush_scheduled = False
+        self._write_batch()
+
+    def _write_batch(self) -> None:
+        """Write everything queued in one packed batch, unless the connection is paused."""
         conn = self._pub
         queue = self._queue
         if conn is None or not queue or conn.paused:
@@ -303,12 +328,12 @@ class RedisLink:
                 continue
             backoff = self.timings.backoff_initial
             self._said = None
-            conn.on_writable = self._flush
+            conn.on_writable = self._write_batch
             conn.on_idle = self._drained
             self._pub = conn
             self.publisher_connects += 1
             self._set_health(PUBLISHER, True, "connect", None)
-            self._flush()
+            self._write_batch()
             try:
                 await conn.closed
             except asyncio.CancelledError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,21 @@ async def test_commands_of_one_loop_turn_go_in_one_batch_and_replies_keep_their_
     assert await asyncio.gather(*futures) == list(range(1, 301))
     assert link.batches == batches + 1  # one write for all 300
     assert link.in_flight == 0
+
+
+async def test_a_command_submitted_after_flush_delay_writes_the_batch_within_the_turn(
+    redis: RedisProcess, make_link: MakeLink
+) -> None:
+    link, _ = await make_link(redis)
+    batches = link.batches
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[Any] = loop.create_future()
+    second: asyncio.Future[Any] = loop.create_future()
+    link.submit(Command(("INCR", "n"), first, pinned=True))
+    time.sleep(link.timings.flush_delay * 2)  # a handler's own work: the loop turn goes on
+    link.submit(Command(("INCR", "n"), second, pinned=True))
+    assert link.batches == batches + 1  # written before the turn ended
+    assert [await first, await second] == [1, 2]
 
 
 async def test_an_error_reply_or_a_bad_argument_fails_only_its_own_command(

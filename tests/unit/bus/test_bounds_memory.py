@@ -9,6 +9,7 @@ from tests.unit.bus.test_bus_memory import clock as clock
 from tests.unit.bus.test_bus_memory import make_node as make_node
 
 from wsfleet.bus import memory
+from wsfleet.bus.broker import FLUSH_BYTES
 from wsfleet.bus.bus import BusUnavailableError
 from wsfleet.bus.outage import REFUSE_NEW, OutageBuffer
 from wsfleet.clock import ManualClock
@@ -85,3 +86,19 @@ async def test_bus_counters_are_keyed_by_channel_kind_never_by_channel_name(
     await settle()
     assert set(a.bus.stats.published_by_kind) == {"room", "custom"}
     assert set(b.bus.stats.received_by_kind) <= {"room", "custom", "inbox", "control"}
+
+
+async def test_a_long_synchronous_publish_loop_is_written_by_size_while_it_runs(
+    make_node: MakeNode,
+) -> None:
+    a = await make_node("a", ["m1"])
+    b = await make_node("b", ["m1"])
+    (link,) = a.bus.usable_links()
+    batches = link.batches
+    pad = "x" * 1000
+    for i in range(200):
+        a.bus.publish("ws:chat", {"n": i, "p": pad, "wsf": a.bus.meta()}, "r")
+    written_in_the_loop = link.batches - batches  # the same loop turn: nothing else ran
+    await settle()
+    assert written_in_the_loop >= 200 * 1000 // FLUSH_BYTES
+    assert b.numbers() == list(range(200))
