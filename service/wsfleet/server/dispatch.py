@@ -86,13 +86,13 @@ class Dispatcher:
             raise Refuse(503, "Server is shutting down")
         if not origin_allowed(request.headers, self.settings.allowed_origins):
             raise Refuse(403, "Forbidden: origin not allowed")
-        if self.authenticate is None:
-            return None
-        result = self.authenticate(request)
+        result = None if self.authenticate is None else self.authenticate(request)
         if inspect.isawaitable(result):
             result = await result
         if result is not None and not isinstance(result, str):
             raise TypeError(f"authenticate() must return a socket id (str) or None, got {result!r}")
+        if self.hub.recovery is not None:
+            return await self.hub.recovery.admit(request, result)
         return result
 
     def open(
@@ -128,6 +128,8 @@ class Dispatcher:
             socket.close(CloseCode.AUTH_TIMEOUT, "not authenticated in time")
 
     async def connected(self, socket: Socket) -> None:
+        if self.hub.recovery is not None:
+            await self.hub.recovery.connected(socket)
         await self.emit_system_async(CONNECTION, socket)
 
     def pong(self, socket: Socket, data: bytes) -> None:
@@ -182,6 +184,8 @@ class Dispatcher:
         self.stats.connections_closed[code if code is not None else CloseCode.ABNORMAL] += 1
         self.hub.discard_connection(socket)
         socket.detach()
+        if self.hub.recovery is not None:
+            self.hub.recovery.closed(socket)
         try:
             await self.emit_system_async(CLOSE, socket, code, reason)
         finally:

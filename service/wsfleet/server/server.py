@@ -28,6 +28,7 @@ from wsfleet.server.fleet_inbound import CustomHandler
 from wsfleet.server.hub import Hub
 from wsfleet.server.lifecycle import Lifecycle
 from wsfleet.server.ports import EventTracing
+from wsfleet.server.recovery import Recovery
 from wsfleet.server.settings import ServerSettings
 from wsfleet.server.socket import Socket
 from wsfleet.server.state import NodeState, Phase
@@ -72,6 +73,12 @@ class Server:
         state = NodeState()
         self.dispatcher = Dispatcher(settings, self.stats, self.hub, state, authenticate)
         self.lifecycle = Lifecycle(self.hub, self.dispatcher, state, self.fleet)
+        self.recovery: Recovery | None = None
+        if settings.recovery:
+            if self.fleet is None:
+                raise ValueError("recovery needs a fleet (Redis): pass fleet= settings")
+            self.recovery = Recovery(self.hub, self.fleet, settings)
+            self.hub.recovery = self.fleet.inbound.recovery = self.recovery
 
     @property
     def settings(self) -> ServerSettings:
