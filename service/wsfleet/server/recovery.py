@@ -289,12 +289,23 @@ class Recovery:
         state = _State(token)
         self._states[socket] = state
         self._store(token, "id", socket.id)
-        self._spawn_mark(state, "d", self.history.direct(socket.id), None, None)
-        self._spawn_mark(state, "b", self.history.broadcast(), None, None)
         payload = {"session": token, "resumed": pending.reason is not None, "recovered": False}
         if pending.reason is not None:
             payload["reason"] = pending.reason
-        socket.send_frame(build_text_frame(encode_event(EVENT, payload)))
+        state.marked.update(("d", "b"))
+        if self.fleet.tasks.spawn(self._start(socket, state, payload), "wsf-session") is not None:
+            self.pending_marks += 2
+
+    async def _start(self, socket: Socket, state: _State, payload: dict[str, Any]) -> None:
+        """Mark the direct and broadcast streams, then give the client its session: from then
+        on, a reconnect can recover."""
+        assert socket.id is not None
+        await asyncio.gather(
+            self._mark(state.token, "d", self.history.direct(socket.id), None, None),
+            self._mark(state.token, "b", self.history.broadcast(), None, None),
+        )
+        if self._states.get(socket) is state:
+            socket.send_frame(build_text_frame(encode_event(EVENT, payload)))
 
     def unregistered(self, socket: Socket) -> None:
         self._states.pop(socket, None)
