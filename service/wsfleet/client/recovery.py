@@ -11,6 +11,7 @@ a ``reason``: the application should resync its state).
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +19,7 @@ from urllib.parse import quote
 EVENT = "wsf:recovery"
 _POSITION = re.compile(r'"wsfp":"(d|b|r[0-9a-f]{16})/([0-9a-f]{1,32}\.[0-9]{1,20})"}$')
 MAX_STREAMS = 256
+RECENT = 256  # keys remembered per stream to drop a message stored twice by a retried append
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,7 @@ class RecoveryState:
     def __init__(self) -> None:
         self.session: str | None = None
         self.positions: dict[str, str] = {}
+        self._recent: dict[str, tuple[deque[str], set[str]]] = {}
 
     def url(self, url: str) -> str:
         params = ["wsf_recover=1"]
@@ -45,14 +48,29 @@ class RecoveryState:
         joiner = "&" if "?" in head else "?"
         return head + joiner + "&".join(params) + hash_mark + fragment
 
-    def observe(self, text: str) -> None:
-        """Remember the position a received frame carries, if any."""
-        if text.endswith('"}') and '"wsfp":"' in text:
-            match = _POSITION.search(text)
-            if match is not None:
-                tag = match.group(1)
-                if tag in self.positions or len(self.positions) < MAX_STREAMS:
-                    self.positions[tag] = match.group(2)
+    def observe(self, text: str) -> bool:
+        """Remember the position a received frame carries, if any; True when the frame is a
+        message already received (to be dropped)."""
+        if not (text.endswith('"}') and '"wsfp":"' in text):
+            return False
+        match = _POSITION.search(text)
+        if match is None:
+            return False
+        tag, key = match.group(1), match.group(2)
+        recent = self._recent.get(tag)
+        if recent is None:
+            if len(self._recent) >= MAX_STREAMS:
+                return False
+            recent = self._recent[tag] = (deque(), set())
+        order, seen = recent
+        if key in seen:
+            return True
+        order.append(key)
+        seen.add(key)
+        if len(order) > RECENT:
+            seen.discard(order.popleft())
+        self.positions[tag] = key
+        return False
 
     def on_event(self, payload: Any) -> RecoveryInfo | None:
         """The server's ``wsf:recovery`` event; the info to announce after a resume."""
@@ -62,6 +80,7 @@ class RecoveryState:
         if isinstance(session, str):
             if session != self.session:
                 self.positions.clear()
+                self._recent.clear()
             self.session = session
         if payload.get("resumed") is not True:
             return None

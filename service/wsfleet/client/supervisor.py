@@ -420,9 +420,9 @@ class Supervisor:
 
     def _on_text(self, data: str) -> None:
         self._stats.frames_received += 1
+        if self.recovery is not None and self.recovery.observe(data):
+            return  # stored twice by a retried append: received already
         self._dispatcher.emit_system("message", data)
-        if self.recovery is not None:
-            self.recovery.observe(data)
         try:
             frame = decode_server_frame(data, self._settings.ping_msg)
         except FrameError as exc:

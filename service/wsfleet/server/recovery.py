@@ -281,10 +281,11 @@ class Recovery(StampedDelivery):
             entries, reason = _missed(stream, stored.marks[tag], positions.get(tag))
             if entries is None:
                 return None, reason
-            known[tag] = {entry.key for entry in stream.entries}
+            known[tag] = seen = {entry.key for entry in stream.entries[: -len(entries) or None]}
             for entry in entries:
-                if socket_id in entry.exclude:
-                    continue
+                if socket_id in entry.exclude or entry.key in seen:
+                    continue  # a retried append can store a message twice
+                seen.add(entry.key)
                 body = stamped(entry.frame.encode(), tag, entry.key)
                 if body is not None:
                     frames.append(build_text_frame(body))
@@ -299,8 +300,8 @@ def _missed(
         return None, "epoch changed"
     entries = list(stream.entries)
     if position is not None:
-        for index, entry in enumerate(entries):
-            if entry.key == position:
+        for index in range(len(entries) - 1, -1, -1):
+            if entries[index].key == position:
                 return entries[index + 1 :], None
         return None, "position not in history"
     since = stream.added - mark.added

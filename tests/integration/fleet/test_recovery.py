@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -201,3 +202,37 @@ async def test_the_original_client_is_unchanged_on_a_recovery_node(
     a.server.to_socket_id("plain", "dm", {"n": 2})
     assert await raw.recv() == '{"event":"tick","payload":{"n":1}}'
     assert await raw.recv() == '{"event":"dm","payload":{"n":2}}'
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_the_seam_between_replay_and_live_under_a_continuous_stream(
+    redis: RedisProcess, make_fleet: MakeFleet, switch: Any, seed: int
+) -> None:
+    """Twenty moves between two nodes, each after a random number of new messages (0 included:
+    a reconnect right after a restore), by server close or network cut, while a third node
+    streams room and direct messages every 2 ms: every message arrives once, in order."""
+    rng = random.Random(seed)
+    a, b, source = await make_fleet([redis], 3, settings=RECOVERY)
+    for node in (a, b):
+        app(node)
+    s: Switch = await switch(a.port)
+    async with _recorder(s.url("id=seam"), fast_reconnect_interval=0.01) as recorder:
+        await recorder.client.connect()
+        await wait_until(lambda: recorder.client.recovery_session is not None)
+        publisher = Publisher(source, "seam")
+        publisher.start()
+        current, other = a, b
+        for move in range(20):
+            wanted = len(recorder.room) + rng.randrange(0, 8)
+            await wait_until(lambda w=wanted: len(recorder.room) >= w)
+            s.target = other.port
+            if rng.random() < 0.5:
+                socket = current.server.get_socket("seam")
+                if socket is not None:
+                    socket.close(1012, "moving")
+            else:
+                s.cut()
+            await wait_until(lambda m=move: len(recorder.recoveries) == m + 1, 10)
+            assert recorder.recoveries[-1].recovered, recorder.recoveries[-1]
+            current, other = other, current
+        await _exactly_once(recorder, publisher)
