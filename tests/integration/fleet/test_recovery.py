@@ -18,7 +18,7 @@ from tests.switch import Switch
 
 from wsfleet.client import Connector
 from wsfleet.client.recovery import RecoveryInfo
-from wsfleet.server import ServerSettings
+from wsfleet.server import HistoryLostError, ServerSettings
 
 RECOVERY = ServerSettings(recovery=True, recovery_session_ttl=30.0)
 CLIENT = {"fast_reconnect_interval": 0.05, "close_timeout": 0.5, "connect_timeout": 2.0}
@@ -236,3 +236,20 @@ async def test_the_seam_between_replay_and_live_under_a_continuous_stream(
             assert recorder.recoveries[-1].recovered, recorder.recoveries[-1]
             current, other = other, current
         await _exactly_once(recorder, publisher)
+
+
+async def test_room_history_gives_the_last_messages_or_those_after_a_position(
+    redis: RedisProcess, make_fleet: MakeFleet
+) -> None:
+    a, b = await make_fleet([redis], 2, settings=RECOVERY)
+    for n in range(5):
+        a.server.broadcast_to_room("feed", "hist", "tick", {"n": n})
+    await a.server.fleet.flush(5.0)  # type: ignore[union-attr]
+    last = await b.server.room_history("feed", "hist", limit=3)
+    assert [(e.event, e.payload) for e in last.entries] == [("tick", {"n": n}) for n in (2, 3, 4)]
+    assert last.epoch is not None
+    after = await b.server.room_history("feed", "hist", since=last.entries[0].position)
+    assert [e.payload["n"] for e in after.entries] == [3, 4]
+    assert (await b.server.room_history("feed", "empty")).entries == []
+    with pytest.raises(HistoryLostError):
+        await b.server.room_history("feed", "hist", since="rdddf1a28a503f36c/abc.1")
