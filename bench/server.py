@@ -49,7 +49,10 @@ async def serve(args: argparse.Namespace, loop_name: str) -> None:
                 redis=tuple(RedisNode.parse(a) for a in args.redis.split(",")),
                 server_name=args.name or f"bench-{os.getpid()}",
             )
-        server = build_wsfleet(fleet=fleet)
+        from wsfleet.server import ServerSettings
+
+        settings = ServerSettings(recovery=True) if args.recovery else None
+        server = build_wsfleet(settings, fleet=fleet)
         port = await server.start(args.host, args.port)
         shutdown = server.close
     else:
@@ -95,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
         "--redis", metavar="HOST:PORT[,…]", help="wsfleet: join a fleet over these Redis nodes"
     )
     parser.add_argument("--name", help="wsfleet: this node's server name in the fleet")
+    parser.add_argument(
+        "--recovery", action="store_true", help="wsfleet: connection state recovery on (a fleet)"
+    )
     parser.add_argument("--profile", metavar="FILE", help="write cProfile stats here on exit")
     args = parser.parse_args(argv)
     factory, loop_name = new_loop_factory(args.loop)
