@@ -24,20 +24,23 @@ from typing import Any
 from wsfleet import contract
 from wsfleet.bus.bus import Bus
 
-_APPEND = """
-redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PX', ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'k', ARGV[5], 'f', ARGV[6], 'x', ARGV[7])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if ARGV[1] == 'direct' then
-  local node = redis.call('GET', KEYS[3])
-  if node then return redis.call('PUBLISH', ARGV[8] .. node, ARGV[9]) end
-  return redis.call('PUBLISH', ARGV[10], ARGV[9])
-elseif ARGV[1] == 'publish' then
-  return redis.call('PUBLISH', ARGV[8], ARGV[9])
-end
-return 0
+# Appends: KEYS stream, epoch key [, socket key]; ARGV size, ttl ms, epoch candidate, key,
+# frame, excluded ids, then what to publish (channel and data; for a direct message the inbox
+# prefix, the envelope and the private channel, or nothing to only store it).
+_EPOCH_ADD = """
+local t=ARGV[2]
+if not redis.call('SET',KEYS[2],ARGV[3],'NX','PX',t) then redis.call('PEXPIRE',KEYS[2],t) end
+redis.call('XADD',KEYS[1],'MAXLEN','~',ARGV[1],'*','k',ARGV[4],'f',ARGV[5],'x',ARGV[6])
+redis.call('PEXPIRE',KEYS[1],t)
 """
+_APPEND_PUBLISH = _EPOCH_ADD + "return redis.call('PUBLISH',ARGV[7],ARGV[8])"
+_APPEND_DIRECT = (
+    _EPOCH_ADD
+    + """if ARGV[8]=='' then return 0 end
+local n=redis.call('GET',KEYS[3])
+if n then return redis.call('PUBLISH',ARGV[7]..n,ARGV[8]) end
+return redis.call('PUBLISH',ARGV[9],ARGV[8])"""
+)
 
 _STATE = """
 local epoch = redis.call('GET', KEYS[2])
@@ -125,19 +128,16 @@ class History:
         exclude: str,
         channel: str,
         data: bytes,
-        socket_key: str = "",
     ) -> None:
         """Append the entry and publish ``data`` on ``channel`` in one script."""
         self.bus.stats.published += 1
         self.bus.execute(
             (
                 "EVAL",
-                _APPEND,
-                3,
+                _APPEND_PUBLISH,
+                2,
                 target.stream,
                 target.epoch_key,
-                socket_key or target.epoch_key,
-                "publish",
                 self.size,
                 self.ttl_ms,
                 self._new_epoch(),
@@ -146,7 +146,6 @@ class History:
                 exclude,
                 channel,
                 data,
-                "",
             ),
             target.routing_key,
             want_result=False,
@@ -165,12 +164,11 @@ class History:
         self.bus.execute(
             (
                 "EVAL",
-                _APPEND,
+                _APPEND_DIRECT,
                 3,
                 target.stream,
                 target.epoch_key,
                 self._socket_key + socket_id,
-                "direct" if envelope is not None else "store",
                 self.size,
                 self.ttl_ms,
                 self._new_epoch(),

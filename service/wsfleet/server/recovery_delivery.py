@@ -86,26 +86,39 @@ class StampedDelivery:
             return False
         return True
 
-    def deliver_room(
-        self, namespace: str, room_id: str, text: bytes, key: str | None, exclude: Iterable[str]
-    ) -> int:
-        frame = build_text_frame(text)
-        stamp = Stamp(text, room_tag(namespace, room_id), key)
-        excluded = frozenset(exclude)
+    def _send_all(self, sockets: Iterable[Socket | None], frame: bytes, stamp: Stamp) -> int:
+        """The loop of a fan-out: the plain frame, or the stamped one (built once) to
+        recovering sockets, or into the buffer of those being restored."""
+        states = self._states
+        marked = stamp.frame() if states else None
+        key = stamp.key or ""  # set whenever marked is
         sent = 0
-        for socket_id in self.hub.room_socket_ids(namespace, room_id, exact=True):
-            socket = self.hub.get(socket_id)
-            if (
-                socket_id not in excluded
-                and socket is not None
-                and self._send(socket, frame, stamp)
-            ):
+        for socket in sockets:
+            if socket is None:
+                continue
+            if marked is None or (state := states.get(socket)) is None:
+                ok = socket.send_frame(frame)
+            elif state.buffering:
+                ok = self._keep(socket, state, stamp.tag, key, marked)
+            else:
+                ok = socket.send_frame(marked)
+            if ok:
                 sent += 1
         return sent
 
+    def deliver_room(
+        self, namespace: str, room_id: str, text: bytes, key: str | None, exclude: Iterable[str]
+    ) -> int:
+        excluded = frozenset(exclude)
+        get = self.hub.get
+        members = self.hub.room_socket_ids(namespace, room_id, exact=True)
+        sockets = (get(i) for i in members if i not in excluded)
+        stamp = Stamp(text, room_tag(namespace, room_id), key)
+        return self._send_all(sockets, build_text_frame(text), stamp)
+
     def deliver_all(self, text: bytes, key: str | None) -> int:
-        frame, stamp = build_text_frame(text), Stamp(text, "b", key)
-        return sum(1 for socket in self.hub.sockets() if self._send(socket, frame, stamp))
+        stamp = Stamp(text, "b", key)
+        return self._send_all(self.hub.sockets(), build_text_frame(text), stamp)
 
     def deliver_ids(self, socket_ids: Iterable[str], text: bytes, key: str | None) -> list[str]:
         frame, stamp = build_text_frame(text), Stamp(text, "d", key)
