@@ -3,69 +3,13 @@
 // client reconnects to the other node and gets every room and direct message exactly once, in order.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { startServer, waitFor } from '../helpers/server.mjs';
+import { waitFor } from '../helpers/server.mjs';
+import { redisExe, startRedis, node, until } from '../helpers/recovery.mjs';
 
 const { WebSocketConnector } = await import(new URL('../../dist/index.mjs', import.meta.url).href);
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
 const T = { timeout: 60000 };
 let redisServer;
-let redisExe;
-try {
-  redisExe = execFileSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).trim();
-} catch {
-  redisExe = '';
-}
-
-function freePort() {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-async function startRedis() {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'wsf-redis-'));
-  const child = spawn(redisExe, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-  const exited = new Promise((r) => child.once('exit', r));
-  // ready when it accepts a connection
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise((r) => {
-      const c = createServer().listen(port, '127.0.0.1');
-      c.once('listening', () => c.close(() => r(false)));
-      c.once('error', () => r(true));
-    });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { port, async stop() { child.kill('SIGKILL'); await exited; } };
-}
-
-const node = (redisPort, name) =>
-  startServer({
-    cwd: repo,
-    env: { PYTHONPATH: repo },
-    args: ['--redis', `127.0.0.1:${redisPort}`, '--server-name', name, '--recovery', 'true',
-      '--app', 'tests.fixtures.recovery_app:setup', '--drain-timeout', '1'],
-  });
-
-const until = async (pred, ms = 15000) => {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
 
 describe('recovery', { skip: !redisExe && 'redis-server is not installed' }, () => {
   const nodes = [];
