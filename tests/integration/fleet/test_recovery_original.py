@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 from tests.conftest import Connect, wait_until
-from tests.integration.fleet.conftest import MakeFleet, join
 from tests.integration.fleet import test_original_interop as interop
+from tests.integration.fleet.conftest import MakeFleet, join
 from tests.integration.fleet.test_original_interop import StartOriginal, frame, wait_numsub
 from tests.integration.fleet.test_recovery import RECOVERY, Recorder
 from tests.redis_procs import RedisProcess
