@@ -204,15 +204,17 @@ async def test_the_original_client_is_unchanged_on_a_recovery_node(
     assert await raw.recv() == '{"event":"dm","payload":{"n":2}}'
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(("seed", "redis_nodes"), [(1, 1), (2, 1), (3, 1), (4, 2)])
 async def test_the_seam_between_replay_and_live_under_a_continuous_stream(
-    redis: RedisProcess, make_fleet: MakeFleet, switch: Any, seed: int
+    redis_factory: Any, make_fleet: MakeFleet, switch: Any, seed: int, redis_nodes: int
 ) -> None:
     """Twenty moves between two nodes, each after a random number of new messages (0 included:
     a reconnect right after a restore), by server close or network cut, while a third node
-    streams room and direct messages every 2 ms: every message arrives once, in order."""
+    streams room and direct messages every 2 ms: every message arrives once, in order (also
+    over two Redis nodes, where each stream lives on its target's node)."""
     rng = random.Random(seed)
-    a, b, source = await make_fleet([redis], 3, settings=RECOVERY)
+    redis = [await redis_factory() for _ in range(redis_nodes)]
+    a, b, source = await make_fleet(redis, 3, settings=RECOVERY)
     for node in (a, b):
         app(node)
     s: Switch = await switch(a.port)
