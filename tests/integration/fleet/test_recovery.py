@@ -224,7 +224,8 @@ async def test_the_seam_between_replay_and_live_under_a_continuous_stream(
         publisher = Publisher(source, "seam")
         publisher.start()
         current, other = a, b
-        for move in range(20):
+        resumes = 0
+        for _ in range(20):
             wanted = len(recorder.room) + rng.randrange(0, 8)
             await wait_until(lambda w=wanted: len(recorder.room) >= w)
             s.target = other.port
@@ -234,8 +235,11 @@ async def test_the_seam_between_replay_and_live_under_a_continuous_stream(
                     socket.close(1012, "moving")
             else:
                 s.cut()
-            await wait_until(lambda m=move: len(recorder.recoveries) == m + 1, 10)
-            assert recorder.recoveries[-1].recovered, recorder.recoveries[-1]
+            # at least one resume: a late duplicate-login notice of an earlier move can close
+            # the new socket once more (the client then resumes again)
+            await wait_until(lambda n=resumes: len(recorder.recoveries) > n, 10)
+            resumes = len(recorder.recoveries)
+            assert all(info.recovered for info in recorder.recoveries), recorder.recoveries
             current, other = other, current
         await _exactly_once(recorder, publisher)
 
