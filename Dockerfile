@@ -21,7 +21,7 @@ RUN npm run build
 # ---- one wheel of the wsfleet distribution (node and operator code) -------------------------
 FROM ${PYTHON_IMAGE} AS wheel
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY service/ service/
 COPY operator/wsfleet_operator/ operator/wsfleet_operator/
 COPY --from=client /src/clients/js/dist/wsfleet-client.min.js service/wsfleet/demo/static/wsfleet-client.js

@@ -49,9 +49,15 @@ async def serve(args: argparse.Namespace, loop_name: str) -> None:
                 redis=tuple(RedisNode.parse(a) for a in args.redis.split(",")),
                 server_name=args.name or f"bench-{os.getpid()}",
             )
-        from wsfleet.server import ServerSettings
+        settings = None
+        if args.compression_threshold is not None or args.recovery:
+            from wsfleet.server import ServerSettings
 
-        settings = ServerSettings(recovery=True) if args.recovery else None
+            settings = ServerSettings(
+                compression=args.compression_threshold is not None,
+                compression_threshold=args.compression_threshold or 1024,
+                recovery=args.recovery,
+            )
         server = build_wsfleet(settings, fleet=fleet)
         port = await server.start(args.host, args.port)
         shutdown = server.close
@@ -102,7 +108,22 @@ def main(argv: list[str] | None = None) -> None:
         "--recovery", action="store_true", help="wsfleet: connection state recovery on (a fleet)"
     )
     parser.add_argument("--profile", metavar="FILE", help="write cProfile stats here on exit")
+    parser.add_argument(
+        "--compression-threshold",
+        type=int,
+        metavar="BYTES",
+        help="wsfleet: permessage-deflate on, for messages of at least BYTES",
+    )
+    parser.add_argument(
+        "--pad",
+        choices=("x", "text"),
+        default="x",
+        help="what fills the broadcasts to their size: x's, or words (compresses like text)",
+    )
     args = parser.parse_args(argv)
+    from bench.servers import PAD_STYLE
+
+    PAD_STYLE["style"] = args.pad
     factory, loop_name = new_loop_factory(args.loop)
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve(args, loop_name))

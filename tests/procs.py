@@ -50,13 +50,15 @@ async def start_node(
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     timeout: float = 20.0,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    command: Sequence[str] | None = None,
 ) -> NodeProcess:
-    """Run ``python -m wsfleet serve --port 0 --internal-port 0 ARGS`` and wait for its
-    "listening on" line (ARGS may override the internal port)."""
+    """Run ``python -m wsfleet serve --port 0 --internal-port 0 ARGS`` (or ``COMMAND serve …``,
+    e.g. the installed ``wsfleet`` script) and wait for its "listening on" line (ARGS may
+    override the internal port)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "wsfleet",
+        *(command or (sys.executable, "-m", "wsfleet")),
         "serve",
         "--host",
         "127.0.0.1",
@@ -68,6 +70,7 @@ async def start_node(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
     assert proc.stdout is not None
     lines: list[bytes] = []

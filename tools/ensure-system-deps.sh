@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests need (redis-server, chromium, prometheus) when they are
-# missing.
+# Installs the Debian packages the tests need (redis-server, chromium, prometheus, nginx, iproute2)
+# when they are missing.
 # Fails with one clear sentence when it cannot.
 set -euo pipefail
 
@@ -10,6 +10,10 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 # tests/k8s makes a service-account signing key for its kube-apiserver with openssl
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# the Kubernetes end-to-end test (tests/k8s_e2e): nginx is the ingress in front of the pods, and
+# iproute2's `ip` gives each pod its own network namespace, veth and IP
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
 if [ -d clients/js ] && ! command -v chromium >/dev/null 2>&1; then
   need+=(chromium)
 fi

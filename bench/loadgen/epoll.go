@@ -21,6 +21,7 @@ type econn struct {
 	buf    []byte // bytes of an incomplete frame
 	closed bool
 	err    error
+	wire   int64 // bytes of the server's frames, headers included, as received
 }
 
 // frameHandler gets each complete frame; now is the receive time (after the read returned).
@@ -69,6 +70,7 @@ func parseFrames(ec *econn, b []byte, now int64, h frameHandler) (int, error) {
 			return used, nil
 		}
 		fin := rest[0]&0x80 != 0
+		compressed := rest[0]&0x40 != 0
 		op := rest[0] & 0x0f
 		masked := rest[1]&0x80 != 0
 		n := uint64(rest[1] & 0x7f)
@@ -104,6 +106,14 @@ func parseFrames(ec *econn, b []byte, now int64, h frameHandler) (int, error) {
 			}
 		}
 		used += hl + int(n)
+		ec.wire += int64(hl) + int64(n)
+		if compressed && (op == opText || op == opBin) {
+			inflated, err := ec.ws.inf.inflate(payload)
+			if err != nil {
+				return used, fmt.Errorf("inflate: %w", err)
+			}
+			payload = inflated
+		}
 		if !fin || op == opCont {
 			return used, errors.New("fragmented messages are not expected from the server")
 		}

@@ -49,6 +49,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections being opened at once")
 	fs.DurationVar(&c.timeout, "timeout", 120*time.Second, "hard deadline of the whole run")
 	fs.StringVar(&c.idPrefix, "id-prefix", "c", "socket ids are <prefix><n>")
+	fs.BoolVar(&offerDeflate, "deflate", false, "offer permessage-deflate (the server may accept it)")
 	fs.Func("addrs", "comma-separated host:port list: connection n goes to the (n mod len)th", func(v string) error {
 		for _, a := range strings.Split(v, ",") {
 			if a = strings.TrimSpace(a); a != "" {
@@ -470,8 +471,14 @@ func runFanout(args []string) {
 	stop.Store(true)
 	exited.Wait()
 	closeAll(conns)
+	var wire int64
+	negotiated := 0
 	for i, ec := range econns {
 		states[i].err = ec.err
+		wire += ec.wire
+		if ec.ws.deflate {
+			negotiated++
+		}
 	}
 
 	var all []int64
@@ -507,6 +514,7 @@ func runFanout(args []string) {
 		"expected": *nConns * *nMsgs, "incomplete_conns": incomplete, "order_errors": orderErr,
 		"extra_msgs": extra, "span_s": span, "msgs_per_s": float64(delivered) / span,
 		"latency": percentiles(all), "cpu": cpuReport(a, b, c.clkTck),
+		"wire_bytes": wire, "deflate_conns": negotiated,
 	}
 	emitResult(res, firstErr)
 }

@@ -4,6 +4,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"compress/flate"
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/base64"
@@ -30,13 +32,47 @@ const (
 var errClosed = errors.New("websocket closed by peer")
 
 type wsConn struct {
-	c    net.Conn
-	r    *bufio.Reader
-	wmu  sync.Mutex
-	wbuf []byte
-	rbuf []byte
-	msg  []byte
-	seed uint64
+	c       net.Conn
+	r       *bufio.Reader
+	wmu     sync.Mutex
+	wbuf    []byte
+	rbuf    []byte
+	msg     []byte
+	seed    uint64
+	deflate bool // permessage-deflate was negotiated
+	inf     inflater
+}
+
+// offerDeflate (-deflate) makes dial offer permessage-deflate.
+var offerDeflate bool
+
+// inflateTail ends a permessage-deflate message: the sync-flush marker the sender removed, then
+// an empty final stored block so that the reader ends cleanly.
+var inflateTail = []byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}
+
+// inflater decompresses messages. The wsfleet server compresses every message on its own (no
+// context takeover), so the reader is reset for each one; it is reused to keep the load
+// generator's own cost per message low.
+type inflater struct {
+	fr  io.ReadCloser
+	in  []byte // a copy: p may be followed by the next frame in the same buffer
+	src bytes.Reader
+	out bytes.Buffer
+}
+
+func (f *inflater) inflate(p []byte) ([]byte, error) {
+	f.in = append(append(f.in[:0], p...), inflateTail...)
+	f.src.Reset(f.in)
+	if f.fr == nil {
+		f.fr = flate.NewReader(&f.src)
+	} else if err := f.fr.(flate.Resetter).Reset(&f.src, nil); err != nil {
+		return nil, err
+	}
+	f.out.Reset()
+	if _, err := f.out.ReadFrom(f.fr); err != nil {
+		return nil, err
+	}
+	return f.out.Bytes(), nil
 }
 
 const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -58,7 +94,11 @@ func dial(addr, path string, timeout time.Duration) (*wsConn, error) {
 	key := base64.StdEncoding.EncodeToString(raw[:])
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-		"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		"\r\nSec-WebSocket-Version: 13\r\n"
+	if offerDeflate {
+		req += "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+	}
+	req += "\r\n"
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	if _, err := io.WriteString(c, req); err != nil {
 		c.Close()
@@ -88,7 +128,8 @@ func dial(addr, path string, timeout time.Duration) (*wsConn, error) {
 	_ = c.SetDeadline(time.Time{})
 	var s [8]byte
 	_, _ = rand.Read(s[:])
-	return &wsConn{c: c, r: br, seed: binary.LittleEndian.Uint64(s[:]) | 1}, nil
+	deflate := strings.HasPrefix(hdr.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+	return &wsConn{c: c, r: br, seed: binary.LittleEndian.Uint64(s[:]) | 1, deflate: deflate}, nil
 }
 
 func (w *wsConn) nextMask() uint32 {
@@ -152,6 +193,7 @@ func (w *wsConn) readMessage() ([]byte, error) {
 			return nil, err
 		}
 		fin := h[0]&0x80 != 0
+		compressed := h[0]&0x40 != 0
 		op := h[0] & 0x0f
 		masked := h[1]&0x80 != 0
 		n := uint64(h[1] & 0x7f)
@@ -185,6 +227,11 @@ func (w *wsConn) readMessage() ([]byte, error) {
 		if masked {
 			for i := range payload {
 				payload[i] ^= mk[i&3]
+			}
+		}
+		if compressed && fin && (op == opText || op == opBin) {
+			if payload, err = w.inf.inflate(payload); err != nil {
+				return nil, fmt.Errorf("inflate: %w", err)
 			}
 		}
 		switch op {

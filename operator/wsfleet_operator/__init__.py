@@ -6,6 +6,10 @@ runs it; ``python -m wsfleet_operator`` does the same with the flags a deploymen
 
 from __future__ import annotations
 
-from . import handlers
+from importlib.util import find_spec
 
-__all__ = ["handlers"]
+MISSING_KOPF = "the operator needs kopf, which is not installed: pip install 'wsfleet[operator]'"
+
+# Without kopf (the optional extra), python -m wsfleet_operator says so in one sentence.
+if find_spec("kopf") is not None:
+    from . import handlers as handlers

@@ -7,9 +7,16 @@ is empty). Extra arguments go to ``kopf run`` (e.g. ``--verbose``, ``--log-forma
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import MutableMapping
 
-from kopf.cli import main as kopf_main
+from . import MISSING_KOPF
+
+try:
+    from kopf.cli import main as kopf_main
+except ImportError:  # an optional extra: one sentence, not a traceback
+    sys.exit(f"wsfleet-operator: {MISSING_KOPF}")
 
 from .settings import OperatorSettings, SettingsError
 
@@ -24,7 +31,16 @@ def command_line(settings: OperatorSettings, extra: list[str]) -> list[str]:
     return [*args, *extra, "-m", "wsfleet_operator"]
 
 
+def name_kopf_after_the_pod(env: MutableMapping[str, str]) -> None:
+    """kopf names its instance ``POD_ID``, else after the OS user (``getpass.getuser()``), which
+    raises KeyError for a ``runAsUser`` the image's /etc/passwd does not list (10001 in ours).
+    The chart gives the pod's name as ``POD_NAME``: use it."""
+    if not env.get("POD_ID") and env.get("POD_NAME"):
+        env["POD_ID"] = env["POD_NAME"]
+
+
 def main(argv: list[str] | None = None) -> None:
+    name_kopf_after_the_pod(os.environ)
     try:
         settings = OperatorSettings.from_env()
     except SettingsError as exc:

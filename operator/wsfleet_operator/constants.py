@@ -35,6 +35,8 @@ INTERNAL_PORT: Final = 9100
 CONFIG_DIR: Final = "/etc/wsfleet/redis-nodes"
 CONFIG_KEY: Final = "redis"
 SECRETS_DIR: Final = "/etc/wsfleet/redis-secrets"
+BUS_KEY_DIR: Final = "/etc/wsfleet/bus-key"
+BUS_KEY_VOLUME: Final = "bus-key"
 RUN_AS_USER: Final = 10001
 
 DEFAULT_BRIDGE_PREFIX: Final = contract.DEFAULT_BRIDGE_PREFIX

@@ -3,7 +3,8 @@
 - create / update / resume: server-side apply of every owned object (idempotent; the same
   handler serves all three, so a restart of the operator re-applies everything once).
 - field ``spec.redis``: apply the ConfigMap (never the pod template: no restart), then publish the
-  ``redis.set`` control message on every Redis node of the old and the new list.
+  ``redis.set`` control message on every Redis node of the old and the new list, signed with the
+  fleet's bus key when ``spec.busKeySecretRef`` names one (:mod:`wsfleet_operator.bus_key`).
 - events on owned Deployments: remember their status, refresh the fleet's status at once.
 - events on every owned kind (Deployment, Services, ConfigMap, PDB): a deletion or a hand edit
   of a field the operator applied (:mod:`wsfleet_operator.drift`) is repaired within seconds.
@@ -30,6 +31,7 @@ import kopf
 
 from . import constants as c
 from . import events, redis_probe, resources
+from .bus_key import read_bus_key
 from .kube import KubeClient, KubeError, login
 from .model import RedisNodeSpec, SpecError
 from .runtime import MEMO_KEY, FleetKey, Runtime
@@ -192,10 +194,27 @@ async def redis_changed(
             continue
     every = {n.key: n for n in [*old_nodes, *fleet.redis_nodes]}  # new entries win on a clash
     targets = await resolve_targets(runtime, fleet.namespace, tuple(every.values()))
+    channel = redis_probe.control_channel(fleet.bridge_prefix)
     payload = redis_probe.control_message(fleet.addresses, fleet.serialization)
+    bus_key = await read_bus_key(runtime.kube, fleet.namespace, fleet.bus_key)
+    st.bus_key_error = bus_key.error
+    if bus_key.error is not None:
+        # The nodes would drop an unsigned redis.set: say why instead of publishing it.
+        runtime.metrics.control_messages.labels("failed").inc(len(targets))
+        runtime.poke((fleet.namespace, fleet.name))
+        message = (
+            f"Redis nodes now {', '.join(n.key for n in fleet.redis_nodes)}; redis.set not "
+            f"published: cannot sign it: {bus_key.error}; pods still read the list from the "
+            "ConfigMap"
+        )
+        logger.warning("%s", message)
+        await events.post(runtime.kube, body, "Warning", "RedisHotPlugUnsigned", message)
+        return
+    if bus_key.keys is not None:
+        payload = redis_probe.sign_control(payload, channel, bus_key.keys, fleet.serialization)
     results = await redis_probe.publish(
         targets,
-        channel=redis_probe.control_channel(fleet.bridge_prefix),
+        channel=channel,
         payload=payload,
         timeout=runtime.settings.redis_timeout,
         verify_tls=runtime.settings.redis_tls_verify,

@@ -83,6 +83,29 @@ class RedisNodeSpec:
 
 
 @dataclass(frozen=True)
+class SecretKeyRef:
+    """``{name, key}`` of a Secret in the fleet's namespace."""
+
+    name: str
+    key: str
+
+    @classmethod
+    def parse(cls, raw: Any, where: str) -> SecretKeyRef | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, Mapping):
+            raise SpecError(f"{where} must be an object {{name, key}}")
+        name, key = raw.get("name"), raw.get("key", BUS_KEY_DEFAULT_KEY)
+        if not isinstance(name, str) or not name or not isinstance(key, str) or not key:
+            raise SpecError(f"{where} needs a Secret name and key")
+        return cls(name, key)
+
+
+#: The key of the bus-key Secret when ``spec.busKeySecretRef.key`` is not given.
+BUS_KEY_DEFAULT_KEY = "keys"
+
+
+@dataclass(frozen=True)
 class FleetSpec:
     name: str
     namespace: str
@@ -117,6 +140,7 @@ class FleetSpec:
     max_unavailable: IntOrStr = 0
     pdb_max_unavailable: IntOrStr = 1
     unhealthy_pod_eviction_policy: str = "AlwaysAllow"
+    bus_key: SecretKeyRef | None = None
 
     @classmethod
     def parse(cls, name: str, namespace: str, spec: Mapping[str, Any]) -> FleetSpec:
@@ -133,6 +157,12 @@ class FleetSpec:
         for key, why in FIXED_SETTINGS.items():
             if key in settings:
                 raise SpecError(f"spec.server.settings.{key} cannot be set: {why}")
+        bus_key = SecretKeyRef.parse(spec.get("busKeySecretRef"), "spec.busKeySecretRef")
+        if bus_key is not None and "bus_key_file" in settings:
+            raise SpecError(
+                "spec.server.settings.bus_key_file cannot be set with spec.busKeySecretRef: "
+                "the operator mounts the bus-key Secret and points bus_key_file at it"
+            )
         rollout = spec.get("rollout") or {}
         disruption = spec.get("disruption") or {}
         return cls(
@@ -171,6 +201,7 @@ class FleetSpec:
             unhealthy_pod_eviction_policy=str(
                 disruption.get("unhealthyPodEvictionPolicy") or "AlwaysAllow"
             ),
+            bus_key=bus_key,
         )
 
     @property
@@ -214,6 +245,14 @@ class FleetSpec:
     @property
     def secret_names(self) -> list[str]:
         return sorted({n.secret_name for n in self.redis_nodes if n.secret_name})
+
+    @property
+    def bus_key_file(self) -> str | None:
+        """Where the pods read the bus keys (the Secret mounted as a directory, so kubelet
+        refreshes the file in running pods and the node re-reads it: rotation without restarts)."""
+        if self.bus_key is None:
+            return None
+        return f"{c.BUS_KEY_DIR}/{self.bus_key.key}"
 
     @property
     def termination_grace(self) -> int:

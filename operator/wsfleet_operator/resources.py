@@ -106,6 +106,9 @@ def container_env(fleet: FleetSpec) -> list[Obj]:
             ("POD_NAME", "metadata.name"),
             ("POD_NAMESPACE", "metadata.namespace"),
             ("POD_IP", "status.podIP"),
+            # The same for every container restart of the pod: a restarted node proves with it
+            # that the lease under its name is its own (wsfleet's instance token).
+            ("POD_UID", "metadata.uid"),
         )
     ]
     # Settings first, then the fields the spec names explicitly (they win on a clash).
@@ -113,6 +116,8 @@ def container_env(fleet: FleetSpec) -> list[Obj]:
     values[env_name("fleet")] = fleet.fleet_id
     values[env_name("log_format")] = fleet.log_format
     values[env_name("drain_timeout")] = str(fleet.drain_timeout)
+    if fleet.bus_key_file is not None:
+        values[env_name("bus_key_file")] = fleet.bus_key_file
     env += [{"name": k, "value": v} for k, v in values.items()]
     # Then spec.env (the CRD refuses the names the operator must own); an entry with the name of
     # a setting replaces it, so a setting can come from a Secret (valueFrom.secretKeyRef).
@@ -133,6 +138,22 @@ def secret_volume_name(index: int) -> str:
     return f"redis-secret-{index}"
 
 
+def bus_key_volume(fleet: FleetSpec) -> Obj:
+    """The bus-key Secret as a directory (never subPath: kubelet must refresh it on rotation),
+    only the key the node reads, readable by the node's group alone."""
+    if fleet.bus_key is None:
+        raise ValueError("the fleet has no bus key")
+    key = fleet.bus_key.key
+    return {
+        "name": c.BUS_KEY_VOLUME,
+        "secret": {
+            "secretName": fleet.bus_key.name,
+            "items": [{"key": key, "path": key}],
+            "defaultMode": 0o440,
+        },
+    }
+
+
 def pod_template(fleet: FleetSpec) -> Obj:
     mounts: list[Obj] = [
         {"name": "redis-nodes", "mountPath": c.CONFIG_DIR, "readOnly": True},
@@ -146,6 +167,9 @@ def pod_template(fleet: FleetSpec) -> Obj:
         vol = secret_volume_name(i)
         mounts.append({"name": vol, "mountPath": f"{c.SECRETS_DIR}/{secret}", "readOnly": True})
         volumes.append({"name": vol, "secret": {"secretName": secret, "defaultMode": 0o440}})
+    if fleet.bus_key is not None:
+        mounts.append({"name": c.BUS_KEY_VOLUME, "mountPath": c.BUS_KEY_DIR, "readOnly": True})
+        volumes.append(bus_key_volume(fleet))
     mounts += [dict(m) for m in fleet.volume_mounts]
     volumes += [dict(v) for v in fleet.volumes]
 

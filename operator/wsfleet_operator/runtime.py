@@ -40,6 +40,7 @@ class FleetState:
     deployment: dict[str, Any] | None = None
     deployment_known: bool = False  # ``deployment`` came from the API (None = it is absent)
     redis: RedisReport | None = None
+    bus_key_error: str | None = None  # why the fleet's bus key cannot be read (None: fine)
     redis_due: bool = True  # probe Redis at the next status round, not only on the interval
     applied_at: float | None = None  # monotonic time of the last successful apply
     needs_apply: bool = False

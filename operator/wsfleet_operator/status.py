@@ -11,7 +11,8 @@ lastTransitionTime, observedGeneration); ``lastTransitionTime`` only moves when 
   spec cannot be applied.
 - ``RedisHealthy``: every listed Redis node answers the operator's PING (the operator's view).
 - ``Degraded``: something needs a human: the spec was rejected, the last reconcile failed, the
-  rollout is stuck, some or all Redis nodes are down, or ``spec.replicas`` was clamped.
+  operator cannot read the fleet's bus key (``BusKeyUnreadable``), the rollout is stuck, some
+  or all Redis nodes are down, or ``spec.replicas`` was clamped.
 - ``Reconciling`` and ``Stalled``: the pair kstatus reads (Flux, Argo CD's gitops-engine,
   ``kpt live status``, cli-utils): Reconciling mirrors Progressing being True; Stalled is True
   when the operator cannot make progress without a spec change (rejected spec, stuck rollout).
@@ -51,6 +52,7 @@ class Observed:
     error: str | None = None  # the last reconcile's failure, None after a success
     rejected: bool = False  # the error will not heal without a spec change
     applied: bool = True  # the observed generation has been applied
+    bus_key_error: str | None = None  # why the operator cannot sign with the fleet's bus key
 
 
 def now_rfc3339() -> str:
@@ -152,6 +154,8 @@ def compute_conditions(obs: Observed) -> list[dict[str, Any]]:
     problems: list[tuple[str, str]] = []
     if obs.error:
         problems.append(("SpecRejected" if obs.rejected else "ReconcileFailed", obs.error))
+    if obs.bus_key_error:
+        problems.append(("BusKeyUnreadable", obs.bus_key_error))
     if stuck:
         problems.append(("RolloutStuck", "the Deployment exceeded its progress deadline"))
     if report is not None and down:
@@ -249,6 +253,7 @@ def compute_status(
             obs.error,
             rejected=obs.rejected,
             applied=obs.applied,
+            bus_key_error=obs.bus_key_error,
         )
     )
     status["conditions"] = merge_transition_times(

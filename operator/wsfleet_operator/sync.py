@@ -23,6 +23,7 @@ import orjson
 
 from . import constants as c
 from . import events, redis_probe, resources
+from .bus_key import read_bus_key
 from .kube import KubeError
 from .model import FleetSpec, RedisNodeSpec, SpecError
 from .runtime import FleetKey, FleetState, Runtime
@@ -197,6 +198,7 @@ async def sync_fleet(runtime: Runtime, key: FleetKey, body: Mapping[str, Any], p
             log.warning("reading Deployment %s/%s failed: %s", *key, exc)
     if probe or st.redis_due or st.redis is None:
         st.redis_due = False
+        st.bus_key_error = (await read_bus_key(runtime.kube, fleet.namespace, fleet.bus_key)).error
         targets = await resolve_targets(runtime, fleet.namespace, fleet.redis_nodes)
         st.redis = await redis_probe.probe(
             targets,
@@ -216,6 +218,7 @@ async def sync_fleet(runtime: Runtime, key: FleetKey, body: Mapping[str, Any], p
         st.error,
         rejected=st.rejected,
         applied=st.applied_generation is not None and st.applied_generation == observed,
+        bus_key_error=st.bus_key_error,
     )
     await _write_status(runtime, key, body, st, current, compute_status(obs, base))
 

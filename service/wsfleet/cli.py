@@ -10,24 +10,33 @@ variable (``WSFLEET_SERVER_PING_INTERVAL=20``) and a key of the optional TOML fi
 from __future__ import annotations
 
 import argparse
-import ast
 import asyncio
 import contextlib
 import dataclasses
 import difflib
 import importlib
 import inspect
-import itertools
 import json
 import os
 import sys
-import textwrap
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from enum import Enum
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from wsfleet.ops.setting_values import (
+    BOOL,
+    LOG_LEVEL,
+    LOG_LEVELS,
+    PATH,
+    PORT,
+    TEXT,
+    ValueType,
+    field_doc,
+    from_toml,
+    value_type,
+)
 from wsfleet.protocol.errors import WsfleetError
 from wsfleet.version import __version__
 
@@ -47,51 +56,7 @@ def _fields(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any]]:
     return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
 
 
-def _converter(hint: Any) -> Callable[[str], Any]:
-    from wsfleet.bus.nodes import RedisNode
-
-    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
-    origin = getattr(hint, "__origin__", None)
-    optional = type(None) in getattr(hint, "__args__", ())
-    base = hint if origin is tuple else (args[0] if args else hint)
-
-    def convert(text: str) -> Any:
-        if optional and text.lower() in ("", "none", "off"):
-            return None
-        if getattr(base, "__origin__", None) is tuple:
-            item = base.__args__[0]
-            parts = [p.strip() for p in text.replace("\n", ",").split(",") if p.strip()]
-            return tuple(RedisNode.parse(p) if item is RedisNode else p for p in parts)
-        if isinstance(base, type) and issubclass(base, Enum):
-            return base(text)
-        if base is bool:
-            return text.lower() in ("1", "true", "yes", "on")
-        if base is int:
-            return int(text)
-        if base is float:
-            return float(text)
-        if base is Path:
-            return Path(text)
-        return text
-
-    return convert
-
-
-def _field_doc(cls: type[Any], name: str) -> str:
-    """The attribute docstring under a dataclass field (the string right after it)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
-    for node, following in itertools.pairwise(body):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and node.target.id == name
-            and isinstance(following, ast.Expr)
-            and isinstance(following.value, ast.Constant)
-            and isinstance(following.value.value, str)
-        ):
-            return " ".join(following.value.value.split())
-    return ""
+_COMPUTED_DEFAULTS = {"server_name": "$POD_NAME, else HOSTNAME-PID"}
 
 
 def _default_text(f: dataclasses.Field[Any]) -> str:
@@ -101,8 +66,12 @@ def _default_text(f: dataclasses.Field[Any]) -> str:
             return str(value.value)
         if isinstance(value, tuple):
             return ",".join(str(v) for v in value) or "none"
-        return repr(value)
-    return "computed"
+        if isinstance(value, bool):
+            return str(value).lower()
+        if value is None or value == "":
+            return "off" if f.name.endswith(("_port", "_timeout", "_per_second")) else "none"
+        return str(value)
+    return _COMPUTED_DEFAULTS.get(f.name, "computed")
 
 
 def _add_node_options(command: argparse.ArgumentParser) -> None:
@@ -111,19 +80,35 @@ def _add_node_options(command: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="TOML file of settings (keys: the options below, with underscores) [WSFLEET_CONFIG]",
     )
-    command.add_argument("--host", help="address to bind [WSFLEET_HOST]", default=None)
-    command.add_argument("--port", type=int, help="port to bind, 0 = any free port [WSFLEET_PORT]")
+    command.add_argument(
+        "--host", help="address to bind (default: 127.0.0.1) [WSFLEET_HOST]", default=None
+    )
+    command.add_argument(
+        "--port", help="port to bind, 0 = any free port (default: 9000) [WSFLEET_PORT]"
+    )
     command.add_argument(
         "--app",
         help=(
             "your application as 'module:factory'; factory(server) registers handlers "
-            "and may be async [WSFLEET_APP]"
+            "and may be async (default: the built-in demo) [WSFLEET_APP]"
         ),
     )
-    command.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [WSFLEET_LOG_LEVEL]")
+    command.add_argument(
+        "--app-dir",
+        metavar="DIR",
+        help=(
+            "folder the --app module is imported from, put first on the import path "
+            "(default: the current directory) [WSFLEET_APP_DIR]"
+        ),
+    )
+    command.add_argument(
+        "--log-level",
+        help=f"one of {', '.join(LOG_LEVELS)} (default: INFO) [WSFLEET_LOG_LEVEL]",
+    )
     command.add_argument(
         "--no-uvloop",
-        action="store_true",
+        action="store_const",
+        const="true",
         default=None,
         help="use asyncio's default event loop instead of uvloop [WSFLEET_NO_UVLOOP=1]",
     )
@@ -137,13 +122,14 @@ def _add_node_options(command: argparse.ArgumentParser) -> None:
         for f, hint in _fields(cls):
             flag = "--" + f.name.replace("_", "-")
             env = ENV_PREFIX + f.name.upper()
+            kind = value_type(hint)
+            choices = f"one of {', '.join(kind.choices)}; " if kind.choices else ""
             group.add_argument(
                 flag,
                 dest=f"{title}_{f.name}",
-                type=_converter(hint),
                 default=None,
                 metavar=f.name.upper(),
-                help=f"{_field_doc(cls, f.name)} (default: {_default_text(f)}) [{env}]",
+                help=(f"{field_doc(cls, f.name)} ({choices}default: {_default_text(f)}) [{env}]"),
             )
 
 
@@ -159,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser(
         "serve",
+        usage="wsfleet serve [options]",
         help="run a node (single-node, no Redis needed) with the demo app or yours",
         description=(
             "Run a wsfleet node. Without --app it runs the built-in demo (echo + rooms chat, "
@@ -170,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node_options(serve)
     config = sub.add_parser(
         "config",
+        usage="wsfleet config --print [--format toml|json] [options]",
         help="show the configuration 'wsfleet serve' would run with (secrets masked)",
         description=(
             "Resolve flags, WSFLEET_* variables and the --config file exactly as 'wsfleet serve' "
@@ -192,43 +180,29 @@ class ConfigError(Exception):
         self.problems = list(problems)
 
 
-#: Options of the node itself, outside the settings dataclasses: (name, converter, default).
-_NODE_OPTIONS: tuple[tuple[str, Callable[[str], Any], Any], ...] = (
-    ("host", str, "127.0.0.1"),
-    ("port", int, 9000),
-    ("app", str, None),
-    ("log_level", str, "INFO"),
-    ("no_uvloop", _converter(bool), False),
+#: Options of the node itself, outside the settings dataclasses: (name, value type, default).
+_NODE_OPTIONS: tuple[tuple[str, ValueType, Any], ...] = (
+    ("host", TEXT, "127.0.0.1"),
+    ("port", PORT, 9000),
+    ("app", TEXT, None),
+    ("app_dir", PATH, Path()),
+    ("log_level", LOG_LEVEL, "INFO"),
+    ("no_uvloop", BOOL, False),
 )
 
 
-def _from_file(value: Any, hint: Any, convert: Callable[[str], Any]) -> Any:
-    """A TOML value for a setting of type ``hint``."""
-    if isinstance(value, list):
-        return convert(",".join(str(v) for v in value))
-    if isinstance(value, str):
-        return convert(value)
-    base = [a for a in getattr(hint, "__args__", (hint,)) if a is not type(None)]
-    target = base[0] if base else hint
-    if isinstance(value, bool):
-        if target is not bool:
-            raise ValueError(f"expected {getattr(target, '__name__', target)}, got a boolean")
-        return value
-    if isinstance(value, int | float):
-        if target is int and isinstance(value, int):
-            return value
-        if target is float:
-            return float(value)
-        raise ValueError(f"expected {getattr(target, '__name__', target)}, got {value!r}")
-    raise ValueError(f"unsupported value {value!r}")
-
-
-def _setting_problems(exc: Exception) -> list[str]:
+def _setting_problems(exc: Exception, origin: Mapping[str, str]) -> list[str]:
+    """The problems a settings class found, each with where its value came from."""
     text = str(exc)
     head, sep, rest = text.partition(": ")
-    if sep and head.startswith("invalid "):
-        return [f"{head}: {part}" for part in rest.split("; ")]
-    return [text]
+    parts = rest.split("; ") if sep and head.startswith("invalid ") else [text]
+    problems = []
+    for part in parts:
+        name = part.split(" ", 1)[0]
+        source = origin.get(name)
+        where = f" (from {source})" if source and source != "default" else ""
+        problems.append(part + where)
+    return problems
 
 
 def resolve(
@@ -237,7 +211,8 @@ def resolve(
     """Merge flags over ``WSFLEET_*`` variables over the ``--config`` file over defaults.
 
     Raises :class:`ConfigError` listing every problem; fills ``sources`` (setting name -> where
-    its value came from) when given."""
+    its value came from) when given. A bad value gives the same sentence from each source:
+    the setting, the value and what it accepts."""
     from wsfleet.ops.config_file import ConfigFileError, load_config_file
 
     problems: list[str] = []
@@ -258,42 +233,40 @@ def resolve(
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"unknown setting {name!r} in {config_path}{hint}")
 
-    def pick(name: str, flag_value: Any, hint: Any, convert: Callable[[str], Any]) -> Any:
+    def pick(name: str, flag_value: str | None, hint: Any, kind: ValueType) -> Any:
+        env_name = ENV_PREFIX + name.upper()
+        raw: Any
         if flag_value is not None:
             origin[name] = "flag --" + name.replace("_", "-")
-            return flag_value
-        env_name = ENV_PREFIX + name.upper()
-        raw = environ.get(env_name)
-        if raw is not None:
+            where, raw = "--" + name.replace("_", "-") + " ", flag_value
+        elif env_name in environ:
             origin[name] = "env " + env_name
-            try:
-                return convert(raw)
-            except ValueError as exc:
-                problems.append(f"{env_name}={raw!r} is invalid: {exc}")
-                return dataclasses.MISSING
-        if name in file_values:
+            where, raw = env_name + "=", environ[env_name]
+        elif name in file_values:
             origin[name] = f"file {config_path}"
-            try:
-                return _from_file(file_values[name], hint, convert)
-            except ValueError as exc:
-                problems.append(
-                    f"{name} = {file_values[name]!r} in {config_path} is invalid: {exc}"
-                )
-                return dataclasses.MISSING
-        origin[name] = "default"
-        return dataclasses.MISSING
+            where, raw = f"{name} = ", file_values[name]
+        else:
+            origin[name] = "default"
+            return dataclasses.MISSING
+        try:
+            if name in file_values and flag_value is None and env_name not in environ:
+                return from_toml(raw, kind, hint)
+            return kind(raw)
+        except ValueError as exc:
+            in_file = f" in {config_path}" if where.endswith(" = ") else ""
+            problems.append(f"{where}{raw!r}{in_file} is invalid: {exc}")
+            return dataclasses.MISSING
 
     node: dict[str, Any] = {}
-    for name, convert, default in _NODE_OPTIONS:
-        value = pick(
-            name, getattr(args, name), type(default) if default is not None else str, convert
-        )
+    for name, kind, default in _NODE_OPTIONS:
+        node_hint: Any = type(default) if default is not None else str
+        value = pick(name, getattr(args, name), node_hint, kind)
         node[name] = default if value is dataclasses.MISSING else value
     built: dict[str, Any] = {}
     for title, cls in _groups():
         values: dict[str, Any] = {}
         for f, hint in _fields(cls):
-            value = pick(f.name, getattr(args, f"{title}_{f.name}"), hint, _converter(hint))
+            value = pick(f.name, getattr(args, f"{title}_{f.name}"), hint, value_type(hint))
             if value is not dataclasses.MISSING:
                 values[f.name] = value
         if title == "fleet" and not values.get("redis") and values.get("config_dir") is None:
@@ -302,10 +275,7 @@ def resolve(
         try:
             built[title] = cls(**values)
         except (ValueError, TypeError) as exc:
-            problems.extend(_setting_problems(exc))
-    port = node["port"]
-    if not 0 <= port <= 65535:
-        problems.append(f"port must be between 0 and 65535, got {port}")
+            problems.extend(_setting_problems(exc, origin))
     if problems:
         raise ConfigError(*problems)
     return {
@@ -313,22 +283,31 @@ def resolve(
         "fleet": built["fleet"],
         "ops": built["ops"],
         "host": node["host"],
-        "port": port,
+        "port": node["port"],
         "app": node["app"],
-        "log_level": str(node["log_level"]).upper(),
+        "app_dir": node["app_dir"],
+        "log_level": node["log_level"],
         "uvloop": not node["no_uvloop"],
         "config_file": config_path,
     }
 
 
-def load_app(spec: str) -> Callable[..., Any]:
+def load_app(spec: str, app_dir: Path | None = None) -> Callable[..., Any]:
+    """``module:factory``, imported with ``app_dir`` (default: the current directory) first on
+    the import path, as uvicorn and gunicorn do."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ConfigError(f"--app must look like 'module:factory', got {spec!r}")
+        raise ConfigError(f"--app {spec!r} is invalid: expected 'module:factory', e.g. app:setup")
+    folder = str((app_dir or Path()).resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"cannot import the app module {module_name!r}: {exc}") from None
+        raise ConfigError(
+            f"cannot import the app module {module_name!r} from {folder}: {exc} "
+            "(--app-dir names the folder that holds it)"
+        ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ConfigError(f"{module_name!r} has no callable {attr!r}")
@@ -360,7 +339,8 @@ def _internal_port(server: Any, ops: Any) -> Callable[[], AbstractAsyncContextMa
                 f"--internal-port off"
             ) from None
         print(
-            f"wsfleet: internal port on {http.url} (/metrics /healthz /readyz /cluster)",
+            f"wsfleet: internal port on {http.url} (fleet view at /; "
+            "/metrics /healthz /readyz /cluster)",
             flush=True,
         )
         try:
@@ -417,7 +397,7 @@ def serve(config: dict[str, Any]) -> int:
         demo_setup(server)
         static_dir = STATIC_DIR
     else:
-        factory = load_app(config["app"])
+        factory = load_app(config["app"], config["app_dir"])
         result = factory(server)
         if inspect.isawaitable(result):
             prepare = result

@@ -16,7 +16,8 @@ Channels (``bridge`` is the fleet's bridge prefix, ``ws`` its WebSocket prefix, 
 
 Keys, on every Redis node (registry) or on the node a socket id hashes to (directory)::
 
-    <bridge>wsfleet:lease:<name>   the node's boot id, with a TTL (its lease)
+    <bridge>wsfleet:lease:<name>   the node's boot id, with a TTL (its lease); ``<proof>.<boot id>``
+                                   for a node with an instance token (a restart takes it over)
     <bridge>wsfleet:nodes          sorted set: node name -> lease expiry (ms since the epoch)
     <bridge>wsfleet:nodeinfo       hash: node name -> JSON (version, boot, sockets, redis)
     <bridge>wsfleet:sock:<id>      the name of the node a socket id is connected to
@@ -70,6 +71,8 @@ class ControlAction(StrEnum):
     """``args.address``: one Redis node to hot-remove."""
     DUPLICATE = "duplicate"
     """``args.socketId``: that socket id logged in on another node (sent to one inbox)."""
+    NODE_LEFT = "node.left"
+    """No args: the sender is leaving the fleet (its goodbye on a clean exit)."""
 
 
 # -- fleet isolation --------------------------------------------------------------------------

@@ -12,8 +12,14 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from opentelemetry import context, propagate, trace
-from opentelemetry.trace import Link, Span, SpanKind, TracerProvider
+try:
+    from opentelemetry import context, propagate, trace
+    from opentelemetry.trace import Link, Span, SpanKind, TracerProvider
+except ImportError as _missing:  # an optional extra: say which one
+    raise ImportError(
+        "wsfleet tracing needs OpenTelemetry, which is not installed: "
+        "pip install 'wsfleet[tracing]'"
+    ) from _missing
 
 from wsfleet.version import __version__
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.k8s_tools import ToolMissing, tool
+from tests.chart.k8s_tools import required
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "wsfleet"
@@ -32,10 +32,7 @@ Manifest = dict[str, Any]
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    try:
-        return tool("helm")
-    except ToolMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
+    return required("helm")
 
 
 def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

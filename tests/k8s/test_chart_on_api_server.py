@@ -208,3 +208,39 @@ def test_helm_upgrade_keeps_the_replicas_an_hpa_chose(
     else:
         assert run.returncode != 0 and ".spec.replicas" in run.stderr, run.stderr
         assert "conflict" in run.stderr
+
+
+def test_the_generated_bus_key_survives_upgrades_and_a_rotation_edit(
+    kube_api: ControlPlane, k8s_namespace: str, crd: dict[str, Any]
+) -> None:
+    """`lookup` keeps the generated key: an upgrade neither replaces it with a new random key
+    (every node would then refuse the others until they restart) nor undoes a rotation step
+    the operator made by editing the Secret."""
+    ns = k8s_namespace
+    values = [
+        "fleet.enabled=true",
+        'fleet.name="chat"',
+        'fleet.redis.nodes=[{"host":"redis.data.svc"}]',
+        f'operator.watchNamespaces=["{ns}"]',
+    ]
+    path = f"/api/v1/namespaces/{ns}/secrets/chat-bus-key"
+    helm_upgrade(kube_api, ns, *values)
+    first = get(kube_api, path)
+    assert first is not None
+    keys = base64.b64decode(first["data"]["keys"]).decode()
+    assert keys.startswith("k1:") and len(keys.strip()) == 3 + 48
+    fleet = get(kube_api, fleet_path(ns, "chat"))
+    assert fleet is not None
+    assert fleet["spec"]["busKeySecretRef"] == {"name": "chat-bus-key", "key": "keys"}
+
+    helm_upgrade(kube_api, ns, *values, "fleet.drain.timeoutSeconds=40")
+    second = get(kube_api, path)
+    assert second is not None and second["data"] == first["data"]
+
+    # rotation, step 1: a new key k2 first (it signs), k1 still verifies
+    rotated = "k2:" + "n" * 48 + "\n" + keys
+    encoded = base64.b64encode(rotated.encode()).decode()
+    ok(kube_api.request("PATCH", path, {"data": {"keys": encoded}}, content_type=MERGE))
+    helm_upgrade(kube_api, ns, *values, "fleet.drain.timeoutSeconds=41")
+    third = get(kube_api, path)
+    assert third is not None and third["data"]["keys"] == encoded

@@ -237,7 +237,7 @@ def test_the_crd_refuses_what_would_break_the_fleet_with_a_clear_message(
         ),
         "volume tmp": (
             {"podTemplate": {"volumes": [{"name": "tmp", "emptyDir": {}}]}},
-            "the volume names redis-nodes, tmp and redis-secret-* are used by the operator",
+            "redis-nodes, tmp, bus-key and redis-secret-* are used by the operator",
         ),
         "mount /etc/wsfleet": (
             {"volumeMounts": [{"name": "v", "mountPath": "/etc/wsfleet/redis-nodes"}]},

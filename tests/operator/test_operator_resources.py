@@ -220,6 +220,7 @@ def test_env_has_the_downward_api_and_every_setting() -> None:
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}  # the instance token
     assert env["WSFLEET_MAX_MESSAGE_SIZE"] == "65536"
     assert env["WSFLEET_SERIALIZATION"] == "json"
     assert env["WSFLEET_LOG_FORMAT"] == "text"

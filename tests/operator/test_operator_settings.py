@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsfleet_operator.__main__ import command_line
+from wsfleet_operator.__main__ import command_line, name_kopf_after_the_pod
 from wsfleet_operator.settings import OperatorSettings, SettingsError
 
 
@@ -53,3 +53,16 @@ def test_command_line_is_standalone_with_liveness_and_namespaces() -> None:
     some = command_line(OperatorSettings(namespaces=("a", "b")), [])
     assert some[3:7] == ["--namespace", "a", "--namespace", "b"]
     assert "--all-namespaces" not in some
+
+
+def test_kopf_is_named_after_the_pod_not_the_os_user() -> None:
+    # found by tests/k8s_e2e: as uid 10001 (no passwd entry) kopf's getpass.getuser() raised
+    env = {"POD_NAME": "demo-wsfleet-operator-5d9c-x2x"}
+    name_kopf_after_the_pod(env)
+    assert env["POD_ID"] == "demo-wsfleet-operator-5d9c-x2x"
+    explicit = {"POD_NAME": "p", "POD_ID": "chosen"}
+    name_kopf_after_the_pod(explicit)
+    assert explicit["POD_ID"] == "chosen"
+    outside = {"USER": "dev"}
+    name_kopf_after_the_pod(outside)
+    assert "POD_ID" not in outside

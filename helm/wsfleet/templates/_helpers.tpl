@@ -72,6 +72,19 @@ app.kubernetes.io/component: node
 {{- printf "%s:%s" .Values.fleet.image.repository (default .Chart.AppVersion .Values.fleet.image.tag) }}
 {{- end }}
 
+{{/* The fleet's bus-key Secret: the user's (fleet.busKey.existingSecret) or the generated one. */}}
+{{- define "wsfleet.fleet.busKeySecretName" -}}
+{{- default (printf "%s-bus-key" (include "wsfleet.fleet.name" .) | trunc 63 | trimSuffix "-") .Values.fleet.busKey.existingSecret.name }}
+{{- end }}
+
+{{- define "wsfleet.fleet.busKeySecretKey" -}}
+{{- if .Values.fleet.busKey.existingSecret.name }}
+{{- default "keys" .Values.fleet.busKey.existingSecret.key }}
+{{- else }}
+{{- "keys" }}
+{{- end }}
+{{- end }}
+
 {{/* The single-node dev Redis. */}}
 {{- define "wsfleet.devRedis.fullname" -}}
 {{- printf "%s-dev-redis" (include "wsfleet.fullname" .) | trunc 63 | trimSuffix "-" }}

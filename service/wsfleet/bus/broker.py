@@ -75,6 +75,11 @@ class Command:
     """Keyed commands (socket directory) are routed by rendezvous hash, whatever the strategy."""
 
 
+def command_size(command: Command) -> int:
+    """Bytes of a command's arguments (what it holds in a buffer)."""
+    return sum(len(a) for a in command.args if type(a) is bytes or type(a) is str)
+
+
 @dataclass(slots=True)
 class LinkTimings:
     connect_timeout: float = 2.0
@@ -83,6 +88,10 @@ class LinkTimings:
     ping_timeout: float = 2.0
     backoff_initial: float = 0.05
     backoff_max: float = 2.0
+    queue_max_bytes: int = 16 * 1024 * 1024
+    """Bytes a link's publish queue holds while its connection is paused or connecting; beyond
+    it new commands are handed back to the bus (policy ``hand-back``: re-routed to another link
+    or buffered, and failed after ``max_publish_attempts``)."""
     tls: ssl.SSLContext | None = None
     """The client context of ``rediss://`` nodes (None: the system's defaults)."""
 

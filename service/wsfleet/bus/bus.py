@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from wsfleet.bus.auth import MAYBE_ORIGINAL, AuthMode, BusAuth
-from wsfleet.bus.broker import BrokerLink, Command, LinkTimings
+from wsfleet.bus.broker import BrokerLink, Command, LinkTimings, command_size
 from wsfleet.bus.channels import ChannelSet
 from wsfleet.bus.codec import BusCodec, BusDecodeError
 from wsfleet.bus.dedup import DuplicateFilter, Verdict
@@ -92,17 +92,22 @@ class Bus:
         self.auth = BusAuth.from_settings(settings)
         self._signed = self.auth.mode is not AuthMode.OFF
         self.outage: OutageBuffer[Command] = OutageBuffer(
-            settings.outage_buffer_size, settings.outage_buffer_max_age
+            settings.outage_buffer_size,
+            settings.outage_buffer_max_age,
+            settings.outage_buffer_max_bytes,
+            command_size,
         )
         self.stats = BusStats()
         self.tracing: Tracing | None = None
         self.links: dict[str, BrokerLink] = {}
+        self.draining: dict[str, BrokerLink] = {}
+        """Links being removed (still listened to for ``drain_grace``)."""
         self.configured: list[RedisNode] = list(settings.redis)
         self.health_listeners: list[HealthListener] = []
         self.handler: BusEventHandler = as_handler(handler)
         self._on_message = self.handler.on_bus_message
         self.link_events = Pulse()
-        self.on_link_changed: Callable[[BrokerLink], None] = self.link_events.fire
+        self.on_link_changed: Callable[[BrokerLink], None] = self._link_changed
         """(BrokerEventHandler) a link's subscriptions or in-flight count changed."""
         self.peer_events = Pulse()
         self.switcher = Switcher(self)
@@ -121,6 +126,7 @@ class Bus:
             command_timeout=settings.command_timeout,
             ping_interval=settings.redis_ping_interval,
             ping_timeout=settings.redis_ping_timeout,
+            queue_max_bytes=settings.publish_queue_max_bytes,
             tls=client_context(
                 settings.redis_tls_ca_file,
                 settings.redis_tls_cert_file,
@@ -136,6 +142,11 @@ class Bus:
     @property
     def closing(self) -> bool:
         return self.tasks.closing
+
+    def _link_changed(self, link: BrokerLink) -> None:
+        self.link_events.fire()
+        if len(self.outage):  # a paced flush goes on once the links answered its last step
+            self.failover.flush()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -224,13 +235,26 @@ class Bus:
 
     async def remove_redis_node(self, key: str) -> bool:
         """Hot-remove: stop publishing through it, keep listening for ``drain_grace``, then
-        disconnect. Messages queued on it are re-routed. False if unknown."""
+        disconnect. Messages queued on it are re-routed. False if unknown, already draining, or
+        when :meth:`cancel_removal` kept it."""
         link = self.links.get(key)
-        if link is None:
+        if link is None or key in self.draining:
             return False
-        await hot_remove(self, link)
+        if not await hot_remove(self, link):
+            return False
         self.prober.forget(key)
         return True
+
+    def cancel_removal(self, key: str) -> bool:
+        """Keep a link that is draining (its node is listed again); False if none drains."""
+        if self.draining.pop(key, None) is None:
+            return False
+        self.link_events.fire()
+        return True
+
+    def current_keys(self) -> list[str]:
+        """Keys of the links that are not being removed."""
+        return [key for key in self.links if key not in self.draining]
 
     def subscribed_on(self) -> list[str]:
         """Keys of the links that listen to every channel of this node (for the registry)."""
@@ -288,7 +312,7 @@ class Bus:
             data = self.auth.seal(data, channel)
         future = asyncio.get_running_loop().create_future() if want_result else None
         self.stats.published += 1
-        self.stats.published_by_channel[channel] += 1
+        self.stats.published_by_kind[self.settings.channel_kind(channel)] += 1
         self._dispatch(Command(("PUBLISH", channel, data), future, routing_key))
         return future
 
@@ -296,7 +320,7 @@ class Bus:
         if self._signed:
             data = self.auth.seal(data, channel)
         self.stats.published += 1
-        self.stats.published_by_channel[channel] += 1
+        self.stats.published_by_kind[self.settings.channel_kind(channel)] += 1
         self._dispatch(Command(("PUBLISH", channel, data), None, routing_key))
 
     def execute(
@@ -317,6 +341,9 @@ class Bus:
             candidates = [c for c in candidates if c is not exclude]
         router = self.key_router if command.keyed else self.router
         return router.pick(candidates, command.routing_key)
+
+    def pick_link(self, command: Command) -> BrokerLink | None:
+        return self._pick(command)
 
     def _dispatch(self, command: Command, exclude: BrokerLink | None = None) -> None:
         # Behind what is buffered or held, never past it: that keeps every target's order.
@@ -377,7 +404,8 @@ class Bus:
     def _receive(self, link: BrokerLink, channel_raw: bytes, data: bytes) -> None:
         stats = self.stats
         stats.received += 1
-        stats.received_by_channel[channel_raw] += 1
+        channel = channel_raw.decode("utf-8", "replace")
+        stats.received_by_kind[self.settings.channel_kind(channel)] += 1
         if self._echo_marker in data:  # our own boot id: we published it, no need to decode
             stats.self_echo_dropped += 1
             return
@@ -391,7 +419,6 @@ class Bus:
             stats.decode_errors += 1
             log.debug("undecodable message on %r: %s", channel_raw, exc)
             return
-        channel = channel_raw.decode("utf-8", "replace")
         if refused is not None and not self.auth.original_shaped(self.settings, channel, message):
             self._reject("unsigned", channel_raw)
             return

@@ -22,6 +22,7 @@ from wsfleet import contract
 from wsfleet.bus.broker import Command, LinkError
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.scripts import Keyspace, script
+from wsfleet.protocol.errors import WsfleetError
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -154,6 +155,31 @@ class SocketDirectory:
             socket_id,
             want_result=False,
         )
+
+    async def send_confirmed(self, socket_id: str, envelope: bytes) -> bool:
+        """:meth:`send`, waiting for Redis' answer: False when the node holding ``socket_id``
+        does not listen any more (it crashed or left: nobody is subscribed to its inbox), or
+        when no Redis node answered within ``command_timeout``."""
+        self.bus.stats.published += 1
+        future = self.bus.execute(
+            (
+                "EVAL",
+                _SEND,
+                1,
+                self._key(socket_id),
+                self._inbox_prefix,
+                envelope,
+                self._private_channel,
+            ),
+            socket_id,
+        )
+        assert future is not None
+        try:
+            async with asyncio.timeout(self.settings.command_timeout * 2):  # not wait_for (3.11)
+                receivers = await future
+        except (TimeoutError, LinkError, WsfleetError):
+            return False
+        return isinstance(receivers, int) and receivers > 0
 
     async def locate(self, socket_id: str) -> str | None:
         future = self.bus.execute(("GET", self._key(socket_id)), socket_id)

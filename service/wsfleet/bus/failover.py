@@ -6,6 +6,10 @@
 - Commands a failed link hands back are retried on another usable link (up to
   ``max_publish_attempts``); with none, or while something is buffered or held, they go to the
   *front* of the buffer: they are older than anything buffered since.
+- The flush is paced: ``outage_flush_bytes`` per step, the next step once every usable link
+  answered everything in flight (the bus calls :meth:`Failover.flush` when a link goes idle) and
+  not before ``outage_flush_rate`` allows (a timer), so a burst of megabytes cannot overrun the
+  other nodes' subscriber connections (Redis would cut them off as slow consumers).
 - Entries older than ``outage_buffer_max_age`` fail on a timer armed at the oldest entry's
   deadline (no periodic sweep).
 """
@@ -36,12 +40,14 @@ class FailoverHost(Protocol):
 
     def usable_links(self) -> list[BrokerLink]: ...
 
+    def pick_link(self, command: Command) -> BrokerLink | None: ...
+
 
 Dispatch = Callable[[Command, BrokerLink | None], None]
 
 
 class Failover:
-    __slots__ = ("_dispatch", "_expiry", "host", "stats")
+    __slots__ = ("_dispatch", "_expiry", "_next_step", "_pace", "host", "stats")
 
     def __init__(self, host: FailoverHost, stats: BusStats, dispatch: Dispatch) -> None:
         self.host = host
@@ -49,6 +55,9 @@ class Failover:
         """Routes a command again (``exclude``: the link it failed on)."""
         self.stats = stats
         self._expiry: TimerHandle | None = None
+        self._pace: TimerHandle | None = None
+        self._next_step = 0.0
+        """Clock time before which the paced flush takes no further step."""
 
     def keep(self, command: Command) -> None:
         """Buffer ``command`` (no usable link now, or a switch holds, or others wait)."""
@@ -65,12 +74,31 @@ class Failover:
 
     def flush(self) -> None:
         host = self.host
-        if host.switcher.holds or not len(host.outage) or not host.usable_links():
+        if host.switcher.holds or not len(host.outage):
             return
-        dispatch = self._dispatch
-        for command in host.outage.drain():
-            dispatch(command, None)
+        usable = host.usable_links()
+        if not usable or any(link.in_flight for link in usable):
+            return  # the last step is still in flight: the link going idle flushes again
+        clock = host.clock
+        now = clock.now()
+        if now < self._next_step:
+            if self._pace is None:
+                self._pace = clock.call_later(self._next_step - now, self._paced)
+            return
+        before = host.outage.bytes
+        step = host.outage.take(host.settings.outage_flush_bytes)
+        self._next_step = now + (before - host.outage.bytes) / host.settings.outage_flush_rate
+        for i, command in enumerate(step):
+            link = host.pick_link(command)
+            if link is None:
+                host.outage.requeue_front(step[i:], host.clock.now())
+                break
+            link.submit(command)
         host.link_events.fire()
+
+    def _paced(self) -> None:
+        self._pace = None
+        self.flush()
 
     def link_failed(self, link: BrokerLink, commands: list[Command], error: BaseException) -> None:
         host = self.host
@@ -113,6 +141,9 @@ class Failover:
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
+        if self._pace is not None:
+            self._pace.cancel()
+            self._pace = None
         for command in self.host.outage.drain():
             self.fail(command, error)
 

@@ -5,7 +5,8 @@
   refreshes wake the wait) or ``hot_add_grace`` passed, through a reorder-free switch.
 - **Remove**: a switch in which the link stops publishing (what it had queued goes back to the
   front of the outage buffer, older than anything held), then ``drain_grace`` of listening, then
-  the link is closed.
+  the link is closed. While it drains the link is in ``host.draining``; a removal cancelled then
+  (the node is listed again) puts the link back to publishing through a switch, never closed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ log = logging.getLogger("wsfleet.bus")
 class HotPlugHost(SwitchHost, Protocol):
     switcher: Switcher
     outage: OutageBuffer[Command]
+    draining: dict[str, BrokerLink]
 
     @property
     def closing(self) -> bool: ...
@@ -58,21 +60,41 @@ async def hot_add(host: HotPlugHost, link: BrokerLink, ready: Callable[[str], bo
     return True
 
 
-async def hot_remove(host: HotPlugHost, link: BrokerLink) -> None:
+async def hot_remove(host: HotPlugHost, link: BrokerLink) -> bool:
+    """True when the link was removed, False when the removal was cancelled while draining."""
+
     def stop_publishing() -> None:
         link.publishable = False
         taken = link.take_queued()
         if taken:  # older than anything held meanwhile: they go first
             host.outage.requeue_front(taken, host.clock.now())
 
+    host.draining[link.key] = link
+    cancelled = False
     try:
         await host.switcher.switch(before=stop_publishing)
         clock = host.clock
         deadline = clock.now() + host.settings.drain_grace
-        while not host.closing and clock.now() < deadline:  # a closing bus cuts the grace short
+        # A closing bus cuts the grace short; a cancelled removal ends it.
+        while not host.closing and clock.now() < deadline:
+            if host.draining.get(link.key) is not link:
+                break
             await host.link_events.wait(clock, deadline - clock.now())
+        cancelled = host.draining.get(link.key) is not link and not host.closing
     finally:
-        if host.links.get(link.key) is link:
-            del host.links[link.key]
-        await link.aclose()
+        if host.draining.get(link.key) is link:
+            del host.draining[link.key]
+        if not cancelled:
+            if host.links.get(link.key) is link:
+                del host.links[link.key]
+            await link.aclose()
+    if cancelled:
+
+        def publish_through_it() -> None:
+            link.publishable = True
+
+        await host.switcher.switch(after=publish_through_it)
+        log.info("Redis %s: removal cancelled (listed again)", link.node)
+        return False
     log.info("Redis %s removed", link.node)
+    return True

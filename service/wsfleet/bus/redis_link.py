@@ -38,6 +38,7 @@ from wsfleet.bus.broker import (
     LinkHealth,
     LinkTimings,
     MessageCallback,
+    command_size,
     take_unpinned,
 )
 from wsfleet.bus.nodes import RedisNode
@@ -74,11 +75,15 @@ class RedisLink:
         self._on_failed = handler.on_link_failed
         self._on_changed = handler.on_link_changed
         self._queue: deque[Command] = deque()
+        self._queued_bytes = 0
+        self.handed_back = 0
+        """Commands handed back because the queue was over ``queue_max_bytes``."""
         self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._pub: RespConnection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._said: str | None = None  # the last connect failure logged
         self.health = LinkHealth()
         self._subscriber = RedisSubscriber(self, node, self.timings, self.health, self._set_health)
         self.publishable = True
@@ -164,13 +169,20 @@ class RedisLink:
         self._set_health(SUBSCRIBER, False, "close", None)
         leftover.extend(self._queue)
         self._queue.clear()
+        self._queued_bytes = 0
         if leftover:
             self._on_failed(self, leftover, LinkError(f"{self.node} was removed"))
 
     # -- publisher ---------------------------------------------------------------------------
 
     def submit(self, command: Command) -> None:
+        size = command_size(command)
+        if self._queue and self._queued_bytes + size > self.timings.queue_max_bytes:
+            self.handed_back += 1
+            self._on_failed(self, [command], LinkError(f"the publish queue of {self.node} is full"))
+            return
         self._queue.append(command)
+        self._queued_bytes += size
         if not self._flush_scheduled and self._pub is not None:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -192,6 +204,7 @@ class RedisLink:
             return
         else:
             queue.clear()
+        self._queued_bytes = 0
         self.batches += 1
         if was_idle and self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().call_later(
@@ -219,6 +232,7 @@ class RedisLink:
                 self._publisher_failed(conn, exc)  # hands the queue back, this one included
                 return
             queue.popleft()
+        self._queued_bytes = 0
 
     def _check_progress(self) -> None:
         self._watchdog = None
@@ -253,7 +267,9 @@ class RedisLink:
     def take_queued(self) -> list[Command]:
         """Remove and return the commands not sent yet that may run elsewhere (not pinned), in
         order, to re-route them."""
-        return take_unpinned(self._queue)
+        taken = take_unpinned(self._queue)
+        self._queued_bytes = sum(map(command_size, self._queue))
+        return taken
 
     async def call(self, *args: Any, timeout: float | None = None) -> Any:
         """Run one command on this node (pinned: never re-routed) and return its reply."""
@@ -271,12 +287,17 @@ class RedisLink:
                 conn = await open_connection(self.node, self.timings)
             except (OSError, TimeoutError, LinkError) as exc:
                 error = str(exc) or type(exc).__name__
+                if error != self._said:  # said once, not on every retry
+                    self._said = error
+                    node = str(self.node)
+                    log.warning("Redis %s", error if node in error else f"{node}: {error}")
                 self._set_health(PUBLISHER, False, "error", error)
                 self._fail_queued(exc)
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
             backoff = self.timings.backoff_initial
+            self._said = None
             conn.on_writable = self._flush
             conn.on_idle = self._drained
             self._pub = conn
@@ -295,6 +316,7 @@ class RedisLink:
         if self._queue:
             leftover = list(self._queue)
             self._queue.clear()
+            self._queued_bytes = 0
             self._on_failed(self, leftover, error)
 
     # -- subscriber (wsfleet.bus.redis_subscriber) -----------------------------------------
@@ -326,6 +348,7 @@ class RedisLink:
                     self.health.latency = loop.time() - start
                 except (TimeoutError, LinkError) as exc:
                     log.debug("Redis %s: publisher ping failed: %r", self.node, exc)
+            await asyncio.sleep(0)  # one more loop turn: what is buffered is read before judging
             self._subscriber.ping(loop.time())
 
     def _set_health(self, role: str, healthy: bool, event: str, error: str | None) -> None:

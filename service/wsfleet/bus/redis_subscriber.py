@@ -3,8 +3,15 @@
 One RESP connection that keeps the set of channels the bus wants: it subscribes the difference
 (in batches of :data:`SUBSCRIBE_BATCH`, the link's ``marker`` channel last), replays everything
 after a reconnect, confirms each channel, and hands each message to the link's owner as soon as
-``hiredis`` has parsed it, inside ``data_received``. A subscriber that stops answering PINGs is
-dropped and reconnects.
+``hiredis`` has parsed it, inside ``data_received``.
+
+Liveness is judged on evidence: any byte read counts (a subscriber streaming messages is alive even
+when its PONG sits behind megabytes of them), and a subscriber is dropped only when nothing at all
+was read for ``ping_timeout`` after a PING was written. The verdict is taken a loop turn after the
+ping task wakes, so a loop that was blocked reads what is buffered first. A resubscribe of a
+connection that still reads (the probe found it deaf to a channel) is graceful: ``UNSUBSCRIBE``
+first, and the connection is dropped only once Redis confirmed the last channel left, so every
+message Redis sent before is delivered.
 """
 
 from __future__ import annotations
@@ -54,7 +61,13 @@ class RedisSubscriber:
         self._desired: set[bytes] = set()
         self._requested: set[bytes] = set()
         self._changed = asyncio.Event()
-        self._last_pong = 0.0
+        self._ping_sent: float | None = None
+        """Loop time of the PING awaiting evidence (None: nothing awaited)."""
+        self._leaving: RespConnection | None = None
+        """The connection being resubscribed gracefully (UNSUBSCRIBE sent)."""
+        self._leave_timer: asyncio.TimerHandle | None = None
+        self.liveness_drops = 0
+        """Connections dropped because nothing was read after a PING."""
 
     # -- channels ----------------------------------------------------------------------------
 
@@ -72,7 +85,7 @@ class RedisSubscriber:
             await self._changed.wait()
             self._changed.clear()
             conn = self.conn
-            if conn is None:
+            if conn is None or conn is self._leaving:
                 continue
             marker = self.link.marker
             to_add = sorted(self._desired - self._requested, key=lambda c: (c == marker, c))
@@ -104,7 +117,6 @@ class RedisSubscriber:
     ) -> None:
         """Connect, reconnect with capped exponential backoff, until closed."""
         backoff = self.timings.backoff_initial
-        loop = asyncio.get_running_loop()
         link = self.link
         confirmations = self.confirmations
 
@@ -122,10 +134,9 @@ class RedisSubscriber:
                     on_changed(link)
                 elif kind == _UNSUBSCRIBE:
                     confirmations.drop(reply[1])
-                elif kind == b"pong":  # PING in subscribed mode
-                    self._last_pong = loop.time()
-            elif reply == b"PONG":  # PING before the first subscription
-                self._last_pong = loop.time()
+                    leaving = self._leaving
+                    if leaving is not None and leaving is self.conn and reply[2] == 0:
+                        leaving.fail(ConnectionResetError("resubscribing"))
             elif isinstance(reply, hiredis.ReplyError):  # e.g. NOPERM: an ACL user without &channel
                 self.health.last_error = f"{self.node}: subscribe refused ({reply})"
                 log.warning("Redis %s subscriber: %s", self.node, reply)
@@ -143,7 +154,7 @@ class RedisSubscriber:
             self.conn = conn
             self._requested = set()
             confirmations.reset()
-            self._last_pong = loop.time()
+            self._ping_sent = None
             self._changed.set()
             self._set_health(SUBSCRIBER, True, "connect", None)
             try:
@@ -153,6 +164,10 @@ class RedisSubscriber:
                 raise
             finally:
                 self.conn = None
+                self._leaving = None
+                if self._leave_timer is not None:
+                    self._leave_timer.cancel()
+                    self._leave_timer = None
                 self._requested = set()
                 confirmations.reset()
             if not self.closed:
@@ -162,20 +177,41 @@ class RedisSubscriber:
             self.health.reconnects += 1
 
     def ping(self, now: float) -> None:
-        """One step of the link's ping loop: drop a subscriber that stopped answering."""
+        """One step of the link's ping loop: drop a subscriber from which nothing at all was read
+        for ``ping_timeout`` after a PING; otherwise send the next PING."""
         conn = self.conn
-        if conn is None:
+        if conn is None or conn is self._leaving:
             return
-        if now - self._last_pong > self.timings.ping_interval + self.timings.ping_timeout:
-            log.warning("Redis %s: subscriber stopped answering; reconnecting", self.node)
-            self.force_resubscribe()
+        sent = self._ping_sent
+        if sent is not None and conn.read_at < sent:
+            if now - sent > self.timings.ping_timeout:
+                log.warning(
+                    "Redis %s: nothing read from the subscriber for %.1f s after a PING; "
+                    "reconnecting",
+                    self.node,
+                    now - sent,
+                )
+                self.liveness_drops += 1
+                conn.fail(ConnectionResetError("subscriber stopped answering"))
             return
+        self._ping_sent = now
         with contextlib.suppress(OSError, RuntimeError):
             conn.write(_PING)
 
     def force_resubscribe(self) -> None:
-        if self.conn is not None:
-            self.conn.fail(ConnectionResetError("resubscribing"))
+        """Reconnect and replay every channel, without losing what the connection still reads."""
+        conn = self.conn
+        if conn is None or conn is self._leaving:
+            return
+        self._leaving = conn
+        try:
+            conn.write(pack_command(("UNSUBSCRIBE",)))
+        except (OSError, RuntimeError):
+            conn.fail(ConnectionResetError("resubscribing"))
+            return
+        self._leave_timer = asyncio.get_running_loop().call_later(
+            self.timings.ping_timeout, conn.fail, ConnectionResetError("resubscribing")
+        )
 
     def close(self, error: BaseException) -> None:
         self.closed = True

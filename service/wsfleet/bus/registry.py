@@ -6,7 +6,15 @@ with the node's version, boot id, socket count and the Redis nodes it listens on
 the union over the Redis nodes of the names whose lease has not expired, so a node that dies
 vanishes within one ``lease_ttl``, and a clean shutdown removes it at once.
 
-Two live nodes with the same name is an error: the second fails to start.
+Two live nodes with the same name is an error: the second fails to start, unless it proves it is
+the same instance restarted (a container restart after an OOM kill or a failed liveness probe):
+a node with an instance token (``FleetSettings.instance_token``: ``WSFLEET_INSTANCE_TOKEN`` or the
+pod UID in ``POD_UID``) writes its lease as ``<proof>.<boot id>``, where the proof is a hash of
+its name and token, and a lease carrying the same proof is taken over at once.
+
+Other nodes learn that a node left from its goodbye (a ``node.left`` control message sent on a
+clean exit) or, after a crash, from its lease expiring; :attr:`Registry.on_left` callbacks run
+then (pending calls report ``left``).
 
 A Redis node that restarts comes back empty, so for a moment it lists only the nodes that already
 refreshed on it: :meth:`Registry.recent` also remembers every node seen live within one
@@ -16,6 +24,7 @@ refreshed on it: :meth:`Registry.recent` also remembers every node seen live wit
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +46,11 @@ local current = redis.call('GET', KEYS[1])
 if current == false then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 elseif current ~= ARGV[1] then
-  return current
+  local proof = ARGV[7]
+  if proof == nil or proof == '' or string.sub(current, 1, string.len(proof)) ~= proof then
+    return current
+  end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 else
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
@@ -69,12 +82,15 @@ _INF = float("inf")
 
 def _refresh_twin(ks: Keyspace, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
     lease, nodes, info = keys
-    boot, ttl_ms, expiry, name, description, now_ms = args
+    boot, ttl_ms, expiry, name, description, now_ms, *rest = args
+    proof = rest[0] if rest else b""
     current = ks.get(lease)
     if current is None:
         ks.set(lease, boot, px=int(ttl_ms))
     elif current != boot:
-        return current
+        if not proof or not current.startswith(proof):
+            return current
+        ks.set(lease, boot, px=int(ttl_ms))
     else:
         ks.pexpire(lease, int(ttl_ms))
     ks.zadd(nodes, float(expiry), name)
@@ -121,6 +137,18 @@ class Registry:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.conflicts = 0
+        token = self.settings.instance_token
+        self.proof = (
+            hashlib.sha256(f"{self.name}\0{token}".encode()).hexdigest()[:24] + "." if token else ""
+        )
+        """Prefix of this instance's lease values: a restart with the same token takes over."""
+        self.lease_value = self.proof + bus.boot
+        self._absent_since: dict[str, float] = {}
+        """Nodes missing from the live view, since when (a restarted Redis node lists nobody
+        until every node refreshed on it, within one ``lease_refresh``)."""
+        self.on_left: list[Callable[[str], object]] = []
+        """Called with the name of each node that left (goodbye or lease expiry)."""
+        self.left = 0
 
     @property
     def live(self) -> dict[str, dict[str, Any]]:
@@ -161,11 +189,50 @@ class Registry:
         lease, nodes, info = self._keys()
         await asyncio.gather(
             *(
-                self._call(link, "EVAL", _LEAVE, 3, lease, nodes, info, self.bus.boot, self.name)
+                self._call(link, "EVAL", _LEAVE, 3, lease, nodes, info, self.lease_value, self.name)
                 for link in self._links()
             ),
             return_exceptions=True,
         )
+        await self._say_goodbye()
+
+    async def _say_goodbye(self) -> None:
+        """Tell the other nodes at once (they would otherwise wait for the lease to expire)."""
+        bus = self.bus
+        if not bus.usable_links():
+            return
+        message = contract.control_envelope(
+            contract.ControlAction.NODE_LEFT, {"boot": bus.boot}, self.name, bus.meta()
+        )
+        future = bus.publish(self.settings.control_channel, message, "*control", want_result=True)
+        if future is not None:
+            try:
+                async with asyncio.timeout(self.settings.command_timeout):
+                    await future
+            except (TimeoutError, WsfleetError) as exc:
+                log.debug("goodbye not sent: %r", exc)
+
+    def node_left(self, name: str | None, boot: object = None) -> None:
+        """``name`` said goodbye (from its instance ``boot``), or its lease expired: forget it
+        now. A goodbye from an older instance than the one registered now is ignored."""
+        if not name or name == self.name:
+            return
+        info = self._live.get(name)
+        if boot is not None and info is not None and info.get("boot") not in (None, boot):
+            return
+        known = name in self._live or name in self._seen or name in self._absent_since
+        self._absent_since.pop(name, None)
+        self._live.pop(name, None)
+        self._seen.pop(name, None)
+        if known:
+            self.left += 1
+            log.info("node %s left the fleet", name)
+            for callback in self.on_left:
+                try:
+                    callback(name)
+                except Exception:
+                    log.exception("node-left callback failed")
+            self.bus.peers_changed()
 
     def _links(self) -> list[BrokerLink]:
         return [link for link in self.bus.links.values() if link.publisher_healthy]
@@ -181,6 +248,7 @@ class Registry:
             {**self._describe(), "boot": self.bus.boot, "redis": self.bus.subscribed_on()}
         )
         live: dict[str, dict[str, Any]] = {}
+        answered = False
         for link in self._links():
             try:
                 holder = await self._call(
@@ -191,12 +259,13 @@ class Registry:
                     lease,
                     nodes,
                     info,
-                    self.bus.boot,
+                    self.lease_value,
                     ttl_ms,
                     now_ms + ttl_ms,
                     self.name,
                     description,
                     now_ms,
+                    self.proof,
                 )
                 if holder is not None:
                     self.conflicts += 1
@@ -211,6 +280,7 @@ class Registry:
             except (LinkError, TimeoutError) as exc:
                 log.debug("registry refresh on %s failed: %r", link.node, exc)
                 continue
+            answered = True
             for i in range(0, len(flat), 2):
                 name = flat[i].decode()
                 raw = flat[i + 1]
@@ -219,10 +289,19 @@ class Registry:
                 except orjson.JSONDecodeError:
                     live[name] = {}
         now = self.bus.clock.now()
-        if self._links():
+        if answered:
+            absent = self._absent_since
             for name in live:
                 self._seen[name] = now
+                absent.pop(name, None)
+            for name in self._live:
+                if name not in live:
+                    absent.setdefault(name, now)
             self._live = live
+            # Its lease expired: missing for longer than every live node takes to refresh.
+            for name, since in list(absent.items()):
+                if now - since >= 1.5 * self.settings.lease_refresh:
+                    self.node_left(name)
         else:
             for name in self._live:  # no Redis node to ask: the last view still holds
                 self._seen[name] = now

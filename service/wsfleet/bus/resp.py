@@ -58,6 +58,8 @@ class RespConnection(asyncio.Protocol):
         """Called when the last reply awaited has arrived."""
         self.progress_at = 0.0
         """Loop time of the last reply, or of the write that made :attr:`waiting` non-empty."""
+        self.read_at = loop.time()
+        """Loop time of the last bytes read: any data is evidence that the peer is alive."""
         self.paused = False
         self.error: BaseException | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -68,6 +70,7 @@ class RespConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
+        self.read_at = self.loop.time()
         reader = self.reader
         reader.feed(data)
         push = self.on_push

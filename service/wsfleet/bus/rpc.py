@@ -42,6 +42,8 @@ class Outcome(StrEnum):
     TIMED_OUT = "timed-out"
     LEFT = "left"
     """The node left the fleet (its lease expired or it deregistered) before answering."""
+    BUSY = "busy"
+    """The node answered that it runs too many cross-server requests already."""
 
 
 class TooManyPendingCallsError(WsfleetError):
@@ -93,6 +95,10 @@ class PendingCall:
     started: float = 0.0
     answered: int = 0
     """Expected nodes that replied (modes ``all`` and ``quorum``)."""
+    left: set[str] = field(default_factory=set)
+    """Expected nodes that left the fleet before replying."""
+    busy: set[str] = field(default_factory=set)
+    """Nodes that answered busy."""
 
     def remaining(self) -> int:
         if self.mode is CallMode.COUNT:
@@ -102,7 +108,7 @@ class PendingCall:
         if self.mode is CallMode.QUORUM:
             return max(self.expected - len(self.replies), 0)
         assert self.expected_nodes is not None
-        return len(self.expected_nodes) - self.answered
+        return len(self.expected_nodes) - self.answered - len(self.left)
 
 
 class PendingCalls:
@@ -206,11 +212,16 @@ class PendingCalls:
         if earliest < self._timer_at:
             self._arm(loop, earliest)
 
-    def resolve(self, callback_id: str, sender: str, data: dict[str, Any]) -> bool:
-        """Record one reply; False when no such call is pending (late or foreign reply)."""
+    def resolve(
+        self, callback_id: str, sender: str, data: dict[str, Any], *, busy: bool = False
+    ) -> bool:
+        """Record one reply (``busy``: the node refused the request); False when no such call
+        is pending (late or foreign reply)."""
         call = self._calls.get(callback_id)
         if call is None:
             return False
+        if busy:
+            call.busy.add(sender)
         call.count += 1
         replies = call.replies
         nodes = call.expected_nodes
@@ -223,6 +234,21 @@ class PendingCalls:
         if remaining <= 0:
             self._finish(call, success=True)
         return True
+
+    def node_left(self, name: str) -> int:
+        """``name`` left the fleet: calls that still wait for it stop waiting (it reports
+        ``left``); a call with nothing else to wait for ends now. Returns the calls touched."""
+        touched = 0
+        for call in list(self._calls.values()):
+            nodes = call.expected_nodes
+            if nodes is None or name not in nodes or name in call.replies or name in call.left:
+                continue
+            touched += 1
+            call.left.add(name)
+            if call.mode is CallMode.ALL and call.remaining() <= 0:
+                gone = ", ".join(sorted(call.left))
+                self._finish(call, success=False, message=f"left the fleet before replying: {gone}")
+        return touched
 
     def resolve_empty(self, call: PendingCall) -> None:
         """A call that expects nobody (e.g. ``all`` with no other live node) is done at once."""
@@ -274,12 +300,16 @@ class PendingCalls:
         outcomes: dict[str, Outcome] = {}
         if call.expected_nodes is not None:
             for name in call.expected_nodes:
-                if name in call.replies:
+                if name in call.busy:
+                    outcomes[name] = Outcome.BUSY
+                elif name in call.replies:
                     outcomes[name] = Outcome.ANSWERED
+                elif name in call.left:
+                    outcomes[name] = Outcome.LEFT
                 else:
                     outcomes[name] = Outcome.TIMED_OUT if self.is_alive(name) else Outcome.LEFT
         for name in call.replies:
-            outcomes.setdefault(name, Outcome.ANSWERED)
+            outcomes.setdefault(name, Outcome.BUSY if name in call.busy else Outcome.ANSWERED)
         if call.future is not None and not call.future.done():
             call.future.set_result(
                 CrossServerResult(

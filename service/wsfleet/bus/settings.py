@@ -26,6 +26,12 @@ def default_server_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def default_instance_token() -> str | None:
+    """``WSFLEET_INSTANCE_TOKEN`` when set, else ``POD_UID`` (Kubernetes downward API: the same
+    for every container restart of a pod, new for a new pod)."""
+    return os.environ.get("WSFLEET_INSTANCE_TOKEN") or os.environ.get("POD_UID") or None
+
+
 @dataclass(frozen=True, kw_only=True)
 class FleetSettings:
     redis: tuple[RedisNode, ...] = ()
@@ -33,6 +39,11 @@ class FleetSettings:
 
     server_name: str = field(default_factory=default_server_name)
     """Unique name of this node in the fleet (``serverName`` of the original)."""
+
+    instance_token: str | None = field(default_factory=default_instance_token, repr=False)
+    """A secret of this instance that survives its restarts (the pod UID): a node restarted under
+    the same name with the same token takes over its own lease at once instead of failing as a
+    duplicate name. None: a restart within ``lease_ttl`` fails as a duplicate name."""
 
     bridge_prefix: str = contract.DEFAULT_BRIDGE_PREFIX
     """Prefix of the cross-server channel (``csbp:server_bridge``) and of wsfleet's own channels."""
@@ -77,6 +88,27 @@ class FleetSettings:
 
     outage_buffer_max_age: float = 30.0
     """Buffered publishes older than this fail (their callers get ``BusUnavailableError``)."""
+
+    outage_buffer_max_bytes: int = 64 * 1024 * 1024
+    """Bytes of publishes kept while no Redis node is usable; beyond it publishes fail at once
+    (policy ``refuse-new``: what is kept keeps its order)."""
+
+    outage_flush_bytes: int = 4 * 1024 * 1024
+    """After an outage the buffer is flushed in steps of this many bytes, each once the Redis
+    nodes answered the previous one and no faster than ``outage_flush_rate``."""
+
+    outage_flush_rate: int = 16 * 1024 * 1024
+    """Bytes per second of the flush after an outage: Redis cuts off a subscriber whose output
+    buffer passes its ``client-output-buffer-limit pubsub`` (32 MB by default), so a burst of
+    buffered megabytes must not outrun the other nodes' readers."""
+
+    publish_queue_max_bytes: int = 16 * 1024 * 1024
+    """Bytes one Redis link queues while its connection is paused (the socket is full); beyond
+    it publishes are handed back to the bus (re-routed, buffered, or failed)."""
+
+    max_incoming_calls: int = 1000
+    """Cross-server requests from other nodes whose (async) listeners run at once; beyond it a
+    request is answered ``busy`` at once (the caller's result says so for this node)."""
 
     lease_ttl: float = 10.0
     """Lifetime of this node's registry entry and socket locations without a refresh."""
@@ -161,6 +193,16 @@ class FleetSettings:
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")
+        for name in (
+            "outage_buffer_size",
+            "outage_buffer_max_bytes",
+            "outage_flush_bytes",
+            "outage_flush_rate",
+            "publish_queue_max_bytes",
+            "max_incoming_calls",
+        ):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
         if self.lease_refresh >= self.lease_ttl:
             problems.append("lease_refresh must be shorter than lease_ttl")
         keys = [n.key for n in self.redis]

@@ -18,9 +18,9 @@ class BusUnavailableError(WsfleetError):
 @dataclass(slots=True)
 class BusStats:
     published: int = 0
-    #: Per channel name; the metrics exporter folds them into channel kinds at scrape time.
-    published_by_channel: Counter[str] = field(default_factory=Counter)
-    received_by_channel: Counter[bytes] = field(default_factory=Counter)
+    #: Per channel kind (``FleetSettings.channel_kind``): a fixed set of keys, never a name.
+    published_by_kind: Counter[str] = field(default_factory=Counter)
+    received_by_kind: Counter[str] = field(default_factory=Counter)
     duplicates_dropped: int = 0
     publish_retries: int = 0
     publish_failures: int = 0

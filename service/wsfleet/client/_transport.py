@@ -1,8 +1,9 @@
 """The aiohttp adapter: the only module of ``wsfleet.client`` that imports aiohttp.
 
 - ``ClientSession.ws_connect`` with ``autoping=True`` (protocol pings from the server are
-  answered, which keeps the server's dead-socket check happy), ``autoclose=True``, no
-  compression and no aiohttp heartbeat (the connector runs the application heartbeat).
+  answered, which keeps the server's dead-socket check happy), ``autoclose=True``,
+  permessage-deflate only when ``compress=True`` (then aiohttp compresses the client's frames
+  too), and no aiohttp heartbeat (the connector runs the application heartbeat).
 - The URL is passed as an already-encoded ``yarl.URL``, so the query built from
   ``custom_params`` reaches the server byte for byte (``+`` stays ``+``).
 - Text frames are written with ``send_frame(…, TEXT)`` from the codec's UTF-8 bytes, which is
@@ -82,7 +83,9 @@ class AiohttpTransport:
         max_frame_bytes: int,
         close_timeout: float,
         session: aiohttp.ClientSession | None = None,
+        compress: bool = False,
     ) -> None:
+        self._compress = 15 if compress else 0
         self._max_frame_bytes = max_frame_bytes
         self._close_timeout = close_timeout
         self._session = session
@@ -97,7 +100,7 @@ class AiohttpTransport:
                     URL(url, encoded=True),
                     autoping=True,
                     autoclose=True,
-                    compress=0,
+                    compress=self._compress,
                     heartbeat=None,
                     max_msg_size=self._max_frame_bytes,
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self._close_timeout),

@@ -69,6 +69,7 @@ class Connector(ListenerApi):
         self._transport: Transport = transport or AiohttpTransport(
             max_frame_bytes=self._settings.max_frame_bytes,
             close_timeout=self._settings.close_timeout,
+            compress=self._settings.compress,
         )
         self._stats = ConnectorStats()
         self._sup = Supervisor(

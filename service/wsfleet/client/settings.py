@@ -93,6 +93,11 @@ class ConnectorSettings:
     max_frame_bytes: int = 4 * 1024 * 1024
     """New. Largest frame accepted from the server, in bytes; a larger one closes with 1009."""
 
+    compress: bool = False
+    """New. Offer permessage-deflate; with a server whose ``compression`` is on, its messages of
+    at least ``compression_threshold`` bytes come compressed, and aiohttp compresses the
+    client's frames."""
+
     def __post_init__(self) -> None:
         url: object = self.url
         if not isinstance(url, str) or not url:

@@ -8,11 +8,15 @@ else a random ``guest-…`` id of 96 bits. ``?name=`` is the display name. Pages
 origins are refused with 403 unless ``allowed_origins`` says otherwise. Events,
 all acked: ``echo``, ``join``/``leave``/``say`` (namespace ``chat``), ``whoami``, ``broadcast``
 (pushed to everyone as ``announcement``) and ``close-me`` {code, reason}.
+
+In a fleet, ``join`` answers with the room's members on every node (a cross-server call to all
+live nodes, ``demo.members``), and a socket that goes away is announced as ``left`` in its rooms.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import secrets
 import time
@@ -27,6 +31,10 @@ STATIC_DIR: Final = Path(__file__).with_name("static")
 TOKEN_KEYS_ENV: Final = "WSFLEET_DEMO_TOKEN_KEYS"
 NAMESPACE: Final = "chat"
 _MAX_TEXT: Final = 2000
+_MEMBERS_EVENT: Final = "demo.members"
+_MEMBERS_TIMEOUT: Final = 1.0
+
+log = logging.getLogger("wsfleet.demo")
 
 
 def _room(payload: Any) -> str:
@@ -39,6 +47,35 @@ def _room(payload: Any) -> str:
 def _name(socket: Socket) -> str:
     name = socket.data.get("name")
     return name if isinstance(name, str) else (socket.id or "?")
+
+
+def _local_members(server: Server, room: str) -> dict[str, str]:
+    """``{socket id: display name}`` of the room's members on this node."""
+    members: dict[str, str] = {}
+    for socket_id in server.get_room_socket_ids(NAMESPACE, room):
+        socket = server.get_socket(socket_id)
+        members[socket_id] = _name(socket) if socket is not None else socket_id
+    return members
+
+
+async def _fleet_members(server: Server, room: str) -> dict[str, str]:
+    """The room's members on every live node (this one answers directly)."""
+    members = _local_members(server, room)
+    if server.fleet is None:
+        return dict(sorted(members.items()))
+    try:
+        result = await server.emit_cross_server_async(
+            _MEMBERS_EVENT, {"room": room}, mode="all", exclude_self=True, timeout=_MEMBERS_TIMEOUT
+        )
+    except Exception as exc:  # the bus is down: the local members are better than nothing
+        log.debug("room members of other nodes unavailable: %r", exc)
+        return members
+    for reply in result.payloads.values():
+        if isinstance(reply, dict):  # from another node: check the shape
+            for socket_id, name in list(reply.items())[:1000]:
+                if isinstance(socket_id, str) and isinstance(name, str):
+                    members.setdefault(socket_id[:64], name[:40])
+    return dict(sorted(members.items()))
 
 
 def authenticate(request: UpgradeRequest) -> str:
@@ -83,8 +120,31 @@ def setup(server: Server) -> None:
             "path": socket.path,
         }
 
+    if server.fleet is not None:
+
+        @server.on_cross_server_event(_MEMBERS_EVENT)
+        def members_here(data: dict[str, Any], reply: Any) -> dict[str, str]:
+            payload = data.get("payload")
+            room = payload.get("room") if isinstance(payload, dict) else None
+            if not isinstance(room, str) or not room or len(room) > 64:
+                return {}
+            return _local_members(server, room)
+
+    @server.on_system("close")
+    def gone(socket: Socket, code: int, reason: str) -> None:
+        if socket.id is None or server.get_socket(socket.id) not in (None, socket):
+            return  # replaced by a newer login with the same id: still here
+        for room in server.get_joined_rooms(socket.id, NAMESPACE).get(NAMESPACE, ()):
+            server.broadcast_to_room(
+                NAMESPACE,
+                room,
+                "left",
+                {"room": room, "id": socket.id, "name": _name(socket)},
+                exclude={socket.id},
+            )
+
     @server.on("join")
-    def join(socket: Socket, payload: Any, ack: Acknowledge | None) -> dict[str, Any]:
+    async def join(socket: Socket, payload: Any, ack: Acknowledge | None) -> dict[str, Any]:
         room = _room(payload)
         assert socket.id is not None
         server.join_room(NAMESPACE, room, socket.id)
@@ -95,8 +155,8 @@ def setup(server: Server) -> None:
             {"room": room, "id": socket.id, "name": _name(socket)},
             exclude={socket.id},
         )
-        members = sorted(server.get_room_socket_ids(NAMESPACE, room))
-        return {"room": room, "members": members}
+        members = await _fleet_members(server, room)
+        return {"room": room, "members": sorted(members), "names": members}
 
     @server.on("leave")
     def leave(socket: Socket, payload: Any, ack: Acknowledge | None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The internal HTTP port: ``/metrics``, ``/healthz``, ``/readyz``, ``/cluster``.
+"""The internal HTTP port: ``/metrics``, ``/healthz``, ``/readyz``, ``/cluster``, and the live
+fleet view (``/`` and ``/fleet.json``, see :mod:`wsfleet.ops.fleet_view`).
 
 Kept apart from the WebSocket port so that probes and scrapes never compete with clients, and so
 that it can stay off the public network (Centrifugo does the same).
@@ -16,6 +17,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from wsfleet.ops.fleet_view import PAGE, FleetView
 from wsfleet.ops.metrics import node_registry
 from wsfleet.server.server import Server
 from wsfleet.version import __version__
@@ -85,7 +87,9 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def build_app(server: Server, registry: CollectorRegistry) -> web.Application:
+def build_app(
+    server: Server, registry: CollectorRegistry, view: FleetView | None = None
+) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return _json({"status": "ok"})
 
@@ -100,7 +104,17 @@ def build_app(server: Server, registry: CollectorRegistry) -> web.Application:
     async def cluster(_: web.Request) -> web.Response:
         return _json(cluster_view(server))
 
+    async def fleet_page(_: web.Request) -> web.StreamResponse:
+        return web.FileResponse(PAGE, headers={"Cache-Control": "no-cache"})
+
+    async def fleet_json(_: web.Request) -> web.Response:
+        assert view is not None
+        return _json(await view.snapshot())
+
     app = web.Application()
+    if view is not None:
+        app.router.add_get("/", fleet_page)
+        app.router.add_get("/fleet.json", fleet_json)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -132,12 +146,15 @@ async def internal_http(
     room_namespaces: tuple[str, ...] = (),
 ) -> AsyncIterator[InternalHttp]:
     registry = node_registry(server, room_namespaces)
-    runner = web.AppRunner(build_app(server, registry), access_log=None, shutdown_timeout=1.0)
+    view = FleetView(server, readiness)
+    runner = web.AppRunner(build_app(server, registry, view), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
+    view.start()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
         yield InternalHttp(host, bound[0], registry, runner)
     finally:
+        await view.aclose()
         await runner.cleanup()

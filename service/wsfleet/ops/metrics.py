@@ -8,8 +8,7 @@ bounded (close codes, kinds, registered event names, Redis node keys), never soc
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
@@ -185,13 +184,12 @@ class NodeCollector(Collector):
         bus = fleet.bus
         b = bus.stats
         yield _gauge("cluster_nodes", "live nodes in the fleet registry", len(fleet.registry.live))
-        kind = fleet.settings.channel_kind
         published = CounterMetricFamily(
             PREFIX + "bus_published",
             "messages published on the bus, by channel kind",
             labels=[_CHANNEL],
         )
-        for name, n in _by_kind(b.published_by_channel.items(), kind):
+        for name, n in sorted(b.published_by_kind.items()):
             published.add_metric([name], n)
         yield published
         received = CounterMetricFamily(
@@ -199,10 +197,7 @@ class NodeCollector(Collector):
             "messages received from the bus, by channel kind",
             labels=[_CHANNEL],
         )
-        received_items = (
-            (c.decode("utf-8", "replace"), n) for c, n in b.received_by_channel.items()
-        )
-        for name, n in _by_kind(received_items, kind):
+        for name, n in sorted(b.received_by_kind.items()):
             received.add_metric([name], n)
         yield received
         yield _counter(
@@ -241,6 +236,21 @@ class NodeCollector(Collector):
             "bus_outage_buffer_messages",
             "publishes waiting for a usable Redis node",
             len(bus.outage),
+        )
+        yield _gauge(
+            "bus_outage_buffer_bytes",
+            "bytes of publishes waiting for a usable Redis node",
+            bus.outage.bytes,
+        )
+        yield _counter(
+            "bus_calls_busy",
+            "cross-server requests answered busy (max_incoming_calls listeners ran already)",
+            fleet.cross.incoming.busy,
+        )
+        yield _counter(
+            "bus_hotplug_refused",
+            "Redis node list changes refused because they would leave no Redis node",
+            fleet.control.node_target.refused,
         )
         yield _counter(
             "bus_outage_dropped",
@@ -305,15 +315,6 @@ class NodeCollector(Collector):
         for mode, hist in sorted(calls.durations.items()):
             _histogram(duration, [mode], hist)
         yield duration
-
-
-def _by_kind(
-    counts: Iterable[tuple[str, int]], kind: Callable[[str], str]
-) -> list[tuple[str, int]]:
-    folded: Counter[str] = Counter()
-    for channel, n in counts:
-        folded[kind(channel)] += n
-    return sorted(folded.items())
 
 
 def node_registry(server: Server, room_namespaces: Iterable[str] = ()) -> CollectorRegistry:

@@ -10,12 +10,13 @@ the SDK reads them; ``OTEL_SERVICE_NAME`` defaults to ``wsfleet`` and the node n
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from typing import TYPE_CHECKING
 
 from wsfleet.version import __version__
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 EXPORTERS = ("otlp", "console")
 
@@ -45,8 +46,17 @@ def exporter_names(environ: Mapping[str, str]) -> list[str]:
     return names
 
 
+MISSING_EXTRA = (
+    "tracing export needs OpenTelemetry, which is not installed: "
+    "pip install 'wsfleet[tracing]' (or unset OTEL_TRACES_EXPORTER and "
+    "OTEL_EXPORTER_OTLP_ENDPOINT to run without tracing)"
+)
+
+
 def _exporter(name: str) -> SpanExporter:
     if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
         return ConsoleSpanExporter()
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -58,6 +68,12 @@ def provider_from_env(environ: Mapping[str, str], node: str | None) -> TracerPro
     names = exporter_names(environ)
     if not names:
         return None
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        raise TracingConfigError(MISSING_EXTRA) from None
     attributes = {
         "service.name": environ.get("OTEL_SERVICE_NAME", "wsfleet"),
         "service.version": __version__,

@@ -1,7 +1,8 @@
 """RFC 6455 server frames built once, as bytes, so one broadcast is one buffer for every socket.
 
-Server-to-client frames are never masked and never compressed by wsfleet, so the same bytes are
-valid on every connection.
+Server-to-client frames are never masked, so the same bytes are valid on every connection; on a
+connection that negotiated permessage-deflate, ``wsfleet.protocol.deflate`` compresses large ones
+(once per frame, for every socket).
 """
 
 from __future__ import annotations

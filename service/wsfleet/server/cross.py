@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from wsfleet.bus import envelopes as env
 from wsfleet.bus.bus import Bus
+from wsfleet.bus.incoming import BUSY_PAYLOAD, IncomingCalls, discard
 from wsfleet.bus.registry import Registry
 from wsfleet.bus.rpc import CallMode, CrossServerResult, PendingCall, PendingCalls
 from wsfleet.bus.settings import FleetSettings
@@ -46,6 +47,8 @@ class CrossServer:
         self.tasks = tasks
         self.calls = PendingCalls(self.name, settings.max_pending_calls)
         self.calls.is_alive = lambda name: name in self.registry.live
+        registry.on_left.append(self.calls.node_left)
+        self.incoming = IncomingCalls(settings.max_incoming_calls)
         self.listeners: ListenerTable[CrossHandler] = ListenerTable()
         self.listeners.add(QUERY_EVENT, self._answer_query)
 
@@ -159,7 +162,9 @@ class CrossServer:
             if type(callback_id) is str and type(sender) is str and sender:
                 if _addressed_elsewhere(data.get("targetServer"), self.name):
                     return
-                self.calls.resolve(callback_id, sender, data)
+                wsf = message.get("wsf")
+                busy = type(wsf) is dict and wsf.get("busy") == 1
+                self.calls.resolve(callback_id, sender, data, busy=busy)
                 return
         parsed = env.parse_bridge(message)  # validates, and raises on what is not valid
         if isinstance(parsed, env.CrossReply):
@@ -182,11 +187,31 @@ class CrossServer:
                 log.exception("cross-server listener for %r failed", request.event)
                 continue
             if inspect.isawaitable(result):
+                if not local and not self.incoming.admit():
+                    discard(result)
+                    self._reply_busy(request)
+                    continue
                 task = self.tasks.spawn(result, f"wsfleet-cross-{request.event}")
                 if task is not None:
+                    self.incoming.started(task)
                     task.add_done_callback(_reply_with_result(reply, request.event))
             elif result is not None and reply is not None:
                 reply(result)
+
+    def _reply_busy(self, request: env.CrossRequest) -> None:
+        log.warning(
+            "busy: %d cross-server listeners run already; %r from %s answered busy",
+            self.incoming.limit,
+            request.event,
+            request.sender,
+        )
+        callback_id = request.callback_id
+        if callback_id is None:
+            return
+        meta = self.bus.meta(busy=1)
+        message = env.reply(self.name, callback_id, dict(BUSY_PAYLOAD), meta, request.sender)
+        channel = request.meta.reply_to or self.settings.bridge_channel
+        self.bus.publish(channel, message, request.sender)
 
     def _replier(self, request: env.CrossRequest, local: bool) -> Callable[[Any], None]:
         callback_id = request.callback_id

@@ -22,6 +22,7 @@ from wsfleet.listeners import ListenerTable
 from wsfleet.protocol.codec import ClientEvent
 from wsfleet.protocol.codec import decode_client_frame as _decode
 from wsfleet.protocol.codes import CloseCode
+from wsfleet.protocol.depth import too_deep
 from wsfleet.protocol.errors import FrameError
 from wsfleet.protocol.wsframe import build_pong_frame, build_text_frame
 from wsfleet.server.errors import Refuse
@@ -78,6 +79,7 @@ class Dispatcher:
         self.tasks = TaskOwner("system handlers")
         self._heartbeat = settings.heartbeat
         self._heartbeat_frame = build_text_frame(settings.heartbeat.encode())
+        self._per_ip: dict[str, int] = {}  # open connections per client address (when capped)
 
     # -- NodePort: what the transport calls -------------------------------------------------------
 
@@ -86,14 +88,25 @@ class Dispatcher:
             raise Refuse(503, "Server is shutting down")
         if not origin_allowed(request.headers, self.settings.allowed_origins):
             raise Refuse(403, "Forbidden: origin not allowed")
+        self._check_caps(request)
         result = None if self.authenticate is None else self.authenticate(request)
         if inspect.isawaitable(result):
             result = await result
+            self._check_caps(request)  # others may have been admitted meanwhile
         if result is not None and not isinstance(result, str):
             raise TypeError(f"authenticate() must return a socket id (str) or None, got {result!r}")
         if self.hub.recovery is not None:
             return await self.hub.recovery.admit(request, result)
         return result
+
+    def _check_caps(self, request: UpgradeRequest) -> None:
+        settings = self.settings
+        cap = settings.max_connections
+        if cap is not None and self.hub.connection_count >= cap:
+            raise Refuse(503, f"Server is full: {cap} connections")
+        per_ip = settings.max_connections_per_ip
+        if per_ip is not None and self._per_ip.get(_address(request), 0) >= per_ip:
+            raise Refuse(429, f"Too many connections from this address (at most {per_ip})")
 
     def open(
         self,
@@ -107,6 +120,9 @@ class Dispatcher:
             self.stats, transport, closer, request, next(_ids), settings.max_send_buffer
         )
         self.hub.add_connection(socket)
+        if settings.max_connections_per_ip is not None:
+            address = _address(request)
+            self._per_ip[address] = self._per_ip.get(address, 0) + 1
         self.stats.connections_accepted += 1
         if settings.rate_limit_per_second is not None:
             socket.bucket = TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst)
@@ -155,20 +171,25 @@ class Dispatcher:
             return False
         try:
             frame = _decode(data, self._heartbeat)
+            depth = self.settings.max_json_depth
+            if type(frame) is ClientEvent and too_deep(data, frame.payload, depth):
+                raise FrameError("depth", f"payload nested deeper than {depth} levels")
         except FrameError as exc:
             stats.malformed_frames[exc.reason] += 1
-            log.debug("dropped malformed frame from %r: %s", socket, exc)
-            self.emit_message(socket, data)
-            return False
+            if exc.reason == "depth":
+                log.warning("dropped a frame from %r: JSON %s", socket, exc)
+            else:
+                log.debug("dropped malformed frame from %r: %s", socket, exc)
+            return self.emit_message(socket, data)
         if not isinstance(frame, ClientEvent):
             stats.heartbeats += 1
             socket.send_frame(self._heartbeat_frame)
             if self.system.has(CLIENT_PING):
                 self.emit_system(CLIENT_PING, socket)
-            self.emit_message(socket, data)
-            return False
+            return self.emit_message(socket, data)
         must_wait = self.dispatch(socket, frame)
-        self.emit_message(socket, data)
+        if self.system.has(MESSAGE):
+            return self.emit_message(socket, data)
         return must_wait
 
     async def wait_for_slot(self, socket: Socket) -> None:
@@ -183,6 +204,11 @@ class Dispatcher:
         socket.close_reason = reason
         self.stats.connections_closed[code if code is not None else CloseCode.ABNORMAL] += 1
         self.hub.discard_connection(socket)
+        if self.settings.max_connections_per_ip is not None:
+            address = _address(socket.request)
+            left = self._per_ip.pop(address, 0) - 1
+            if left > 0:
+                self._per_ip[address] = left
         socket.detach()
         if self.hub.recovery is not None:
             self.hub.recovery.closed(socket)
@@ -194,9 +220,23 @@ class Dispatcher:
 
     # -- events -----------------------------------------------------------------------------------
 
-    def emit_message(self, socket: Socket, data: str | bytes) -> None:
-        if self.system.has(MESSAGE):
-            self.emit_system(MESSAGE, socket, data)
+    def emit_message(self, socket: Socket, data: str | bytes) -> bool:
+        """Run the ``message`` handlers; async ones are the socket's in-flight handlers, as
+        event handlers are. Returns True when the socket's handler slots are full."""
+        listeners = self.system.take(MESSAGE)
+        if listeners is None:
+            return False
+        for listener in listeners:
+            try:
+                result = listener.fn(socket, data)
+            except Exception:
+                log.exception("system handler for %r failed", MESSAGE)
+                continue
+            if _is_awaitable(result):
+                task = asyncio.ensure_future(result)
+                socket.track_handler(task)  # counted in max_inflight_handlers, owned by the socket
+                task.add_done_callback(_log_message_failure)
+        return socket.handlers_in_flight() >= self.settings.max_inflight_handlers
 
     def dispatch(self, socket: Socket, frame: ClientEvent) -> bool:
         tracing = self.tracing
@@ -319,6 +359,17 @@ class Dispatcher:
                 raise
             except Exception:
                 log.exception("system handler for %r failed", event)
+
+
+def _address(request: UpgradeRequest) -> str:
+    """The client's address without its port (``host:port``, ``[v6]:port`` or unknown)."""
+    remote = request.remote or ""
+    return remote.rpartition(":")[0] or remote
+
+
+def _log_message_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("system handler for %r failed", MESSAGE, exc_info=task.exception())
 
 
 class _SpanEnd:

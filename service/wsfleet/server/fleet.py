@@ -139,10 +139,18 @@ class Fleet:
     def send_private(self, socket_ids: Iterable[str], text: bytes) -> bool:
         decoded = text.decode()
         for socket_id in socket_ids:
-            meta = self.bus.meta(self.settings.private_channel)
-            data = self.bus.codec.dumps(env.private(decoded, [socket_id], self.name, meta))
-            self.directory.send(socket_id, data)
+            self.directory.send(socket_id, self.private_envelope(socket_id, decoded))
         return True
+
+    def private_envelope(self, socket_id: str, text: str) -> bytes:
+        meta = self.bus.meta(self.settings.private_channel)
+        return self.bus.codec.dumps(env.private(text, [socket_id], self.name, meta))
+
+    async def send_private_confirmed(self, socket_id: str, text: bytes) -> bool:
+        """One direct message, waiting for Redis' answer: False when the node holding the
+        socket crashed or left (nobody listens on its inbox)."""
+        envelope = self.private_envelope(socket_id, text.decode())
+        return await self.directory.send_confirmed(socket_id, envelope)
 
     def send_private_ids(self, socket_ids: list[str], text: bytes) -> None:
         """``to_socket_ids`` for ids that are not local: one envelope per owning node and one

@@ -1,6 +1,7 @@
-"""Control actions of a fleet (``redis.add``, ``redis.set``, ``redis.remove``, duplicate logins)
-and the Redis node list: hot-plugging Redis nodes on this node. Every action runs as a task of
-the fleet's :class:`~wsfleet.tasks.TaskOwner`, so closing the node stops it."""
+"""Control actions of a fleet (``redis.add``, ``redis.set``, ``redis.remove``, duplicate logins,
+goodbyes) and the Redis node list: hot-plugging Redis nodes on this node. Redis node changes only
+set the target list of :class:`~wsfleet.bus.node_target.NodeTarget`, which applies the last one
+received, one step at a time, in a task the bus owns."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, Final
 
 from wsfleet.bus import envelopes as env
 from wsfleet.bus.bus import Bus
+from wsfleet.bus.node_target import NodeTarget
 from wsfleet.bus.nodelist import read_node_list
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.registry import Registry
@@ -48,6 +50,7 @@ class FleetControl:
             secrets_dir=settings.redis_secrets_dir,
             username=settings.redis_username,
         )
+        self.node_target = NodeTarget(bus, self.add_redis_node)
 
     def on_control(self, message: dict[str, Any]) -> None:
         control = env.parse_control(message)
@@ -56,6 +59,8 @@ class FleetControl:
             socket_id = args.get("socketId")
             if isinstance(socket_id, str):
                 self.hub.logged_in_elsewhere(socket_id)
+        elif action == ControlAction.NODE_LEFT:
+            self.registry.node_left(control.sender, args.get("boot"))
         elif action in _REDIS_ACTIONS:
             try:
                 nodes = trusted_nodes(action, args, self.credentials)
@@ -64,13 +69,11 @@ class FleetControl:
                 log.warning("refused %s from %s: %s", action, control.sender, exc)
                 return
             if action == ControlAction.REDIS_ADD:
-                node = nodes[0]
-                self.tasks.spawn(self.add_redis_node(node), f"wsfleet-redis-add-{node.key}")
+                self.node_target.add(nodes[0], control.sender)
             elif action == ControlAction.REDIS_SET:
-                self.tasks.spawn(self.apply_node_list(nodes), "wsfleet-redis-set")
+                self.node_target.set(nodes, control.sender)
             else:
-                key = nodes[0].key
-                self.tasks.spawn(self.bus.remove_redis_node(key), f"wsfleet-redis-remove-{key}")
+                self.node_target.remove(nodes[0].key, control.sender)
         else:
             log.debug("unknown control action %r from %s", action, control.sender)
 
@@ -112,24 +115,11 @@ class FleetControl:
         return added
 
     async def apply_node_list(self, nodes: Iterable[RedisNode]) -> None:
-        """Make the bus use exactly ``nodes``: hot-add the new ones, then hot-remove the rest."""
-        wanted = {node.key: node for node in nodes}
-        if not wanted:
-            log.warning("ignoring an empty Redis node list")
-            return
-        links = self.bus.links
-        # new credentials or TLS for a known node (its list entry caught up with a control
-        # message that could not carry them): reconnect it
-        changed = [k for k, node in wanted.items() if k in links and links[k].node != node]
-        await asyncio.gather(*(self.bus.remove_redis_node(key) for key in changed))
-        current = set(links)
-        added = [node for key, node in wanted.items() if key not in current]
-        removed = [key for key in current if key not in wanted]
-        if not added and not removed:
-            return
-        log.info("Redis node list changed: +%s -%s", [str(n) for n in added], removed)
-        await asyncio.gather(*(self.add_redis_node(node) for node in added))
-        await asyncio.gather(*(self.bus.remove_redis_node(key) for key in removed))
+        """Make the bus use exactly ``nodes`` (the last list wins; a node whose credentials or
+        TLS changed is reconnected) and wait until it was applied (removed nodes may still
+        drain). An empty list is refused."""
+        if self.node_target.set(nodes, "the node list"):
+            await self.node_target.settled()
 
     def read_listed(self, directory: Path) -> None:
         """Read the mounted node list once at start: its nodes join the configured ones."""

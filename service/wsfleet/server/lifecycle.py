@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from wsfleet.protocol.wsframe import PING_FRAME
-from wsfleet.server import transport
+from wsfleet.server import signals, transport
 from wsfleet.server.dispatch import LISTENING, SERVER_CLOSE, Dispatcher
 from wsfleet.server.drain import drain as drain_connections
 from wsfleet.server.hub import Hub
@@ -22,6 +22,16 @@ from wsfleet.tasks import TaskOwner
 log = logging.getLogger("wsfleet.server")
 
 NO_REDIS_PATH = "no working path through Redis (the bus probe has not returned recently)"
+
+
+def announce_listening(host: str, port: int) -> None:
+    """Print where a node listens (what ``Server.run()`` does once the port is bound)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    print(
+        f"wsfleet: listening on http://{shown}:{port} "
+        f"(WebSocket on any path, e.g. ws://{shown}:{port}/ws; Ctrl+C stops)",
+        flush=True,
+    )
 
 
 class Lifecycle:
@@ -106,7 +116,7 @@ class Lifecycle:
         prepare: Awaitable[Any] | None,
         sidecars: Sequence[Callable[[], AbstractAsyncContextManager[Any]]],
     ) -> None:
-        transport.run(
+        signals.run(
             self,
             host,
             port,

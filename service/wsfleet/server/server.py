@@ -9,6 +9,7 @@ docs/architecture.md draws them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -26,7 +27,7 @@ from wsfleet.server.errors import DuplicateSocketError, Refuse, UnknownSocketErr
 from wsfleet.server.fleet import Fleet
 from wsfleet.server.fleet_inbound import CustomHandler
 from wsfleet.server.hub import Hub
-from wsfleet.server.lifecycle import Lifecycle
+from wsfleet.server.lifecycle import Lifecycle, announce_listening
 from wsfleet.server.ports import EventTracing
 from wsfleet.server.recovery import Recovery
 from wsfleet.server.room_history import RoomHistory, room_history
@@ -265,6 +266,15 @@ class Server:
         check_name("event", event)
         return self.hub.to_id(socket_id, encode_event(event, payload))
 
+    async def to_socket_id_confirmed(self, socket_id: str, event: str, payload: Any = None) -> bool:
+        """:meth:`to_socket_id` for a socket on another node, waiting for Redis' answer: False
+        when the node holding it crashed or left the fleet (nobody listens on its inbox)."""
+        check_name("event", event)
+        text = encode_event(event, payload)
+        if self.fleet is None or self.hub.get(socket_id) is not None:
+            return self.hub.to_id(socket_id, text)
+        return await self.fleet.send_private_confirmed(socket_id, text)
+
     def to_socket_ids(self, socket_ids: Iterable[str], event: str, payload: Any = None) -> int:
         """Push one event (encoded once) to several sockets, on whatever nodes they are; returns
         how many were written locally."""
@@ -325,7 +335,10 @@ class Server:
     ) -> None:
         """Blocking: listen until SIGINT/SIGTERM, then :meth:`drain` (a second signal closes at
         once) and return. ``prepare`` is awaited on the server's event loop before it listens;
-        ``sidecars`` (async context managers, e.g. an internal HTTP port) run around it."""
+        ``sidecars`` (async context managers, e.g. an internal HTTP port) run around it.
+        Without ``on_listening`` it prints the address it listens on."""
+        if on_listening is None:
+            on_listening = functools.partial(announce_listening, host)
         self.lifecycle.run(
             host,
             port,

@@ -54,11 +54,17 @@ class ServerSettings:
     """Async handlers of one socket running at once; at the limit, reading from that socket pauses
     (back-pressure) until one finishes. Handlers start in arrival order."""
 
-    rate_limit_per_second: float | None = None
-    """Inbound frames per second allowed per socket (token bucket), or ``None`` for no limit."""
+    max_frames_per_turn: int = 100
+    """Frames of one connection handled in one turn of the event loop; the rest wait for the
+    next turn, so one flooding client cannot hold the loop (fair scheduling, both read paths)."""
 
-    rate_limit_burst: int = 50
-    """Bucket size of the inbound rate limit."""
+    rate_limit_per_second: float | None = 1000.0
+    """Inbound frames per second allowed per socket (token bucket), or ``None`` for no limit.
+    On by default: a client sending faster, beyond the burst, is handled by
+    ``rate_limit_policy``."""
+
+    rate_limit_burst: int = 2000
+    """Bucket size of the inbound rate limit: frames a client may send at once above the rate."""
 
     rate_limit_policy: RateLimitPolicy = RateLimitPolicy.CLOSE
     """Overflow policy of the inbound rate limit."""
@@ -75,6 +81,29 @@ class ServerSettings:
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.CLOSE_OLD
     """What a second ``set_user_socket`` with a live id does."""
 
+    max_connections: int | None = None
+    """Open WebSocket connections this node accepts; beyond it upgrades get ``503``.
+    ``None``: no cap."""
+
+    max_connections_per_ip: int | None = None
+    """Open WebSocket connections per client address; beyond it upgrades get ``429``. ``None``: no
+    cap (the default, as behind a proxy every client has the proxy's address)."""
+
+    handshake_timeout: float = 10.0
+    """Seconds a new TCP connection may take to send a complete HTTP request (the upgrade);
+    slower ones (slowloris) are dropped, as are plain HTTP connections idle this long. Applies to
+    the node's own port (``start``/``run``); on your own aiohttp application it is the
+    ``keepalive_timeout`` of your runner."""
+
+    max_pending_handshakes: int = 4096
+    """TCP connections on the node's own port that have not completed their upgrade (or are
+    idle between plain HTTP requests); a new connection beyond it gets ``503`` and is closed."""
+
+    max_json_depth: int = 64
+    """Deepest nesting of arrays and objects accepted in a client frame; a deeper frame is
+    dropped (counted as malformed ``depth``, logged). At most 250, so that any accepted payload
+    can be acknowledged (orjson encodes at most 254 levels)."""
+
     close_timeout: float = 5.0
     """Seconds to wait for the client's close frame after sending ours, before dropping the TCP
     connection."""
@@ -85,6 +114,13 @@ class ServerSettings:
     drain_timeout: float = 30.0
     """Seconds a graceful drain (SIGTERM) may take: clients are closed with 1012 (reconnect
     elsewhere) in batches spread over this window, then the node leaves the fleet and exits."""
+
+    compression: bool = False
+    """permessage-deflate for clients that offer it (browsers and Node's ws package do, the
+    Python client with compress=True). Costs CPU per compressed message; off by default."""
+
+    compression_threshold: int = 1024
+    """With compression on, messages shorter than this many bytes are sent uncompressed."""
 
     recovery: bool = False
     """Connection state recovery (docs/protocol.md, "Recovery"): frames to clients that ask for it
@@ -120,5 +156,7 @@ class ServerSettings:
                 f"shutdown_close_code must be a WebSocket close code (1000-4999), "
                 f"got {self.shutdown_close_code!r}"
             )
+        if self.max_json_depth > 250:
+            problems.append(f"max_json_depth must be at most 250, got {self.max_json_depth!r}")
         if problems:
             raise ValueError("invalid ServerSettings: " + "; ".join(problems))

@@ -74,6 +74,7 @@ class Socket:
         "close_code",
         "close_reason",
         "connection_id",
+        "deflate",
         "id",
         "request",
     )
@@ -102,6 +103,8 @@ class Socket:
         self._data: dict[str, Any] | None = None
         self.alive = True
         self.background_since: float | None = None
+        self.deflate: Callable[[bytes], bytes] | None = None
+        """Set when the client negotiated permessage-deflate (``ServerSettings.compression``)."""
         self.bucket: Any = None
         self.close_code: int | None = None
         self.close_reason: str = ""
@@ -149,6 +152,8 @@ class Socket:
         t = self._transport
         if self._closing or t is None or t.is_closing():
             return False
+        if self.deflate is not None:
+            frame = self.deflate(frame)
         t.write(frame)
         stats = self._stats
         stats.frames_out += 1

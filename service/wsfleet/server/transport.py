@@ -13,21 +13,23 @@ import asyncio
 import contextlib
 import functools
 import logging
-import signal
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, web
 
+from wsfleet.protocol.deflate import shared_deflater
 from wsfleet.protocol.params import parse_ws_request_params
 from wsfleet.server.errors import Refuse
+from wsfleet.server.pending import guarded_factory
 from wsfleet.server.ports import NodePort
 from wsfleet.server.settings import ServerSettings
 from wsfleet.server.socket import Socket, UpgradeRequest
 from wsfleet.server.ws_hook import (
     ReadPath,
     direct_queue_of,
+    mask_check_mismatch,
     post_start_with_direct_queue,
     select_path,
 )
@@ -60,6 +62,18 @@ _NODE_KEY: web.AppKey[NodePort] = web.AppKey("wsfleet_node")
 
 #: The read path of this process, checked once, at the first start-up (see ``ws_hook``).
 read_path = functools.cache(select_path)
+
+
+@functools.cache
+def checks_masks() -> bool:
+    """Unmasked client frames are refused with 1002 (checked once, logged when not)."""
+    reason = mask_check_mismatch()
+    if reason is not None:
+        log.warning(
+            "aiohttp does not fit the frame mask check (%s): unmasked client frames are accepted",
+            reason,
+        )
+    return reason is None
 
 
 class _LazyCookies(Mapping[str, str]):
@@ -113,7 +127,7 @@ class _WebSocket(web.WebSocketResponse):
     def __init__(self, settings: ServerSettings) -> None:
         super().__init__(
             autoping=False,
-            compress=False,
+            compress=settings.compression,
             max_msg_size=settings.max_message_size,
             timeout=settings.close_timeout,
         )
@@ -122,11 +136,16 @@ class _WebSocket(web.WebSocketResponse):
         self._wsfleet_close_task: asyncio.Task[None] | None = None
 
     def _post_start(self, *args: Any, **kwargs: Any) -> None:
-        if read_path() is not ReadPath.DIRECT:
+        direct, mask_check = read_path() is ReadPath.DIRECT, checks_masks()
+        if not direct and not mask_check:
             super()._post_start(*args, **kwargs)
             return
-        # aiohttp builds its message queue here, by a module-level name: make it ours.
-        post_start_with_direct_queue(lambda: super(_WebSocket, self)._post_start(*args, **kwargs))
+        # aiohttp builds its message queue and frame parser here, by module-level names
+        post_start_with_direct_queue(
+            lambda: super(_WebSocket, self)._post_start(*args, **kwargs),
+            direct=direct,
+            mask_check=mask_check,
+        )
 
     def queue(self) -> Any:
         """The connection's direct queue, or None on the public path."""
@@ -196,6 +215,8 @@ async def handle(
     await ws.prepare(request)
     ws._wsfleet_transport = transport
     socket = node.open(transport, ws.schedule_close, info, socket_id or admitted)
+    if 9 <= ws.compress <= 15:  # permessage-deflate negotiated, with this window size
+        socket.deflate = shared_deflater(node.settings.compression_threshold, ws.compress)
     try:
         await node.connected(socket)
         await _read_loop(node, socket, ws)
@@ -219,15 +240,17 @@ async def handle(
 
 async def _read_loop(node: NodePort, socket: Socket, ws: _WebSocket) -> None:
     on_frame = node.frame
+    budget = node.settings.max_frames_per_turn
     queue = ws.queue()
     if queue is not None:
         queue.socket, queue.on_frame = socket, on_frame
+    turn = 0  # frames taken from the queue since this connection last let the loop run
     try:
         while True:
             if queue is None:
                 msg = await ws.receive()
             else:
-                queue.armed = True  # data frames arriving while we wait are handled at once
+                queue.arm(budget)  # data frames arriving while we wait are handled at once
                 try:
                     msg = await ws.receive()
                 finally:
@@ -239,12 +262,20 @@ async def _read_loop(node: NodePort, socket: Socket, ws: _WebSocket) -> None:
                     await node.wait_for_slot(socket)
                 if on_frame(socket, msg.data):
                     await node.wait_for_slot(socket)
+                turn += 1
+                if turn >= budget:  # receive() does not yield while frames are queued:
+                    turn = 0  # let the other connections, timers and Redis have a turn
+                    await asyncio.sleep(0)
             elif kind is WSMsgType.PONG:
                 node.pong(socket, msg.data)
             elif kind is WSMsgType.PING:
                 node.ping(socket, msg.data)
             elif kind is WSMsgType.ERROR:
-                node.failed(socket, msg.data)
+                error = msg.data
+                if isinstance(error, WebSocketError) and socket.close_code is None:
+                    # aiohttp closed with this code (1002, 1007, 1009): count what was sent
+                    socket.close_code, socket.close_reason = int(error.code), str(error)
+                node.failed(socket, error)
                 return
             else:  # CLOSE, CLOSING, CLOSED
                 return
@@ -252,6 +283,40 @@ async def _read_loop(node: NodePort, socket: Socket, ws: _WebSocket) -> None:
         if queue is not None:
             queue.armed = False
             queue.socket = queue.on_frame = None
+
+
+class _GuardedSite(web.TCPSite):
+    """``TCPSite`` whose accepted connections go through the pending-handshake cap
+    (:mod:`wsfleet.server.pending`): its ``start`` is TCPSite's with that protocol factory."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, *, node: NodePort) -> None:
+        super().__init__(runner, host, port)
+        self._node = node
+
+    def _pending(self) -> int:
+        server, stats = self._runner.server, self._node.stats
+        if server is None:
+            return 0
+        upgraded = stats.connections_accepted - sum(stats.connections_closed.values())
+        return len(server.connections) - upgraded
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        settings = self._node.settings
+        factory = guarded_factory(
+            server, self._pending, settings.max_pending_handshakes, self._node.stats
+        )
+        self._server = await asyncio.get_running_loop().create_server(
+            factory,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+        )
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
 
 def static_files(directory: Path) -> HttpHandler:
@@ -276,6 +341,7 @@ def attach(
     fallback: HttpHandler | None = None,
 ) -> None:
     read_path()  # checked at start-up, not on the first connection
+    checks_masks()
     # A partial, not a wrapper coroutine: that would keep one more frame alive per connection.
     route = functools.partial(handle, node, fallback=fallback)
     app.router.add_route("GET", path, route)
@@ -308,76 +374,11 @@ async def serve(
         handle_signals=False,
         access_log=None,
         shutdown_timeout=node.settings.close_timeout + 1.0,
+        # aiohttp closes a connection that has not sent a whole request within this (slowloris)
+        keepalive_timeout=node.settings.handshake_timeout,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = _GuardedSite(runner, host, port, node=node)
     await site.start()
     ports = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
     return runner, ports
-
-
-def run(
-    server: Runnable,
-    host: str,
-    port: int,
-    *,
-    static_dir: Path | None = None,
-    on_listening: Callable[[int], None] | None = None,
-    prepare: Awaitable[Any] | None = None,
-    sidecars: Sequence[Callable[[], contextlib.AbstractAsyncContextManager[Any]]] = (),
-) -> None:
-    """Serve until SIGTERM/SIGINT, then drain (a second signal closes at once)."""
-
-    async def main() -> None:
-        with _Signals() as signals:  # before anything is announced: a signal must never kill us
-            if prepare is not None:
-                await prepare
-            async with contextlib.AsyncExitStack() as stack:
-                for sidecar in sidecars:  # e.g. the internal HTTP port: up before clients come
-                    await stack.enter_async_context(sidecar())
-                bound = await server.start(host, port, static_dir=static_dir)
-                stack.push_async_callback(server.close)
-                if on_listening is not None:
-                    on_listening(bound)
-                await signals.drain_on_signal(server)
-
-    asyncio.run(main())
-
-
-class _Signals:
-    """SIGTERM/SIGINT: the first one drains, a second one ends the drain at once."""
-
-    def __init__(self) -> None:
-        self.first = asyncio.Event()
-        self.second = asyncio.Event()
-
-    def __enter__(self) -> _Signals:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        if self.first.is_set():
-            log.warning("%s again: closing now", sig.name)
-            self.second.set()
-        else:
-            log.info("%s: draining", sig.name)
-            self.first.set()
-
-    async def drain_on_signal(self, server: Runnable) -> None:
-        await self.first.wait()
-        drain = asyncio.ensure_future(server.drain())
-        forced = asyncio.ensure_future(self.second.wait())
-        await asyncio.wait((drain, forced), return_when=asyncio.FIRST_COMPLETED)
-        forced.cancel()
-        if not drain.done() and not server.is_closing:
-            drain.cancel()  # the caller's close() takes over
-        await asyncio.gather(drain, return_exceptions=True)
-        if not drain.cancelled() and drain.exception() is not None:
-            log.error("drain failed", exc_info=drain.exception())

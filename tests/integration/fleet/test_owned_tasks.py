@@ -87,7 +87,8 @@ async def test_closing_a_node_stops_its_work_in_flight(
         while len(started) < 4 or b.server.get_redis_instances_count() < 2:
             await asyncio.sleep(0.01)
     assert await client_count(r2) >= 1  # b connected to the added node
-    control = [t for t in asyncio.all_tasks() if t.get_name().startswith("wsfleet-redis-add")]
+    names = ("wsfleet-redis-add", "wsfleet-redis-target")  # the node list applies it
+    control = [t for t in asyncio.all_tasks() if t.get_name().startswith(names)]
     assert control, "the redis.add is in flight"
 
     with caplog.at_level(logging.ERROR, logger="asyncio"):

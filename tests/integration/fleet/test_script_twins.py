@@ -68,6 +68,53 @@ def sequence(now_ms: int) -> list[tuple[Any, ...]]:
             now_ms,
         ),  # already expired in the sorted set
         ("EVAL", r._LIVE, 2, NODES, INFO, now_ms),
+        # an instance token: a restart with the same proof takes the lease over, another not
+        (
+            "EVAL",
+            r._REFRESH,
+            3,
+            "p:wsfleet:lease:t",
+            NODES,
+            INFO,
+            "pf.b1",
+            10_000,
+            now_ms + 10_000,
+            "t",
+            b"{}",
+            now_ms,
+            "pf.",
+        ),
+        (
+            "EVAL",
+            r._REFRESH,
+            3,
+            "p:wsfleet:lease:t",
+            NODES,
+            INFO,
+            "pf.b2",
+            10_000,
+            now_ms + 10_000,
+            "t",
+            b"{}",
+            now_ms,
+            "pf.",
+        ),
+        (
+            "EVAL",
+            r._REFRESH,
+            3,
+            "p:wsfleet:lease:t",
+            NODES,
+            INFO,
+            "px.b3",
+            10_000,
+            now_ms + 10_000,
+            "t",
+            b"{}",
+            now_ms,
+            "px.",
+        ),
+        ("GET", "p:wsfleet:lease:t"),
         ("EVAL", d._CLAIM, 1, SOCK, "n1", 10_000, INBOX, b"notice-1"),
         ("EVAL", d._CLAIM, 1, SOCK, "n2", 10_000, INBOX, b"notice-2"),  # publishes to n1
         ("EVAL", d._SEND, 1, SOCK, INBOX, b"hello", "ws:private_socket"),
@@ -117,3 +164,4 @@ async def test_every_script_twin_answers_like_redis(redis: RedisProcess) -> None
     assert twin_replies == redis_replies
     assert twin_messages == redis_messages
     assert redis_replies[1] == b"boot1" and redis_messages  # the sequence does exercise them
+    assert redis_replies[4:8] == [None, None, b"pf.b2", b"pf.b2"]  # taken over; then refused

@@ -80,10 +80,7 @@ async def make_node(clock: ManualClock) -> AsyncIterator[MakeNode]:
         settings = FleetSettings(
             redis=tuple(RedisNode.parse(f"memory://{b}") for b in brokers),
             server_name=name,
-            command_timeout=0.5,
-            hot_add_grace=2.0,
-            drain_grace=0.2,
-            **options,
+            **{"command_timeout": 0.5, "hot_add_grace": 2.0, "drain_grace": 0.2, **options},
         )
         node = Node(bus=None)  # type: ignore[arg-type]
         node.bus = Bus(settings, node, clock=clock)

@@ -94,7 +94,7 @@ it('two pages chat in a room; latency is shown; screenshot to build/demo.png', T
 
   // Heartbeat every 3 s in the demo: the latency display shows "<n> ms".
   await pa.waitForFunction(() => /^\d+ ms$/.test(document.querySelector('[data-testid="latency"]').textContent), null, { timeout: 10000 });
-  assert.match(await pa.getByTestId('status').textContent(), /connected as guest-/);
+  assert.match(await pa.getByTestId('status').textContent(), /^connected as Alice$/);
 
   mkdirSync(buildDir, { recursive: true });
   await pa.screenshot({ path: new URL('demo.png', buildDir).pathname, fullPage: true });

@@ -78,10 +78,10 @@ describe('wsfleet-client against wsfleet serve', () => {
   it('rooms: join ack with members, joined/said/left pushed to the members', T, async () => {
     const a = await connected({ id: 'room-a', name: 'Ann' });
     const b = await connected({ id: 'room-b', name: 'Bob' });
-    assert.deepEqual(await a.emitWithPromise('join', { room: 'r1' }), { success: true, data: { room: 'r1', members: ['room-a'] } });
+    assert.deepEqual(await a.emitWithPromise('join', { room: 'r1' }), { success: true, data: { room: 'r1', members: ['room-a'], names: { 'room-a': 'Ann' } } });
     const joined = waitFor(a, 'joined');
     const bJoin = await b.emitWithPromise('join', { room: 'r1' });
-    assert.deepEqual(bJoin.data, { room: 'r1', members: ['room-a', 'room-b'] });
+    assert.deepEqual(bJoin.data, { room: 'r1', members: ['room-a', 'room-b'], names: { 'room-a': 'Ann', 'room-b': 'Bob' } });
     assert.deepEqual(await joined, { room: 'r1', id: 'room-b', name: 'Bob' });
 
     const saidA = waitFor(a, 'said');

@@ -1,0 +1,40 @@
+"""How deeply a decoded JSON value nests arrays and objects.
+
+orjson decodes up to 1024 levels but encodes at most 254, so a payload nested a few hundred levels
+deep could be received and never acknowledged. The node refuses frames whose payload nests deeper
+than ``ServerSettings.max_json_depth``; the check is free for ordinary frames (a text with fewer
+brackets than the limit cannot nest deeper) and walks the value only otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """True when ``value`` has more than ``limit`` levels of arrays/objects (``[]`` is one)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        if depth > limit:
+            return True
+        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def too_deep(text: str | bytes, payload: Any, limit: int) -> bool:
+    """The payload decoded from ``text`` nests more than ``limit`` levels."""
+    if isinstance(text, str):
+        brackets = text.count("[") + text.count("{")
+    else:
+        brackets = text.count(b"[") + text.count(b"{")
+    if brackets <= limit:
+        return False
+    return nesting_exceeds(payload, limit)
