@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
     from bench.run import Config, ServerProcess
 
 FLEET_SCENARIOS = ("S3", "S4", "S5")
+#: ``WSFLEET_BENCH_RECOVERY=1``: the nodes run with ``--recovery`` and the load generator's
+#: clients ask for it (``wsf_recover=1``): the live-path cost of recovery.
+RECOVERY = os.environ.get("WSFLEET_BENCH_RECOVERY") == "1"
 NODES = 3
 # (metric key, Node.js original on 2 cores, python-socketio, wanted multiple of the original)
 TARGETS: dict[str, tuple[str, float, float, float]] = {
@@ -139,6 +143,8 @@ def fleet(
         nodes: list[ServerProcess] = []
         for i in range(NODES):
             extra = ["--redis", address, "--name", f"n{i + 1}"]
+            if RECOVERY:
+                extra.append("--recovery")
             profile = None
             if cfg.profile:
                 stem = Path(logfile.name).with_suffix("").name
@@ -212,6 +218,7 @@ def _loadgen(
         ",".join(map(str, pids)),
         "-clk-tck",
         str(CLK_TCK),
+        *(["-path", "/ws?wsf_recover=1"] if RECOVERY else []),
         *extra,
     ]
     return run_loadgen(dataclasses.replace(cfg, pin=False), cmd, timeout, logfile)

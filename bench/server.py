@@ -50,11 +50,13 @@ async def serve(args: argparse.Namespace, loop_name: str) -> None:
                 server_name=args.name or f"bench-{os.getpid()}",
             )
         settings = None
-        if args.compression_threshold is not None:
+        if args.compression_threshold is not None or args.recovery:
             from wsfleet.server import ServerSettings
 
             settings = ServerSettings(
-                compression=True, compression_threshold=args.compression_threshold
+                compression=args.compression_threshold is not None,
+                compression_threshold=args.compression_threshold or 1024,
+                recovery=args.recovery,
             )
         server = build_wsfleet(settings, fleet=fleet, trigger_loop=args.trigger == "loop")
         port = await server.start(args.host, args.port)
@@ -102,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         "--redis", metavar="HOST:PORT[,…]", help="wsfleet: join a fleet over these Redis nodes"
     )
     parser.add_argument("--name", help="wsfleet: this node's server name in the fleet")
+    parser.add_argument(
+        "--recovery", action="store_true", help="wsfleet: connection state recovery on (a fleet)"
+    )
     parser.add_argument("--profile", metavar="FILE", help="write cProfile stats here on exit")
     parser.add_argument(
         "--compression-threshold",

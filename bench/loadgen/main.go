@@ -43,7 +43,7 @@ type common struct {
 
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:9000", "server host:port")
-	fs.StringVar(&c.path, "path", "/ws", "WebSocket path (the ?id= query is appended)")
+	fs.StringVar(&c.path, "path", "/ws", "WebSocket path, may hold a query (the id= parameter is appended)")
 	fs.IntVar(&c.serverPid, "server-pid", 0, "pid of the server process, to sample its CPU time")
 	fs.Float64Var(&c.clkTck, "clk-tck", 100, "kernel clock ticks per second (os.sysconf SC_CLK_TCK)")
 	fs.IntVar(&c.dialConc, "dial-concurrency", 64, "connections being opened at once")
@@ -274,7 +274,11 @@ func open(c *common, n int) (*wsConn, error) {
 	} else if len(c.addrs) > 0 {
 		addr = c.addrs[n%len(c.addrs)]
 	}
-	conn, err := dial(addr, fmt.Sprintf("%s?id=%s", c.path, id), 15*time.Second)
+	sep := "?"
+	if strings.Contains(c.path, "?") {
+		sep = "&"
+	}
+	conn, err := dial(addr, fmt.Sprintf("%s%sid=%s", c.path, sep, id), 15*time.Second)
 	if err != nil {
 		return nil, err
 	}

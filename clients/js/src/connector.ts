@@ -8,6 +8,9 @@
  * bugs of the original fixed (see docs/client-js.md, "Differences from the original").
  */
 
+import { Recovery, RECOVERY_EVENT } from './recovery';
+import type { RecoveryInfo } from './recovery';
+
 /** Set by the build: `true` in the `<script>` bundle, which never loads the `ws` package. */
 declare const __BROWSER__: boolean;
 
@@ -93,6 +96,11 @@ export interface ConnectorOptions {
    * A function decides per code.
    */
   reconnectOnClose?: ReconnectOnClose;
+  /**
+   * Ask for connection state recovery: on reconnect the server replays what was missed, or the
+   * `recovery` event says it could not (docs/client-js.md). Default false.
+   */
+  recover?: boolean;
   /** WebSocket implementation to use. Default: the global `WebSocket`, else the `ws` package (Node 20). */
   WebSocket?: WebSocketConstructor;
 }
@@ -119,6 +127,7 @@ export interface SystemEvents {
   'pong-timeout': () => void;
   reconnect: (info: ReconnectInfo) => void;
   'repeat-limit': (repeatLimit: number) => void;
+  recovery: (info: RecoveryInfo) => void;
 }
 
 export type SystemEventName = keyof SystemEvents;
@@ -126,6 +135,7 @@ export type SystemEventName = keyof SystemEvents;
 /** Names of the client's own events. `on()` with one of these names listens to the client. */
 export const SYSTEM_EVENTS: readonly SystemEventName[] = [
   'open', 'close', 'error', 'message', 'ping', 'pong', 'pong-timeout', 'reconnect', 'repeat-limit',
+  'recovery',
 ];
 
 /** Close codes after which the default policy does not reconnect. */
@@ -143,6 +153,7 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'url'>> = {
   pendingTimeout: 100,
   customParams: {},
   reconnectOnClose: true,
+  recover: false,
 };
 
 /**
@@ -228,6 +239,8 @@ export class WebSocketConnector {
   private _pingAt = 0;
   private _forbid = false;
   private _loading = false;
+  /** Recovery state (`recover: true`): session token and last positions; null otherwise. */
+  recovery: Recovery | null = null;
 
   constructor(options: ConnectorOptions) {
     const merged: any = { ...DEFAULT_OPTIONS };
@@ -237,6 +250,7 @@ export class WebSocketConnector {
       throw new TypeError('WebSocketConnector: the url option is required');
     }
     this.options = merged;
+    if (merged.recover) this.recovery = new Recovery();
     // Connect right after the constructor returns, so listeners added synchronously see every event.
     Promise.resolve().then(() => this._connect());
   }
@@ -538,7 +552,9 @@ export class WebSocketConnector {
     }
     let ws: WebSocketLike;
     try {
-      ws = new Impl(buildUrl(this.options.url, this.options.customParams));
+      const rec = this.recovery;
+      const params = rec ? { ...this.options.customParams, ...rec.params() } : this.options.customParams;
+      ws = new Impl(buildUrl(this.options.url, params));
     } catch (err) {
       this._fail(err);
       return;
@@ -602,6 +618,15 @@ export class WebSocketConnector {
       return;
     }
     if (!msg || typeof msg !== 'object') return;
+    const rec = this.recovery;
+    if (rec) {
+      if (msg.event === RECOVERY_EVENT) {
+        const info = rec.onEvent(msg.payload);
+        if (info) this._emit('recovery', info);
+        return;
+      }
+      if (rec.observe(msg.wsfp)) return;
+    }
     if (msg.callbackId) {
       if (typeof msg.callbackId === 'string') this._settle(msg.callbackId, null, msg.payload);
       return;

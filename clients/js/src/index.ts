@@ -25,5 +25,7 @@ export type {
   WebSocketLike,
   WebSocketConstructor,
 } from './connector';
+export { Recovery } from './recovery';
+export type { RecoveryInfo } from './recovery';
 import { WebSocketConnector } from './connector';
 export default WebSocketConnector;

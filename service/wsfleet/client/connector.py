@@ -116,6 +116,13 @@ class Connector(ListenerApi):
         return self._sup.latency
 
     @property
+    def recovery_session(self) -> str | None:
+        """With ``recover=True``: the session token, once the server gave one (from then on a
+        reconnect can recover); ``None`` otherwise."""
+        recovery = self._sup.recovery
+        return None if recovery is None else recovery.session
+
+    @property
     def stats(self) -> ConnectorStats:
         self._stats.events_dropped = self._dispatcher.events_dropped
         return self._stats

@@ -14,7 +14,8 @@ __all__ = ["SYSTEM_EVENTS", "ReconnectInfo", "SystemEventName"]
 
 #: Listener arguments: ``open()``, ``close(code, reason)``, ``error(exc)``, ``message(data)``,
 #: ``reconnect(info)``, ``repeat-limit(limit)``, ``ping()``, ``pong(latency_ms)``,
-#: ``pong-timeout()``.
+#: ``pong-timeout()``, ``recovery(info)`` (with ``recover=True``: after a resume, a
+#: :class:`~wsfleet.client.recovery.RecoveryInfo`).
 SystemEventName = Literal[
     "open",
     "close",
@@ -25,6 +26,7 @@ SystemEventName = Literal[
     "ping",
     "pong",
     "pong-timeout",
+    "recovery",
 ]
 
 SYSTEM_EVENTS: Final[frozenset[str]] = frozenset(get_args(SystemEventName))

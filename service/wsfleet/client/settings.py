@@ -74,6 +74,10 @@ class ConnectorSettings:
     the close code is terminal (4001, 4010, 4011, 4012); ``False`` never (the original's
     behaviour); or a function of the close code. Connection errors always reconnect."""
 
+    recover: bool = False
+    """New. Ask the server for connection state recovery (docs/client-python.md, "Recovery"): on
+    reconnect, missed messages are replayed, or the ``recovery`` event says they were not."""
+
     connect_timeout: float = 10.0
     """New. Seconds allowed for one connection attempt (TCP, TLS and the HTTP upgrade)."""
 

@@ -37,6 +37,8 @@ from wsfleet.client.errors import (
 )
 from wsfleet.client.events import ReconnectInfo
 from wsfleet.client.heartbeat import Heartbeat
+from wsfleet.client.recovery import EVENT as RECOVERY_EVENT
+from wsfleet.client.recovery import RecoveryState
 from wsfleet.client.settings import ConnectorSettings, reconnect_allowed
 from wsfleet.client.status import ConnectorState, ConnectorStats
 from wsfleet.client.transport import (
@@ -84,6 +86,7 @@ class Supervisor:
         stats: ConnectorStats,
     ) -> None:
         self._settings = settings
+        self.recovery = RecoveryState() if settings.recover else None
         self._clock = clock
         self._transport = transport
         self._dispatcher = dispatcher
@@ -230,6 +233,8 @@ class Supervisor:
         """Connect and run one connection; returns (reconnect?, last close code)."""
         self._set_state(ConnectorState.CONNECTING)
         url = self._settings.connect_url()
+        if self.recovery is not None:
+            url = self.recovery.url(url)
         task = asyncio.get_running_loop().create_task(
             self._transport.open(url, connect_timeout=self._settings.connect_timeout),
             name="wsfleet-client-connect",
@@ -415,6 +420,8 @@ class Supervisor:
 
     def _on_text(self, data: str) -> None:
         self._stats.frames_received += 1
+        if self.recovery is not None and self.recovery.observe(data):
+            return  # stored twice by a retried append: received already
         self._dispatcher.emit_system("message", data)
         try:
             frame = decode_server_frame(data, self._settings.ping_msg)
@@ -429,6 +436,11 @@ class Supervisor:
                 if not self.acks.resolve(callback_id, None if payload is MISSING else payload):
                     self._stats.unknown_acks += 1
             case PushedEvent(event, payload):
+                if self.recovery is not None and event == RECOVERY_EVENT:
+                    info = self.recovery.on_event(payload)
+                    if info is not None:
+                        self._dispatcher.emit_system("recovery", info)
+                    return
                 self._dispatcher.emit_server(event, payload)
 
     def _on_ping(self) -> None:

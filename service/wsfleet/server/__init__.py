@@ -1,5 +1,6 @@
 """The wsfleet node: ``Server`` and what its handlers receive."""
 
+from wsfleet.server.room_history import HistoryEntry, HistoryLostError, RoomHistory
 from wsfleet.server.server import (
     Authenticator,
     DuplicateSocketError,
@@ -19,9 +20,12 @@ __all__ = [
     "DuplicatePolicy",
     "DuplicateSocketError",
     "EventHandler",
+    "HistoryEntry",
+    "HistoryLostError",
     "NodeStats",
     "RateLimitPolicy",
     "Refuse",
+    "RoomHistory",
     "Server",
     "ServerSettings",
     "Socket",

@@ -89,14 +89,14 @@ class Dispatcher:
         if not origin_allowed(request.headers, self.settings.allowed_origins):
             raise Refuse(403, "Forbidden: origin not allowed")
         self._check_caps(request)
-        if self.authenticate is None:
-            return None
-        result = self.authenticate(request)
+        result = None if self.authenticate is None else self.authenticate(request)
         if inspect.isawaitable(result):
             result = await result
             self._check_caps(request)  # others may have been admitted meanwhile
         if result is not None and not isinstance(result, str):
             raise TypeError(f"authenticate() must return a socket id (str) or None, got {result!r}")
+        if self.hub.recovery is not None:
+            return await self.hub.recovery.admit(request, result)
         return result
 
     def _check_caps(self, request: UpgradeRequest) -> None:
@@ -144,6 +144,8 @@ class Dispatcher:
             socket.close(CloseCode.AUTH_TIMEOUT, "not authenticated in time")
 
     async def connected(self, socket: Socket) -> None:
+        if self.hub.recovery is not None:
+            await self.hub.recovery.connected(socket)
         await self.emit_system_async(CONNECTION, socket)
 
     def pong(self, socket: Socket, data: bytes) -> None:
@@ -208,6 +210,8 @@ class Dispatcher:
             if left > 0:
                 self._per_ip[address] = left
         socket.detach()
+        if self.hub.recovery is not None:
+            self.hub.recovery.closed(socket)
         try:
             await self.emit_system_async(CLOSE, socket, code, reason)
         finally:

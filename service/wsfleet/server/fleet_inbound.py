@@ -22,6 +22,7 @@ from wsfleet.protocol.wsframe import build_text_frame
 from wsfleet.server.cross import CrossServer
 from wsfleet.server.fleet_control import FleetControl
 from wsfleet.server.hub import Hub
+from wsfleet.server.ports import RecoveryHooks
 from wsfleet.tasks import TaskOwner
 
 log = logging.getLogger("wsfleet.fleet")
@@ -39,6 +40,7 @@ class BusInbound:
         self.settings = settings
         self.tasks = tasks
         self.custom_handler: CustomHandler | None = None
+        self.recovery: RecoveryHooks | None = None
         self._bus_stats: BusStats | None = None
         self._routes: dict[str, Route] = {}
         self._cross: CrossServer | None = None
@@ -88,6 +90,9 @@ class BusInbound:
             self._on_private(message)
 
     def _on_private(self, message: dict[str, Any]) -> None:
+        if self.recovery is not None:
+            self.recovery.on_private(message)
+            return
         frame, socket_id = message.get("data"), message.get("socketId")
         if type(frame) is str and type(socket_id) is str and not message.get("socketIds"):
             self.hub.deliver_ids((socket_id,), build_text_frame(frame.encode()))
@@ -96,10 +101,16 @@ class BusInbound:
         self.hub.deliver_ids(parsed.socket_ids, build_text_frame(parsed.frame.encode()))
 
     def _on_broadcast(self, message: dict[str, Any]) -> None:
+        if self.recovery is not None:
+            self.recovery.on_broadcast(message)
+            return
         parsed = env.parse_broadcast(message)
         self.hub.deliver_all(build_text_frame(parsed.frame.encode()))
 
     def _on_room(self, message: dict[str, Any]) -> None:
+        if self.recovery is not None:
+            self.recovery.on_room(message)
+            return
         parsed = env.parse_room(message)
         self.hub.deliver_room(
             parsed.namespace,

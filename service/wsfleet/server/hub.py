@@ -17,7 +17,7 @@ from wsfleet.bus.settings import RESERVED_NAMESPACES
 from wsfleet.protocol.codes import CloseCode
 from wsfleet.protocol.wsframe import build_text_frame
 from wsfleet.server.errors import DuplicateSocketError, UnknownSocketError, check_name
-from wsfleet.server.ports import LocalOnly, Propagation
+from wsfleet.server.ports import LocalOnly, Propagation, RecoveryHooks
 from wsfleet.server.rooms import RoomIndex
 from wsfleet.server.settings import DuplicatePolicy, ServerSettings
 from wsfleet.server.socket import Socket
@@ -43,6 +43,8 @@ class Hub:
         self.settings = settings
         self.stats = stats
         self.propagation: Propagation = propagation or LocalOnly()
+        #: Connection state recovery, when on: it stamps and records this node's sends.
+        self.recovery: RecoveryHooks | None = None
         self._connections: set[Socket] = set()
         self._sockets: dict[str, Socket] = {}
         self._rooms = RoomIndex()
@@ -108,6 +110,8 @@ class Hub:
         socket.cancel_auth_timer()
         self._sockets[socket_id] = socket
         self.propagation.claim(socket_id)
+        if self.recovery is not None:
+            self.recovery.registered(socket)
 
     def remove(self, socket_id: str, socket: Socket | None = None) -> bool:
         """Forget ``socket_id`` (with ``socket``, only if the id is still that socket's)."""
@@ -123,6 +127,8 @@ class Hub:
         if socket_id is None:
             return
         socket.id = None
+        if self.recovery is not None:
+            self.recovery.unregistered(socket)
         if self._sockets.get(socket_id) is socket:
             del self._sockets[socket_id]
             emptied = self._rooms.remove_socket(socket_id)
@@ -169,12 +175,16 @@ class Hub:
             )
         if self._rooms.join(namespace, room_id, socket_id):
             self.propagation.namespace_used(namespace)
+        if self.recovery is not None:
+            self.recovery.joined(namespace, room_id, socket_id)
 
     def leave(self, namespace: str, room_id: str, socket_id: str) -> bool:
         check_name("namespace", namespace)
         check_name("room_id", room_id)
         check_name("socket_id", socket_id)
         was = self._rooms.is_joined(socket_id, namespace, room_id)
+        if was and self.recovery is not None:
+            self.recovery.left(namespace, room_id, socket_id)
         if self._rooms.leave(namespace, room_id, socket_id):
             self.propagation.namespace_emptied(namespace)
         return was
@@ -218,6 +228,8 @@ class Hub:
 
     def broadcast(self, text: bytes, *, local_only: bool = False) -> int:
         self.stats.broadcasts += 1
+        if self.recovery is not None:
+            return self.recovery.broadcast(text, local_only)
         sent = self.deliver_all(build_text_frame(text))
         if not local_only:
             self.propagation.publish_broadcast(text)
@@ -232,18 +244,24 @@ class Hub:
         *,
         local_only: bool = False,
     ) -> int:
+        if self.recovery is not None:
+            return self.recovery.to_room(namespace, room_id, text, exclude, local_only)
         sent = self.deliver_room(namespace, room_id, build_text_frame(text), exclude)
         if not local_only:
             self.propagation.publish_room(namespace, room_id, text, exclude)
         return sent
 
     def to_id(self, socket_id: str, text: bytes) -> bool:
+        if self.recovery is not None:
+            return self.recovery.to_id(socket_id, text)
         socket = self._sockets.get(socket_id)
         if socket is not None:
             return socket.send_frame(build_text_frame(text))
         return self.propagation.send_private([socket_id], text)
 
     def to_ids(self, socket_ids: Iterable[str], text: bytes) -> int:
+        if self.recovery is not None:
+            return self.recovery.to_ids(socket_ids, text)
         sent, missing = self.deliver_ids(socket_ids, build_text_frame(text))
         if missing:
             self.propagation.send_private_ids(missing, text)

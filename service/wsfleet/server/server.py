@@ -29,6 +29,8 @@ from wsfleet.server.fleet_inbound import CustomHandler
 from wsfleet.server.hub import Hub
 from wsfleet.server.lifecycle import Lifecycle, announce_listening
 from wsfleet.server.ports import EventTracing
+from wsfleet.server.recovery import Recovery
+from wsfleet.server.room_history import RoomHistory, room_history
 from wsfleet.server.settings import ServerSettings
 from wsfleet.server.socket import Socket
 from wsfleet.server.state import NodeState, Phase
@@ -73,6 +75,19 @@ class Server:
         state = NodeState()
         self.dispatcher = Dispatcher(settings, self.stats, self.hub, state, authenticate)
         self.lifecycle = Lifecycle(self.hub, self.dispatcher, state, self.fleet)
+        self.recovery: Recovery | None = None
+        if settings.recovery:
+            if self.fleet is None:
+                raise ValueError("recovery needs a fleet (Redis): pass fleet= settings")
+            if any(node.memory for node in self.fleet.settings.redis):
+                raise ValueError("recovery needs Redis nodes: the memory:// broker has no streams")
+            if any(node.mode == "cluster" for node in self.fleet.settings.redis):
+                raise ValueError(
+                    "recovery does not run on a Redis Cluster yet (its history keys are not "
+                    "placed in one slot): use Redis nodes or Sentinel"
+                )
+            self.recovery = Recovery(self.hub, self.fleet, settings)
+            self.hub.recovery = self.fleet.inbound.recovery = self.recovery
 
     @property
     def settings(self) -> ServerSettings:
@@ -585,6 +600,23 @@ class Server:
 
     async def cluster_room_ids(self, namespace: str, timeout: float = 2.0) -> set[str]:
         return await self._require_fleet().cross.room_ids(namespace, timeout)
+
+    async def room_history(
+        self, namespace: str, room_id: str, *, limit: int = 100, since: str | None = None
+    ) -> RoomHistory:
+        """The room's last ``limit`` messages or, with ``since`` (a ``wsfp`` position), up to
+        ``limit`` messages after it, oldest first. Needs ``recovery``; raises
+        :class:`HistoryLostError` when ``since`` is no longer in the history."""
+        if self.recovery is None:
+            raise RuntimeError("room history needs ServerSettings(recovery=True) and a fleet")
+        return await room_history(
+            self.recovery.history,
+            namespace,
+            room_id,
+            limit=limit,
+            since=since,
+            timeout=self.settings.recovery_timeout,
+        )
 
     async def locate_socket(self, socket_id: str) -> str | None:
         """The name of the node where ``socket_id`` is connected, or None."""

@@ -122,6 +122,23 @@ class ServerSettings:
     compression_threshold: int = 1024
     """With compression on, messages shorter than this many bytes are sent uncompressed."""
 
+    recovery: bool = False
+    """Connection state recovery (docs/protocol.md, "Recovery"): frames to clients that ask for it
+    carry stream positions, messages are kept in bounded Redis Streams, and a client that
+    reconnects to any node gets what it missed or is told it was not recovered. Needs a fleet."""
+
+    recovery_history_size: int = 1000
+    """Entries kept per stream (a room, a socket's direct messages, broadcasts), ``MAXLEN ~``."""
+
+    recovery_ttl: float = 300.0
+    """Seconds a stream is kept after its last message (and how long positions stay valid)."""
+
+    recovery_session_ttl: float = 120.0
+    """Seconds a disconnected client's session (socket id, rooms, marks) is kept in Redis."""
+
+    recovery_timeout: float = 5.0
+    """Seconds a restore may wait for Redis (session read, subscriptions, history reads)."""
+
     def __post_init__(self) -> None:
         problems: list[str] = []
         for f in fields(self):

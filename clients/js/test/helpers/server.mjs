@@ -12,12 +12,13 @@ const LISTENING = /listening on http:\/\/127\.0\.0\.1:(\d+)/;
  * Run `$WSFLEET_BIN serve --host 127.0.0.1 --port <port>` and resolve once it prints
  * "listening on http://127.0.0.1:<port>" on stdout.
  */
-export function startServer({ port = 0, timeoutMs = 20000, env = {} } = {}) {
+export function startServer({ port = 0, timeoutMs = 20000, env = {}, args = [], cwd } = {}) {
   if (!existsSync(WSFLEET_BIN)) {
     return Promise.reject(new Error(`wsfleet server not found at ${WSFLEET_BIN}: install it (make) or set WSFLEET_BIN`));
   }
-  const child = spawn(WSFLEET_BIN, ['serve', '--host', '127.0.0.1', '--port', String(port), '--internal-port', '0'], {
+  const child = spawn(WSFLEET_BIN, ['serve', '--host', '127.0.0.1', '--port', String(port), '--internal-port', '0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    cwd,
     env: { ...process.env, ...env },
   });
   let out = '';

@@ -1,0 +1,253 @@
+"""Bounded message history on Redis Streams, written once per message by the publishing node.
+
+Each target has a stream (``<space>:h:r:<namespace>:<room>``, ``<space>:h:d:<socket id>``,
+``<space>:h:b`` for broadcasts) and an **epoch** key next to it: a random text created with the
+stream. A script appends the entry and publishes the live message in one step on the Redis node
+that holds the target's routing key, so the stream's order is the order receivers see on that
+node and a receiver never sees a message that is not in the history yet.
+
+An entry holds the message's key (``<sender boot>.<sequence>``, from its ``wsf`` meta, so every
+receiver knows it without reading Redis), the client frame text and, for rooms, the excluded
+socket ids (JSON). Retention: ``MAXLEN ~ size`` and a time to live refreshed by every append.
+A reader learns the epoch and ``entries-added`` (every entry ever appended under this epoch) with
+the entries, in one script: a position taken with :meth:`History.mark` can then tell whether
+anything since was trimmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wsfleet import contract
+from wsfleet.bus.bus import Bus
+
+# Appends: KEYS stream, epoch key [, socket key]; ARGV size, ttl ms, epoch candidate, key,
+# frame, excluded ids, then what to publish (channel and data; for a direct message the inbox
+# prefix, the envelope and the private channel, or nothing to only store it).
+_EPOCH_ADD = """
+local t=ARGV[2]
+if not redis.call('SET',KEYS[2],ARGV[3],'NX','PX',t) then redis.call('PEXPIRE',KEYS[2],t) end
+redis.call('XADD',KEYS[1],'MAXLEN','~',ARGV[1],'*','k',ARGV[4],'f',ARGV[5],'x',ARGV[6])
+redis.call('PEXPIRE',KEYS[1],t)
+"""
+_APPEND_PUBLISH = _EPOCH_ADD + "return redis.call('PUBLISH',ARGV[7],ARGV[8])"
+_APPEND_DIRECT = (
+    _EPOCH_ADD
+    + """if ARGV[8]=='' then return 0 end
+local n=redis.call('GET',KEYS[3])
+if n then return redis.call('PUBLISH',ARGV[7]..n,ARGV[8]) end
+return redis.call('PUBLISH',ARGV[9],ARGV[8])"""
+)
+
+_STATE = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  if ARGV[1] == '' then return {false, 0, {}} end
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  epoch = ARGV[1]
+end
+local added = 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'entries-added' then added = info[i + 1] end
+  end
+end
+if ARGV[3] == 'mark' then return {epoch, added, {}} end
+return {epoch, added, redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[4])}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    frame: str
+    exclude: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """A stream as one script saw it: its epoch (None when there is none), the entries appended
+    under that epoch, and the entries still kept, oldest first."""
+
+    epoch: str | None
+    added: int
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a message goes: its stream key and the routing key of the Redis node holding it."""
+
+    stream: str
+    routing_key: str
+
+    @property
+    def epoch_key(self) -> str:
+        return self.stream + ":e"
+
+
+class History:
+    """Append and read the streams of one fleet (``bus.settings.bridge_space``)."""
+
+    def __init__(self, bus: Bus, size: int, ttl: float) -> None:
+        if size <= 0 or ttl <= 0:
+            raise ValueError("history size and ttl must be positive")
+        self.bus = bus
+        self.size = size
+        self.ttl_ms = int(ttl * 1000)
+        self._prefix = bus.settings.bridge_space + ":h:"
+        self._socket_key = contract.socket_key("", bus.settings.bridge_space)
+        self._epoch_seq = 0
+
+    # -- targets ----------------------------------------------------------------------------------
+
+    def room(self, namespace: str, room_id: str) -> Target:
+        return Target(f"{self._prefix}r:{namespace}:{room_id}", f"room:{namespace}:{room_id}")
+
+    def direct(self, socket_id: str) -> Target:
+        return Target(f"{self._prefix}d:{socket_id}", socket_id)
+
+    def broadcast(self) -> Target:
+        return Target(f"{self._prefix}b", "*broadcast")
+
+    def _new_epoch(self) -> str:
+        self._epoch_seq += 1
+        return f"{self.bus.boot}{self._epoch_seq:x}"
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def append_publish(
+        self,
+        target: Target,
+        key: str,
+        frame: str,
+        exclude: str,
+        channel: str,
+        data: bytes,
+    ) -> None:
+        """Append the entry and publish ``data`` on ``channel`` in one script."""
+        self.bus.stats.published += 1
+        self.bus.execute(
+            (
+                "EVAL",
+                _APPEND_PUBLISH,
+                2,
+                target.stream,
+                target.epoch_key,
+                self.size,
+                self.ttl_ms,
+                self._new_epoch(),
+                key,
+                frame,
+                exclude,
+                channel,
+                data,
+            ),
+            target.routing_key,
+            want_result=False,
+        )
+
+    def append_direct(
+        self, socket_id: str, key: str, frame: str, envelope: bytes | None, inbox_prefix: str
+    ) -> None:
+        """Append to the socket's stream; with ``envelope``, route it as the socket directory
+        does (the owner's inbox, or the private channel when the owner is unknown)."""
+        target = self.direct(socket_id)
+        settings = self.bus.settings
+        if envelope is not None:
+            envelope = self.bus.auth.seal(envelope, None)  # a script routes it
+            self.bus.stats.published += 1
+        self.bus.execute(
+            (
+                "EVAL",
+                _APPEND_DIRECT,
+                3,
+                target.stream,
+                target.epoch_key,
+                self._socket_key + socket_id,
+                self.size,
+                self.ttl_ms,
+                self._new_epoch(),
+                key,
+                frame,
+                "",
+                inbox_prefix,
+                envelope or b"",
+                settings.private_channel,
+            ),
+            target.routing_key,
+            want_result=False,
+        )
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def mark(self, target: Target, timeout: float) -> StreamState:
+        """The stream's epoch (created when missing) and entries appended so far."""
+        return await self._state(target, "mark", self._new_epoch(), 0, timeout)
+
+    async def read(
+        self, target: Target, timeout: float, *, limit: int | None = None
+    ) -> StreamState:
+        """Epoch, entries appended, and up to ``limit`` (default: all kept) oldest entries."""
+        count = limit if limit is not None else self.size * 2 + 100
+        return await self._state(target, "read", "", count, timeout)
+
+    async def _state(
+        self, target: Target, mode: str, epoch: str, count: int, timeout: float
+    ) -> StreamState:
+        future = self.bus.execute(
+            (
+                "EVAL",
+                _STATE,
+                2,
+                target.stream,
+                target.epoch_key,
+                epoch,
+                self.ttl_ms,
+                mode,
+                count,
+            ),
+            target.routing_key,
+        )
+        assert future is not None
+        async with asyncio.timeout(timeout):
+            reply = await future
+        return parse_state(reply)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"unexpected value in a history reply: {value!r}")
+
+
+def parse_state(reply: Any) -> StreamState:
+    """Read a state script's reply, trusting nothing: raises ``ValueError`` when malformed."""
+    if not isinstance(reply, list | tuple) or len(reply) != 3:
+        raise ValueError("malformed history reply")
+    raw_epoch, raw_added, raw_entries = reply
+    epoch = None if raw_epoch is None or raw_epoch is False else _text(raw_epoch)
+    added = int(raw_added)
+    if not isinstance(raw_entries, list | tuple):
+        raise ValueError("malformed history entries")
+    return StreamState(epoch, added, tuple(_entry(item) for item in raw_entries))
+
+
+def _entry(item: Any) -> Entry:
+    if not isinstance(item, list | tuple) or len(item) != 2:
+        raise ValueError("malformed history entry")
+    fields: Sequence[Any] = item[1]
+    if not isinstance(fields, list | tuple):
+        raise ValueError("malformed history entry fields")
+    values = {_text(fields[i]): fields[i + 1] for i in range(0, len(fields) - 1, 2)}
+    exclude_text = _text(values.get("x", b""))
+    exclude: tuple[str, ...] = ()
+    if exclude_text:
+        exclude = tuple(part for part in exclude_text.split("\x00") if part)
+    return Entry(_text(values.get("k", b"")), _text(values.get("f", b"")), exclude)
