@@ -135,3 +135,14 @@ def test_env_references_expand_as_the_kubelet_expands_them() -> None:
     assert expand("$(POD_IP", defined) == "$(POD_IP"  # unclosed
     assert expand("$POD_IP $ $", defined) == "$POD_IP $ $"  # not a reference
     assert expand("", defined) == ""
+
+
+def test_the_checkout_is_part_of_the_wsfleet_images_wherever_it_lives() -> None:
+    # A checkout under /tmp was hidden by the chart's emptyDir on /tmp: the pods could not find
+    # the virtualenv's python. The image's files are bound last, at their own paths.
+    venv = Path(images.VENV_BIN).parent
+    for name in ("ghcr.io/x/wsfleet:1", "ghcr.io/x/wsfleet-operator:1"):
+        files = images.lookup(name).files
+        assert str(images.REPO) in files
+        assert any(venv.is_relative_to(path) for path in files)
+    assert images.lookup("redis:7").files == ()

@@ -11,6 +11,10 @@ the image's PATH.
 | ``/wsfleet``               | ``wsfleet serve`` (the checkout's)   | the venv, then the system|
 | ``/wsfleet-operator``      | ``python -m wsfleet_operator``       | the venv, then the system|
 | ``redis``                  | ``redis-server`` (Debian's)          | the system               |
+
+The programs of the first two live in the checkout and its virtualenv: those directories are the
+image's files, bound read-only into the container at their own paths after the pod's volumes, so
+that a volume (the chart's emptyDir on ``/tmp``) never hides them, wherever the checkout is.
 """
 
 from __future__ import annotations
@@ -36,14 +40,20 @@ class Image:
     path: str = SYSTEM_PATH
     # The checkout on PYTHONPATH, so a fleet's ``server.app`` may name a module of the tests.
     pythonpath: str = ""
+    # Host directories that hold the image's programs, bound at the same path in the container.
+    files: tuple[str, ...] = ()
 
 
 PYTHON_PATH = f"{VENV_BIN}:{SYSTEM_PATH}"
+# The checkout, and the virtualenv when it lives elsewhere (both hold the programs' files).
+CHECKOUT_FILES = (str(REPO),) + (
+    () if VENV_BIN.parent.is_relative_to(REPO) else (str(VENV_BIN.parent),)
+)
 
 TABLE: dict[str, Image] = {
-    "/wsfleet": Image(("wsfleet",), ("serve",), PYTHON_PATH, str(REPO)),
+    "/wsfleet": Image(("wsfleet",), ("serve",), PYTHON_PATH, str(REPO), CHECKOUT_FILES),
     "/wsfleet-operator": Image(
-        (str(VENV_BIN / "python"), "-m", "wsfleet_operator"), (), PYTHON_PATH
+        (str(VENV_BIN / "python"), "-m", "wsfleet_operator"), (), PYTHON_PATH, "", CHECKOUT_FILES
     ),
     "redis": Image(("redis-server",)),
 }

@@ -255,6 +255,8 @@ class Pod:
         mounts.append([str(self.dir / "etc-hosts"), "/etc/hosts", True])
         mounts.append([str(self.dir / "resolv.conf"), "/etc/resolv.conf", True])
         image = lookup(c["image"])
+        # The image's own files last: a volume on a parent directory must not hide them.
+        mounts.extend([path, path, True] for path in image.files)
         env = {
             "PATH": image.path,
             "HOSTNAME": self.name,
