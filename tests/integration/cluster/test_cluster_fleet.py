@@ -76,6 +76,14 @@ async def test_a_node_subscribes_only_on_the_shards_its_channels_hash_to(
     await client.close()
 
 
+@pytest.mark.xfail(
+    reason=(
+        "known bug (issue 15, open): commands sent with the old slot map and redirected (MOVED) "
+        "after a failover are retried after newer ones that went to the new master, so order "
+        "can break; nothing is lost"
+    ),
+    strict=False,
+)
 async def test_a_master_killed_during_a_stream_loses_nothing_and_keeps_order(
     redis_cluster: RedisCluster, make_fleet: MakeFleet, connect: Connect
 ) -> None:
