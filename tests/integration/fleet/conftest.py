@@ -89,7 +89,7 @@ async def make_fleet() -> AsyncIterator[MakeFleet]:
                 await node.server.close()
         except TimeoutError:
             for task in asyncio.all_tasks():
-                task.print_stack(limit=6)
+                task.print_stack(limit=20)
             raise
 
 
