@@ -151,20 +151,11 @@ class ClusterLink:
         if self._closed:
             return
         self._closed = True
-        tasks = [
-            *self._tasks,
-            *self._closing,
-            *(t for ts in self._shard_tasks.values() for t in ts),
-        ]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
-        self._shard_tasks.clear()
         error = LinkError(f"{self.node} was removed")
         for sub in self._shards.values():
-            sub.close(error)
+            sub.close(error)  # their loops end even if a cancel is swallowed
         self._shards.clear()
+        await self._stop_tasks()
         publishers = self._publishers.set_masters(set())
         leftover = [*self._publishers.take_all(), *self._queue]
         self._queue = deque()
@@ -175,6 +166,28 @@ class ClusterLink:
             self._handler.on_link_failed(self, leftover, error)
         self._subscribed.fire()
         await self._rc.aclose()
+
+    async def _stop_tasks(self) -> None:
+        """Cancel and await every task this link owns, including any started meanwhile."""
+        while tasks := [
+            *self._tasks,
+            *self._closing,
+            *(t for ts in self._shard_tasks.values() for t in ts),
+        ]:
+            self._tasks.clear()
+            self._closing.clear()
+            self._shard_tasks.clear()
+            for task in tasks:
+                task.cancel()
+            _, pending = await asyncio.wait(tasks, timeout=self.timings.connect_timeout * 2)
+            if pending:
+                log.warning(
+                    "%s: %d tasks did not stop when cancelled: %s",
+                    self.node,
+                    len(pending),
+                    ", ".join(sorted(t.get_name() for t in pending)),
+                )
+                return
 
     # -- topology ----------------------------------------------------------------------------
 
@@ -199,6 +212,8 @@ class ClusterLink:
                 await self._sleep_or_refresh(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
+            if self.closed:  # a library swallowed the cancel of aclose
+                return
             first = False
             self.refreshes += 1
             self._apply_topology()
@@ -222,6 +237,8 @@ class ClusterLink:
 
     def _apply_topology(self) -> None:
         """Put each wanted channel on the subscriber of the master owning its slot."""
+        if self._closed:
+            return
         slots = self._rc.nodes_manager.slots_cache
         owner: dict[bytes, Address] = {}
         for channel in self._desired:
