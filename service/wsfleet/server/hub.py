@@ -17,7 +17,7 @@ from wsfleet.bus.settings import RESERVED_NAMESPACES
 from wsfleet.protocol.codes import CloseCode
 from wsfleet.protocol.wsframe import build_text_frame
 from wsfleet.server.errors import DuplicateSocketError, UnknownSocketError, check_name
-from wsfleet.server.ports import LocalOnly, Propagation, RecoveryHooks
+from wsfleet.server.ports import LocalOnly, PresenceHooks, Propagation, RecoveryHooks
 from wsfleet.server.rooms import RoomIndex
 from wsfleet.server.settings import DuplicatePolicy, ServerSettings
 from wsfleet.server.socket import Socket
@@ -45,6 +45,8 @@ class Hub:
         self.propagation: Propagation = propagation or LocalOnly()
         #: Connection state recovery, when on: it stamps and records this node's sends.
         self.recovery: RecoveryHooks | None = None
+        #: Cluster-wide presence, when some namespaces opted in.
+        self.presence: PresenceHooks | None = None
         self._connections: set[Socket] = set()
         self._sockets: dict[str, Socket] = {}
         self._rooms = RoomIndex()
@@ -131,11 +133,21 @@ class Hub:
             self.recovery.unregistered(socket)
         if self._sockets.get(socket_id) is socket:
             del self._sockets[socket_id]
+            if self.presence is not None:
+                self._announce_leaves(socket_id)
             emptied = self._rooms.remove_socket(socket_id)
             if release:
                 self.propagation.release(socket_id)
             for namespace in emptied:
                 self.propagation.namespace_emptied(namespace)
+
+    def _announce_leaves(self, socket_id: str) -> None:
+        presence = self.presence
+        assert presence is not None
+        for namespace, rooms in self._rooms.joined_rooms(socket_id, None).items():
+            if presence.handles(namespace):
+                for room_id in rooms:
+                    presence.left(namespace, room_id, socket_id)
 
     def logged_in_elsewhere(self, socket_id: str) -> bool:
         """Another node registered ``socket_id``: forget (and, by policy, close) ours."""
@@ -173,8 +185,16 @@ class Hub:
                 f"socket id {socket_id!r} is not registered on this node; "
                 "call set_user_socket() before join_room()"
             )
+        presence = self.presence
+        announce = (
+            presence is not None
+            and presence.handles(namespace)
+            and not self._rooms.is_joined(socket_id, namespace, room_id)
+        )
         if self._rooms.join(namespace, room_id, socket_id):
             self.propagation.namespace_used(namespace)
+        if announce and presence is not None:
+            presence.joined(namespace, room_id, socket_id)
         if self.recovery is not None:
             self.recovery.joined(namespace, room_id, socket_id)
 
@@ -187,11 +207,20 @@ class Hub:
             self.recovery.left(namespace, room_id, socket_id)
         if self._rooms.leave(namespace, room_id, socket_id):
             self.propagation.namespace_emptied(namespace)
+        if was and self.presence is not None and self.presence.handles(namespace):
+            self.presence.left(namespace, room_id, socket_id)
         return was
 
     def remove_room(self, namespace: str, room_id: str) -> None:
+        presence = self.presence
+        members: tuple[str, ...] = ()
+        if presence is not None and presence.handles(namespace):
+            members = tuple(self._rooms.members(namespace, room_id) or ())
         if self._rooms.remove_room(namespace, room_id):
             self.propagation.namespace_emptied(namespace)
+        if presence is not None:
+            for socket_id in members:
+                presence.left(namespace, room_id, socket_id)
 
     def room_socket_count(self, namespace: str, room_id: str | None, *, exact: bool) -> int:
         return self._rooms.socket_count(namespace, room_id, exact=exact)

@@ -73,6 +73,15 @@ class RecoveryHooks(Protocol):
     def on_private(self, message: dict[str, Any]) -> None: ...
 
 
+class PresenceHooks(Protocol):
+    """What the Hub tells cluster-wide presence (:class:`~wsfleet.server.presence.Presence`)
+    about the namespaces it ``handles``."""
+
+    def handles(self, namespace: str) -> bool: ...
+    def joined(self, namespace: str, room_id: str, socket_id: str) -> None: ...
+    def left(self, namespace: str, room_id: str, socket_id: str) -> None: ...
+
+
 class Propagation(Protocol):
     """How local changes and sends reach the other nodes of a fleet."""
 
