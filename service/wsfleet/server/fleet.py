@@ -162,11 +162,10 @@ class Fleet:
         if not send_many(self.bus, socket_ids, text.decode()):
             self.send_private(socket_ids, text)
 
-    def claim(self, socket_id: str) -> None:
+    def claim(self, socket_id: str, since: int) -> None:
+        args = {"socketId": socket_id, "since": since}
         notice = self.bus.codec.dumps(
-            env.control(
-                ControlAction.DUPLICATE, {"socketId": socket_id}, self.name, self.bus.meta()
-            )
+            env.control(ControlAction.DUPLICATE, args, self.name, self.bus.meta())
         )
         self.directory.claim(socket_id, notice)
 

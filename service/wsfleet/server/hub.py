@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 from wsfleet.bus.settings import RESERVED_NAMESPACES
@@ -49,6 +50,9 @@ class Hub:
         self.presence: PresenceHooks | None = None
         self._connections: set[Socket] = set()
         self._sockets: dict[str, Socket] = {}
+        #: When each registered id's login was asked for (wall clock, ms): a duplicate-login
+        #: notice from an older login is stale (:meth:`logged_in_elsewhere`).
+        self._logins: dict[str, int] = {}
         self._rooms = RoomIndex()
         self._all_gone: asyncio.Event | None = None
 
@@ -86,8 +90,10 @@ class Hub:
 
     # -- the socket registry ------------------------------------------------------------------
 
-    def register(self, socket_id: str, socket: Socket) -> None:
-        """Accept ``socket`` under ``socket_id`` (``set_user_socket``)."""
+    def register(self, socket_id: str, socket: Socket, *, since: int | None = None) -> None:
+        """Accept ``socket`` under ``socket_id`` (``set_user_socket``). ``since``: when the
+        login was asked for (ms since the epoch; the upgrade request's arrival for a socket
+        registered by ``authenticate``), now by default."""
         check_name("socket_id", socket_id)
         if not isinstance(socket, Socket):
             raise TypeError(f"socket must be a wsfleet Socket, got {socket!r}")
@@ -111,7 +117,8 @@ class Hub:
         socket.id = socket_id
         socket.cancel_auth_timer()
         self._sockets[socket_id] = socket
-        self.propagation.claim(socket_id)
+        login = self._logins[socket_id] = since if since is not None else now_ms()
+        self.propagation.claim(socket_id, login)
         if self.recovery is not None:
             self.recovery.registered(socket)
 
@@ -133,6 +140,7 @@ class Hub:
             self.recovery.unregistered(socket)
         if self._sockets.get(socket_id) is socket:
             del self._sockets[socket_id]
+            self._logins.pop(socket_id, None)
             if self.presence is not None:
                 self._announce_leaves(socket_id)
             emptied = self._rooms.remove_socket(socket_id)
@@ -149,10 +157,19 @@ class Hub:
                 for room_id in rooms:
                     presence.left(namespace, room_id, socket_id)
 
-    def logged_in_elsewhere(self, socket_id: str) -> bool:
-        """Another node registered ``socket_id``: forget (and, by policy, close) ours."""
+    def logged_in_elsewhere(self, socket_id: str, since: object = None) -> bool:
+        """Another node registered ``socket_id`` (a login asked for at ``since``, ms): forget
+        (and, by policy, close) ours. A notice of a login older than ours is stale — the other
+        node finished an older connection after ours (a slow handshake, a late notice of a
+        connection we replaced): ours stays and claims the id again, so the other node gets a
+        notice with our newer time and closes its socket."""
         socket = self._sockets.get(socket_id)
         if socket is None:
+            return False
+        ours = self._logins.get(socket_id)
+        if type(since) is int and ours is not None and since < ours:
+            self.stats.stale_duplicate_notices += 1
+            self.propagation.claim(socket_id, ours)
             return False
         self.stats.duplicate_logins += 1
         self.unregister(socket, release=False)
@@ -341,3 +358,8 @@ class Hub:
             elif socket.send_frame(frame):
                 sent += 1
         return sent, missing
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds: login times are compared across nodes."""
+    return time.time_ns() // 1_000_000

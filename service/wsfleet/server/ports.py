@@ -85,8 +85,9 @@ class PresenceHooks(Protocol):
 class Propagation(Protocol):
     """How local changes and sends reach the other nodes of a fleet."""
 
-    def claim(self, socket_id: str) -> None:
-        """``socket_id`` was registered here: the newest login wins on every node."""
+    def claim(self, socket_id: str, since: int) -> None:
+        """``socket_id`` was registered here, for a login asked for at ``since`` (ms): the
+        newest login wins on every node."""
         ...
 
     def release(self, socket_id: str) -> None: ...
@@ -116,7 +117,7 @@ class Propagation(Protocol):
 class LocalOnly:
     """:class:`Propagation` of a node without a fleet."""
 
-    def claim(self, socket_id: str) -> None:
+    def claim(self, socket_id: str, since: int) -> None:
         pass
 
     def release(self, socket_id: str) -> None:

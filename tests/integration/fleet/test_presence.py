@@ -153,10 +153,14 @@ async def test_two_survivors_send_the_lost_leaves_once(
         await a.wait(timeout=10)
         await wait_until(lambda: len(on_b) == 2 and len(on_c) == 2, LEASE_TTL + 3)
         await asyncio.sleep(1.0)
-        assert seen(on_b) == seen(on_c) == [
-            ("join", "r", "solo", "joined"),
-            ("leave", "r", "solo", "node-lost"),
-        ]
+        assert (
+            seen(on_b)
+            == seen(on_c)
+            == [
+                ("join", "r", "solo", "joined"),
+                ("leave", "r", "solo", "node-lost"),
+            ]
+        )
     finally:
         await a.stop(signal.SIGKILL)
 
