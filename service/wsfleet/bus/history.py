@@ -20,13 +20,19 @@ anything since was trimmed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from wsfleet import contract
 from wsfleet.bus.bus import Bus
+from wsfleet.bus.resp import preload_script
+
+log = logging.getLogger("wsfleet.recovery")
 
 # Appends: KEYS stream, epoch key [, socket key]; ARGV size, ttl ms, epoch candidate, key,
 # frame, excluded ids, then what to publish (channel and data; for a direct message the inbox
@@ -51,6 +57,10 @@ local node=redis.call('GET',KEYS[3])
 if node then return redis.call('PUBLISH',ARGV[7]..node,ARGV[8]) end
 return redis.call('PUBLISH',ARGV[9],ARGV[8])"""
 )
+
+_SHA = {lua: hashlib.sha1(lua.encode()).hexdigest() for lua in (_APPEND_PUBLISH, _APPEND_DIRECT)}
+for _lua in _SHA:
+    preload_script(_lua)
 
 UPKEEP_INTERVAL = 1.0
 """Seconds between two refreshes of one stream's epoch and time to live by one node (at most a
@@ -119,6 +129,7 @@ class History:
         self._epoch_seq = 0
         self._kept: set[str] = set()  # streams given their upkeep since _kept_at
         self._kept_at = time.monotonic()
+        self.noscript = 0
 
     # -- targets ----------------------------------------------------------------------------------
 
@@ -159,10 +170,9 @@ class History:
     ) -> None:
         """Append the entry and publish ``data`` on ``channel`` in one script."""
         self.bus.stats.published += 1
-        self.bus.execute(
+        self._run(
+            _APPEND_PUBLISH,
             (
-                "EVAL",
-                _APPEND_PUBLISH,
                 2,
                 target.stream,
                 target.epoch_key,
@@ -177,7 +187,6 @@ class History:
                 self._upkeep(target.stream),
             ),
             target.routing_key,
-            want_result=False,
         )
 
     def append_direct(
@@ -190,10 +199,9 @@ class History:
         if envelope is not None:
             envelope = self.bus.auth.seal(envelope, None)  # a script routes it
             self.bus.stats.published += 1
-        self.bus.execute(
+        self._run(
+            _APPEND_DIRECT,
             (
-                "EVAL",
-                _APPEND_DIRECT,
                 3,
                 target.stream,
                 target.epoch_key,
@@ -210,8 +218,30 @@ class History:
                 self._upkeep(target.stream),
             ),
             target.routing_key,
-            want_result=False,
         )
+
+    def _run(self, lua: str, args: tuple[Any, ...], routing_key: str) -> None:
+        """``EVALSHA`` (every connection loaded the script in its handshake); on ``NOSCRIPT``
+        (someone ran ``SCRIPT FLUSH``) the same call again as ``EVAL``."""
+        future = self.bus.execute(("EVALSHA", _SHA[lua], *args), routing_key)
+        assert future is not None
+        future.add_done_callback(partial(self._ran, lua, args, routing_key))
+
+    def _ran(
+        self, lua: str, args: tuple[Any, ...], routing_key: str, future: asyncio.Future[Any]
+    ) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            return
+        if "NOSCRIPT" in str(exc):
+            self.noscript += 1
+            if self.noscript == 1:
+                log.warning("history script missing on a Redis node (SCRIPT FLUSH?): using EVAL")
+            self.bus.execute(("EVAL", lua, *args), routing_key, want_result=False)
+        else:
+            log.warning("history append failed: %s", exc)
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -207,5 +207,9 @@ class StampedDelivery:
         self.deliver_all(env.parse_broadcast(message).frame.encode(), self._key_of(message))
 
     def on_private(self, message: dict[str, Any]) -> None:
-        parsed = env.parse_private(message)
+        frame, socket_id = message.get("data"), message.get("socketId")
+        if type(frame) is str and type(socket_id) is str and not message.get("socketIds"):
+            self.deliver_ids((socket_id,), frame.encode(), self._key_of(message))  # one id: most
+            return
+        parsed = env.parse_private(message)  # several ids, or invalid (raises)
         self.deliver_ids(parsed.socket_ids, parsed.frame.encode(), self._key_of(message))

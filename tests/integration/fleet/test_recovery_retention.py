@@ -46,3 +46,19 @@ async def test_a_stream_always_has_a_time_to_live_and_an_epoch(
     await _until(redis, ("XLEN", target.stream), lambda r: r == b":1")
     assert positive(await redis.command("PTTL", target.stream))
     assert positive(await redis.command("PTTL", target.epoch_key))
+
+
+async def test_appends_survive_a_script_flush(redis: RedisProcess, make_fleet: MakeFleet) -> None:
+    """Appends run as EVALSHA (every connection loads the scripts when it connects); after a
+    SCRIPT FLUSH the failed call is sent again as EVAL: nothing is lost."""
+    (node,) = await make_fleet([redis], 1, settings=ServerSettings(recovery=True))
+    recovery = node.server.recovery
+    assert recovery is not None
+    target = recovery.history.room("feed", "main")
+    node.server.broadcast_to_room("feed", "main", "tick", 1)
+    await _until(redis, ("XLEN", target.stream), lambda r: r == b":1")
+    assert await redis.command("SCRIPT", "FLUSH") == b"+OK"
+    node.server.broadcast_to_room("feed", "main", "tick", 2)
+    node.server.broadcast_to_room("feed", "main", "tick", 3)
+    await _until(redis, ("XLEN", target.stream), lambda r: r == b":3")
+    assert recovery.history.noscript >= 1
