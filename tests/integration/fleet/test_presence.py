@@ -180,3 +180,37 @@ async def test_no_events_without_presence(
         assert json.loads(await watcher.recv())["event"] == "marker"
     finally:
         await a.stop()
+
+
+async def test_a_flood_of_joins_keeps_the_handlers_queue_bounded(
+    redis: RedisProcess, make_fleet: MakeFleet, connect: Connect
+) -> None:
+    """2,000 joins on one node against a slow handler on another: the queue never holds more
+    than its byte bound, the excess is dropped and counted, and the handler is told (overflow)."""
+    small = ServerSettings(presence_namespaces=("lobby",), presence_queue_max_bytes=20_000)
+    a, b = await make_fleet([redis], 2, names=["a", "b"], settings=small)
+    presence = b.server.presence
+    assert presence is not None
+    gate = asyncio.Event()
+    got: list[PresenceEvent] = []
+    peak = 0
+
+    async def slow(event: PresenceEvent) -> None:
+        nonlocal peak
+        peak = max(peak, presence.queue.queued_bytes)
+        await gate.wait()
+        got.append(event)
+
+    b.server.on_presence("lobby", slow)
+    await member(connect, a.url("id=flooder"))
+    for i in range(2000):
+        a.server.join_room("lobby", f"room{i}", "flooder")
+    await wait_until(lambda: presence.received == 2000, 15)
+    assert presence.queue.queued_bytes <= 20_000 and peak <= 20_000
+    assert presence.queue.dropped > 1000
+    gate.set()
+    await wait_until(lambda: bool(got) and got[-1].kind == "overflow", 15)
+    kept = [e for e in got if e.kind == "join"]
+    assert len(kept) + presence.queue.dropped == 2000
+    order = [int(e.room_id[4:]) for e in kept]
+    assert order == sorted(order) and order[0] == 0  # what was kept, in arrival order
