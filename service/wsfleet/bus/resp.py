@@ -192,7 +192,11 @@ async def open_connection(node: RedisNode, timings: LinkTimings) -> RespConnecti
                 await conn.request("SELECT", node.db)
             await conn.request("CLIENT", "SETNAME", CLIENT_NAME)
             for lua in PRELOADED_SCRIPTS:
-                await conn.request("SCRIPT", "LOAD", lua)
+                try:
+                    await conn.request("SCRIPT", "LOAD", lua)
+                except LinkError as exc:  # e.g. an ACL without SCRIPT: callers fall back to EVAL
+                    log.info("%s: SCRIPT LOAD refused (%s)", node, exc)
+                    break
     except BaseException as exc:
         if conn is not None:
             conn.fail(ConnectionResetError("handshake failed"))

@@ -5,6 +5,7 @@ time to live (a stream that an append creates gets it at once)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from tests.integration.fleet.conftest import MakeFleet
@@ -62,3 +63,28 @@ async def test_appends_survive_a_script_flush(redis: RedisProcess, make_fleet: M
     node.server.broadcast_to_room("feed", "main", "tick", 3)
     await _until(redis, ("XLEN", target.stream), lambda r: r == b":3")
     assert recovery.history.noscript >= 1
+
+
+async def test_a_redis_user_without_script_load_still_records(
+    redis: RedisProcess, make_fleet: MakeFleet, tmp_path: Path
+) -> None:
+    """An ACL that allows EVAL but not SCRIPT: the links still connect (the preload is skipped)
+    and appends fall back to EVAL."""
+    acl = ("ACL", "SETUSER", "app", "on", ">app-secret", "~*", "&*", "+@all", "-script")
+    assert await redis.command(*acl) == b"+OK"
+    password = tmp_path / "pw"
+    password.write_text("app-secret\n")
+    user = f"redis://app@127.0.0.1:{redis.port}/0?password_file={password}"
+    (node,) = await make_fleet(
+        [_Address(user)], 1, settings=ServerSettings(recovery=True), names=["acl"]
+    )
+    recovery = node.server.recovery
+    assert recovery is not None
+    target = recovery.history.room("feed", "main")
+    node.server.broadcast_to_room("feed", "main", "tick", 1)
+    await _until(redis, ("XLEN", target.stream), lambda r: r == b":1")
+
+
+class _Address:
+    def __init__(self, address: str) -> None:
+        self.address = address
