@@ -112,6 +112,8 @@ class Hub:
                 raise DuplicateSocketError(f"socket id {socket_id!r} is already connected")
             # The old socket keeps no claim on the id: its close cannot remove the new mapping.
             current.id = None
+            if self.recovery is not None:
+                self.recovery.unregistered(current)
             if policy is DuplicatePolicy.CLOSE_OLD:
                 current.close(CloseCode.DUPLICATE_LOGIN, "logged in elsewhere")
         socket.id = socket_id
