@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from chaos import scenarios
+from chaos import rolling, scenarios
 from chaos.scenarios import Row
 from chaos.soak import soak
 
@@ -26,9 +26,11 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], Awaitable[Row]]] = {
     "hotplug": lambda o: scenarios.rapid_hotplug(),
     "big-outage": lambda o: scenarios.outage_big_messages(o.big_outage_seconds, 64),
     "restart": lambda o: scenarios.restart_same_name(),
+    "rolling": lambda o: rolling.rolling_restart(o.rolling_clients, o.rolling_rate),
 }
 LIMIT = 180.0
 """Seconds one scenario may take before it is abandoned (reported as failed)."""
+LIMITS = {"rolling": 420.0}
 
 
 def _ms(value: float) -> str:
@@ -77,7 +79,7 @@ async def main(options: argparse.Namespace) -> int:
         started = time.monotonic()
         print(f"running {name} ...", file=sys.stderr, flush=True)
         try:
-            async with asyncio.timeout(LIMIT):
+            async with asyncio.timeout(LIMITS.get(name, LIMIT)):
                 rows.append(await SCENARIOS[name](options))
         except Exception as exc:  # one broken scenario must not hide the others' figures
             rows.append(Row(name, "-", "-", notes=[f"failed: {exc!r}"], ok=False))
@@ -104,6 +106,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--flood-seconds", type=float, default=15.0)
     parser.add_argument("--outage-seconds", type=float, default=5.0)
     parser.add_argument("--big-outage-seconds", type=float, default=20.0)
+    parser.add_argument("--rolling-clients", type=int, default=1000)
+    parser.add_argument("--rolling-rate", type=float, default=5.0, help="room msgs/s")
     return parser.parse_args(argv)
 
 

@@ -25,6 +25,7 @@ FIXED_SETTINGS = {
     "internal_port": "the operator fixes the internal port",
     "internal_host": "the operator binds the internal port to the pod IP and loopback",
     "config_dir": "the operator mounts the Redis node list",
+    "recovery": "use spec.server.recovery (on by default)",
 }
 
 IntOrStr = int | str
@@ -140,6 +141,7 @@ class FleetSpec:
     app: str | None = None
     settings: Mapping[str, str] = field(default_factory=dict)
     log_format: str = "json"
+    recovery: bool = True
     drain_timeout: int = 30
     pre_stop: int = 5
     resources: Mapping[str, Any] = field(default_factory=dict)
@@ -199,6 +201,7 @@ class FleetSpec:
             app=server.get("app") or None,
             settings=settings,
             log_format=str(server.get("logFormat") or "json"),
+            recovery=_flag(server.get("recovery", True), "spec.server.recovery"),
             drain_timeout=int(drain.get("timeoutSeconds", 30)),
             pre_stop=int(drain.get("preStopSeconds", 5)),
             resources=dict(spec.get("resources") or {}),
@@ -271,6 +274,11 @@ class FleetSpec:
         return sorted({n.secret_name for n in self.redis_nodes if n.secret_name})
 
     @property
+    def recovery_on(self) -> bool:
+        """``spec.server.recovery``, except on a Redis Cluster (the nodes refuse it there)."""
+        return self.recovery and all(n.mode != "cluster" for n in self.redis_nodes)
+
+    @property
     def bus_key_file(self) -> str | None:
         """Where the pods read the bus keys (the Secret mounted as a directory, so kubelet
         refreshes the file in running pods and the node re-reads it: rotation without restarts)."""
@@ -299,3 +307,9 @@ def _int_or_str(value: Any) -> IntOrStr:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise SpecError(f"expected a number or a percentage, got {value!r:.80}")
     return value
+
+
+def _flag(value: object, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise SpecError(f"{where} must be true or false, got {value!r}")

@@ -121,6 +121,7 @@ def container_env(fleet: FleetSpec) -> list[Obj]:
     values: dict[str, str] = {env_name(k): v for k, v in sorted(fleet.settings.items())}
     values[env_name("fleet")] = fleet.fleet_id
     values[env_name("log_format")] = fleet.log_format
+    values[env_name("recovery")] = "true" if fleet.recovery_on else "false"
     values[env_name("drain_timeout")] = str(fleet.drain_timeout)
     if fleet.bus_key_file is not None:
         values[env_name("bus_key_file")] = fleet.bus_key_file

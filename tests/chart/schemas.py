@@ -288,7 +288,12 @@ WSFLEET = _kind(
                 ("nodes",),
             ),
             "server": _obj(
-                {"app": _STR, "settings": _STR_MAP, "logFormat": {"enum": ["json", "text"]}}
+                {
+                    "app": _STR,
+                    "settings": _STR_MAP,
+                    "logFormat": {"enum": ["json", "text"]},
+                    "recovery": {"type": "boolean"},
+                }
             ),
             "drain": _obj(
                 {

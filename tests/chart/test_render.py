@@ -361,6 +361,7 @@ def test_fleet_spec_from_values(rendered: dict[str, list[Manifest]]) -> None:
     assert spec["server"] == {
         "app": "myapp.main:setup",
         "logFormat": "json",
+        "recovery": True,
         # settings become env vars: strings, and integers stay integers (not 1.048576e+06)
         "settings": {"max_message_size": "1048576", "serialization": "json"},
     }
@@ -398,6 +399,17 @@ def test_the_default_fleet_has_requests_rollout_and_pdb_policy(helm: Path) -> No
     assert spec["disruption"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     assert "autoscaling" not in spec
     assert not of_kind(docs, "HorizontalPodAutoscaler")
+    assert spec["server"]["recovery"] is True  # connection state recovery: on in the chart
+
+
+def test_recovery_can_be_turned_off(helm: Path) -> None:
+    docs = render(
+        helm,
+        None,
+        *("--set", "fleet.enabled=true", "--set", "fleet.redis.nodes[0].host=r"),
+        *("--set", "fleet.server.recovery=false"),
+    )
+    assert one(docs, "WsFleet")["spec"]["server"]["recovery"] is False
 
 
 def test_the_hpa_scales_the_wsfleet_on_cpu_and_connections_per_pod(

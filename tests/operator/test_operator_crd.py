@@ -133,7 +133,7 @@ def test_contract_defaults_are_applied() -> None:
         "image": "ghcr.io/wsfleet/wsfleet:0.1.0",
         "imagePullPolicy": "IfNotPresent",
         "redis": {"nodes": [{"host": "redis-0.redis", "port": 6379, "db": 0, "tls": False}]},
-        "server": {"logFormat": "json"},
+        "server": {"logFormat": "json", "recovery": True},
         "drain": {"timeoutSeconds": 30, "preStopSeconds": 5},
         "rollout": {"maxSurge": "100%", "maxUnavailable": 0},
         "disruption": {"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow"},

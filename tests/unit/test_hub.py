@@ -40,9 +40,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.claims: list[tuple[str, int]] = []
 
-    def claim(self, socket_id: str) -> None:
+    def claim(self, socket_id: str, since: int) -> None:
         self.calls.append(("claim", socket_id))
+        self.claims.append((socket_id, since))
 
     def release(self, socket_id: str) -> None:
         self.calls.append(("release", socket_id))
@@ -134,6 +136,19 @@ def test_a_login_elsewhere_closes_ours_without_releasing_the_id() -> None:
     assert hub.logged_in_elsewhere("a")
     assert hub.get("a") is None and closed == [CloseCode.DUPLICATE_LOGIN]
     assert ("release", "a") not in rec.calls and stats.duplicate_logins == 1
+
+
+def test_a_notice_of_an_older_login_is_stale_and_ours_claims_again() -> None:
+    hub, rec, stats = make()
+    closed: list[int] = []
+    a, _ = socket(hub, closed)
+    hub.register("a", a, since=2000)
+    assert rec.claims == [("a", 2000)]
+    assert not hub.logged_in_elsewhere("a", 1999)  # the other node's login is older
+    assert hub.get("a") is a and closed == [] and stats.stale_duplicate_notices == 1
+    assert rec.claims == [("a", 2000), ("a", 2000)]  # so the other node is told, and closes
+    assert hub.logged_in_elsewhere("a", 2000)  # as new as ours, or newer: the newest wins
+    assert hub.get("a") is None and closed == [CloseCode.DUPLICATE_LOGIN]
 
 
 def test_reject_new_keeps_the_first_socket() -> None:

@@ -8,7 +8,10 @@ node and a receiver never sees a message that is not in the history yet.
 
 An entry holds the message's key (``<sender boot>.<sequence>``, from its ``wsf`` meta, so every
 receiver knows it without reading Redis), the client frame text and, for rooms, the excluded
-socket ids (JSON). Retention: ``MAXLEN ~ size`` and a time to live refreshed by every append.
+socket ids (JSON). Retention: ``MAXLEN ~ size`` and a time to live, refreshed with the epoch's by
+the first append of each node to a stream in every :data:`UPKEEP_INTERVAL` (and by any append
+that creates the stream), not by every append: that keeps the live path one ``XADD`` and one
+``PUBLISH``.
 A reader learns the epoch and ``entries-added`` (every entry ever appended under this epoch) with
 the entries, in one script: a position taken with :meth:`History.mark` can then tell whether
 anything since was trimmed.
@@ -17,30 +20,52 @@ anything since was trimmed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from wsfleet import contract
 from wsfleet.bus.bus import Bus
+from wsfleet.bus.resp import preload_script
+
+log = logging.getLogger("wsfleet.recovery")
 
 # Appends: KEYS stream, epoch key [, socket key]; ARGV size, ttl ms, epoch candidate, key,
 # frame, excluded ids, then what to publish (channel and data; for a direct message the inbox
-# prefix, the envelope and the private channel, or nothing to only store it).
-_EPOCH_ADD = """
-local t=ARGV[2]
-if not redis.call('SET',KEYS[2],ARGV[3],'NX','PX',t) then redis.call('PEXPIRE',KEYS[2],t) end
+# prefix, the envelope and the private channel, or nothing to only store it), and last the
+# upkeep flag: '1' refreshes the epoch and both time to live. A node raises it at most once per
+# UPKEEP_INTERVAL per stream; a stream that does not exist yet always gets its upkeep.
+_APPEND = """
+local n=#ARGV
+local fresh=redis.call('EXISTS',KEYS[1])==0
 redis.call('XADD',KEYS[1],'MAXLEN','~',ARGV[1],'*','k',ARGV[4],'f',ARGV[5],'x',ARGV[6])
-redis.call('PEXPIRE',KEYS[1],t)
+if fresh or ARGV[n]=='1' then
+  local t=ARGV[2]
+  if not redis.call('SET',KEYS[2],ARGV[3],'NX','PX',t) then redis.call('PEXPIRE',KEYS[2],t) end
+  redis.call('PEXPIRE',KEYS[1],t)
+end
 """
-_APPEND_PUBLISH = _EPOCH_ADD + "return redis.call('PUBLISH',ARGV[7],ARGV[8])"
+_APPEND_PUBLISH = _APPEND + "return redis.call('PUBLISH',ARGV[7],ARGV[8])"
 _APPEND_DIRECT = (
-    _EPOCH_ADD
+    _APPEND
     + """if ARGV[8]=='' then return 0 end
-local n=redis.call('GET',KEYS[3])
-if n then return redis.call('PUBLISH',ARGV[7]..n,ARGV[8]) end
+local node=redis.call('GET',KEYS[3])
+if node then return redis.call('PUBLISH',ARGV[7]..node,ARGV[8]) end
 return redis.call('PUBLISH',ARGV[9],ARGV[8])"""
 )
+
+_SHA = {lua: hashlib.sha1(lua.encode()).hexdigest() for lua in (_APPEND_PUBLISH, _APPEND_DIRECT)}
+for _lua in _SHA:
+    preload_script(_lua)
+
+UPKEEP_INTERVAL = 1.0
+"""Seconds between two refreshes of one stream's epoch and time to live by one node (at most a
+second of a stream's ``recovery_ttl`` is lost to it; every append refreshing them cost S4
+a third of its throughput)."""
 
 _STATE = """
 local epoch = redis.call('GET', KEYS[2])
@@ -102,6 +127,9 @@ class History:
         self._prefix = bus.settings.bridge_space + ":h:"
         self._socket_key = contract.socket_key("", bus.settings.bridge_space)
         self._epoch_seq = 0
+        self._kept: set[str] = set()  # streams given their upkeep since _kept_at
+        self._kept_at = time.monotonic()
+        self.noscript = 0
 
     # -- targets ----------------------------------------------------------------------------------
 
@@ -113,6 +141,17 @@ class History:
 
     def broadcast(self) -> Target:
         return Target(f"{self._prefix}b", "*broadcast")
+
+    def _upkeep(self, stream: str) -> str:
+        """'1' when this node did not refresh ``stream`` within :data:`UPKEEP_INTERVAL`."""
+        now = time.monotonic()
+        if now - self._kept_at >= UPKEEP_INTERVAL:
+            self._kept.clear()  # bounded: the streams written within one interval
+            self._kept_at = now
+        if stream in self._kept:
+            return "0"
+        self._kept.add(stream)
+        return "1"
 
     def _new_epoch(self) -> str:
         self._epoch_seq += 1
@@ -131,10 +170,9 @@ class History:
     ) -> None:
         """Append the entry and publish ``data`` on ``channel`` in one script."""
         self.bus.stats.published += 1
-        self.bus.execute(
+        self._run(
+            _APPEND_PUBLISH,
             (
-                "EVAL",
-                _APPEND_PUBLISH,
                 2,
                 target.stream,
                 target.epoch_key,
@@ -146,9 +184,9 @@ class History:
                 exclude,
                 channel,
                 data,
+                self._upkeep(target.stream),
             ),
             target.routing_key,
-            want_result=False,
         )
 
     def append_direct(
@@ -161,10 +199,9 @@ class History:
         if envelope is not None:
             envelope = self.bus.auth.seal(envelope, None)  # a script routes it
             self.bus.stats.published += 1
-        self.bus.execute(
+        self._run(
+            _APPEND_DIRECT,
             (
-                "EVAL",
-                _APPEND_DIRECT,
                 3,
                 target.stream,
                 target.epoch_key,
@@ -178,10 +215,33 @@ class History:
                 inbox_prefix,
                 envelope or b"",
                 settings.private_channel,
+                self._upkeep(target.stream),
             ),
             target.routing_key,
-            want_result=False,
         )
+
+    def _run(self, lua: str, args: tuple[Any, ...], routing_key: str) -> None:
+        """``EVALSHA`` (every connection loaded the script in its handshake); on ``NOSCRIPT``
+        (someone ran ``SCRIPT FLUSH``) the same call again as ``EVAL``."""
+        future = self.bus.execute(("EVALSHA", _SHA[lua], *args), routing_key)
+        assert future is not None
+        future.add_done_callback(partial(self._ran, lua, args, routing_key))
+
+    def _ran(
+        self, lua: str, args: tuple[Any, ...], routing_key: str, future: asyncio.Future[Any]
+    ) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            return
+        if "NOSCRIPT" in str(exc):
+            self.noscript += 1
+            if self.noscript == 1:
+                log.warning("history script missing on a Redis node (SCRIPT FLUSH?): using EVAL")
+            self.bus.execute(("EVAL", lua, *args), routing_key, want_result=False)
+        else:
+            log.warning("history append failed: %s", exc)
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -43,6 +43,16 @@ def _pack_python(args: tuple[Any, ...]) -> bytes:
 pack_command: Callable[[tuple[Any, ...]], bytes] = getattr(hiredis, "pack_command", _pack_python)
 
 
+PRELOADED_SCRIPTS: list[str] = []
+"""Lua scripts loaded (``SCRIPT LOAD``) by every connection's handshake, before it carries any
+command, so that ``EVALSHA`` of them finds them even on a restarted Redis node."""
+
+
+def preload_script(lua: str) -> None:
+    if lua not in PRELOADED_SCRIPTS:
+        PRELOADED_SCRIPTS.append(lua)
+
+
 class RespConnection(asyncio.Protocol):
     """One RESP connection. Replies go, in order, to the commands in :attr:`waiting`, or - once
     :attr:`on_push` is set (a subscriber) - all to that callback."""
@@ -181,6 +191,12 @@ async def open_connection(node: RedisNode, timings: LinkTimings) -> RespConnecti
             if node.db:
                 await conn.request("SELECT", node.db)
             await conn.request("CLIENT", "SETNAME", CLIENT_NAME)
+            for lua in PRELOADED_SCRIPTS:
+                try:
+                    await conn.request("SCRIPT", "LOAD", lua)
+                except LinkError as exc:  # e.g. an ACL without SCRIPT: callers fall back to EVAL
+                    log.info("%s: SCRIPT LOAD refused (%s)", node, exc)
+                    break
     except BaseException as exc:
         if conn is not None:
             conn.fail(ConnectionResetError("handshake failed"))

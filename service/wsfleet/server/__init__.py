@@ -1,5 +1,6 @@
 """The wsfleet node: ``Server`` and what its handlers receive."""
 
+from wsfleet.server.presence_queue import PresenceEvent
 from wsfleet.server.room_history import HistoryEntry, HistoryLostError, RoomHistory
 from wsfleet.server.server import (
     Authenticator,
@@ -23,6 +24,7 @@ __all__ = [
     "HistoryEntry",
     "HistoryLostError",
     "NodeStats",
+    "PresenceEvent",
     "RateLimitPolicy",
     "Refuse",
     "RoomHistory",

@@ -26,7 +26,7 @@ from wsfleet.protocol.depth import too_deep
 from wsfleet.protocol.errors import FrameError
 from wsfleet.protocol.wsframe import build_pong_frame, build_text_frame
 from wsfleet.server.errors import Refuse
-from wsfleet.server.hub import Hub
+from wsfleet.server.hub import Hub, now_ms
 from wsfleet.server.origins import origin_allowed
 from wsfleet.server.ports import EventTracing
 from wsfleet.server.ratelimit import TokenBucket
@@ -55,6 +55,7 @@ LISTENING: Final = SystemEvent.LISTENING.value
 SERVER_CLOSE: Final = SystemEvent.SERVER_CLOSE.value
 
 _ids: Final = itertools.count(1)
+ARRIVED: Final = "wsf_login_ms"
 
 
 class Dispatcher:
@@ -86,6 +87,7 @@ class Dispatcher:
     async def admit(self, request: UpgradeRequest) -> str | None:
         if not self.state.accepting:
             raise Refuse(503, "Server is shutting down")
+        request.extra[ARRIVED] = now_ms()  # the login's time, if authenticate gives an id
         if not origin_allowed(request.headers, self.settings.allowed_origins):
             raise Refuse(403, "Forbidden: origin not allowed")
         self._check_caps(request)
@@ -132,8 +134,9 @@ class Dispatcher:
                 self.stats.drained_connections += 1
             socket.close(*late_close)
             return socket
+        arrived = request.extra.pop(ARRIVED, None)
         if socket_id is not None:
-            self.hub.register(socket_id, socket)
+            self.hub.register(socket_id, socket, since=arrived if type(arrived) is int else None)
         elif settings.auth_timeout is not None:
             socket.start_auth_timer(settings.auth_timeout, self._auth_expired)
         return socket

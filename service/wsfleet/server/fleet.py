@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from wsfleet.bus import envelopes as env
@@ -52,6 +52,8 @@ class Fleet:
         self.control = FleetControl(self.bus, self.registry, hub, settings, self.tasks)
         self.inbound.bind(self.bus, self.cross, self.control)
         self._ns_subscribed: set[str] = set()
+        #: Awaited once the node is in the fleet (registered), before it accepts sockets.
+        self.started: list[Callable[[], Awaitable[None]]] = []
         self.bus.keep_subscribed(
             settings.bridge_channel, settings.private_channel, settings.broadcast_channel
         )
@@ -79,6 +81,8 @@ class Fleet:
         except TimeoutError:
             log.warning("no Redis node answered within %.0fs; starting not ready", ready_timeout)
         await self.registry.start()
+        for hook in self.started:
+            await hook()
         self.loops.spawn(self._lease_loop(), "wsfleet-socket-leases")
         if config_dir is not None:
             self.loops.spawn(self.control.watch_config_dir(config_dir), "wsfleet-config-dir")
@@ -158,11 +162,10 @@ class Fleet:
         if not send_many(self.bus, socket_ids, text.decode()):
             self.send_private(socket_ids, text)
 
-    def claim(self, socket_id: str) -> None:
+    def claim(self, socket_id: str, since: int) -> None:
+        args = {"socketId": socket_id, "since": since}
         notice = self.bus.codec.dumps(
-            env.control(
-                ControlAction.DUPLICATE, {"socketId": socket_id}, self.name, self.bus.meta()
-            )
+            env.control(ControlAction.DUPLICATE, args, self.name, self.bus.meta())
         )
         self.directory.claim(socket_id, notice)
 

@@ -58,7 +58,7 @@ class FleetControl:
         if action == ControlAction.DUPLICATE:
             socket_id = args.get("socketId")
             if isinstance(socket_id, str):
-                self.hub.logged_in_elsewhere(socket_id)
+                self.hub.logged_in_elsewhere(socket_id, args.get("since"))
         elif action == ControlAction.NODE_LEFT:
             self.registry.node_left(control.sender, args.get("boot"))
         elif action in _REDIS_ACTIONS:

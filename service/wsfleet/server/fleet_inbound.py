@@ -43,6 +43,7 @@ class BusInbound:
         self.recovery: RecoveryHooks | None = None
         self._bus_stats: BusStats | None = None
         self._routes: dict[str, Route] = {}
+        self._extra_routes: dict[str, Route] = {}
         self._cross: CrossServer | None = None
         self._control: FleetControl | None = None
 
@@ -58,7 +59,13 @@ class BusInbound:
             settings.broadcast_channel: self._on_broadcast,
             inbox: self._on_inbox,
             settings.control_channel: control.on_control,
+            **self._extra_routes,
         }
+
+    def add_route(self, channel: str, route: Route) -> None:
+        """Hand what arrives on ``channel`` (subscribed by the caller) to ``route``."""
+        self._extra_routes[channel] = route
+        self._routes[channel] = route
 
     def on_bus_health(self, healthy: bool, info: dict[str, Any]) -> None:
         """Health changes reach the application through ``bus.health_listeners``."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 from wsfleet.bus.settings import RESERVED_NAMESPACES
 from wsfleet.protocol.codes import CloseCode
 from wsfleet.protocol.wsframe import build_text_frame
 from wsfleet.server.errors import DuplicateSocketError, UnknownSocketError, check_name
-from wsfleet.server.ports import LocalOnly, Propagation, RecoveryHooks
+from wsfleet.server.ports import LocalOnly, PresenceHooks, Propagation, RecoveryHooks
 from wsfleet.server.rooms import RoomIndex
 from wsfleet.server.settings import DuplicatePolicy, ServerSettings
 from wsfleet.server.socket import Socket
@@ -45,8 +46,13 @@ class Hub:
         self.propagation: Propagation = propagation or LocalOnly()
         #: Connection state recovery, when on: it stamps and records this node's sends.
         self.recovery: RecoveryHooks | None = None
+        #: Cluster-wide presence, when some namespaces opted in.
+        self.presence: PresenceHooks | None = None
         self._connections: set[Socket] = set()
         self._sockets: dict[str, Socket] = {}
+        #: When each registered id's login was asked for (wall clock, ms): a duplicate-login
+        #: notice from an older login is stale (:meth:`logged_in_elsewhere`).
+        self._logins: dict[str, int] = {}
         self._rooms = RoomIndex()
         self._all_gone: asyncio.Event | None = None
 
@@ -84,8 +90,10 @@ class Hub:
 
     # -- the socket registry ------------------------------------------------------------------
 
-    def register(self, socket_id: str, socket: Socket) -> None:
-        """Accept ``socket`` under ``socket_id`` (``set_user_socket``)."""
+    def register(self, socket_id: str, socket: Socket, *, since: int | None = None) -> None:
+        """Accept ``socket`` under ``socket_id`` (``set_user_socket``). ``since``: when the
+        login was asked for (ms since the epoch; the upgrade request's arrival for a socket
+        registered by ``authenticate``), now by default."""
         check_name("socket_id", socket_id)
         if not isinstance(socket, Socket):
             raise TypeError(f"socket must be a wsfleet Socket, got {socket!r}")
@@ -104,12 +112,15 @@ class Hub:
                 raise DuplicateSocketError(f"socket id {socket_id!r} is already connected")
             # The old socket keeps no claim on the id: its close cannot remove the new mapping.
             current.id = None
+            if self.recovery is not None:
+                self.recovery.unregistered(current)
             if policy is DuplicatePolicy.CLOSE_OLD:
                 current.close(CloseCode.DUPLICATE_LOGIN, "logged in elsewhere")
         socket.id = socket_id
         socket.cancel_auth_timer()
         self._sockets[socket_id] = socket
-        self.propagation.claim(socket_id)
+        login = self._logins[socket_id] = since if since is not None else now_ms()
+        self.propagation.claim(socket_id, login)
         if self.recovery is not None:
             self.recovery.registered(socket)
 
@@ -131,16 +142,36 @@ class Hub:
             self.recovery.unregistered(socket)
         if self._sockets.get(socket_id) is socket:
             del self._sockets[socket_id]
+            self._logins.pop(socket_id, None)
+            if self.presence is not None:
+                self._announce_leaves(socket_id)
             emptied = self._rooms.remove_socket(socket_id)
             if release:
                 self.propagation.release(socket_id)
             for namespace in emptied:
                 self.propagation.namespace_emptied(namespace)
 
-    def logged_in_elsewhere(self, socket_id: str) -> bool:
-        """Another node registered ``socket_id``: forget (and, by policy, close) ours."""
+    def _announce_leaves(self, socket_id: str) -> None:
+        presence = self.presence
+        assert presence is not None
+        for namespace, rooms in self._rooms.joined_rooms(socket_id, None).items():
+            if presence.handles(namespace):
+                for room_id in rooms:
+                    presence.left(namespace, room_id, socket_id)
+
+    def logged_in_elsewhere(self, socket_id: str, since: object = None) -> bool:
+        """Another node registered ``socket_id`` (a login asked for at ``since``, ms): forget
+        (and, by policy, close) ours. A notice of a login older than ours is stale — the other
+        node finished an older connection after ours (a slow handshake, a late notice of a
+        connection we replaced): ours stays and claims the id again, so the other node gets a
+        notice with our newer time and closes its socket."""
         socket = self._sockets.get(socket_id)
         if socket is None:
+            return False
+        ours = self._logins.get(socket_id)
+        if type(since) is int and ours is not None and since < ours:
+            self.stats.stale_duplicate_notices += 1
+            self.propagation.claim(socket_id, ours)
             return False
         self.stats.duplicate_logins += 1
         self.unregister(socket, release=False)
@@ -173,8 +204,16 @@ class Hub:
                 f"socket id {socket_id!r} is not registered on this node; "
                 "call set_user_socket() before join_room()"
             )
+        presence = self.presence
+        announce = (
+            presence is not None
+            and presence.handles(namespace)
+            and not self._rooms.is_joined(socket_id, namespace, room_id)
+        )
         if self._rooms.join(namespace, room_id, socket_id):
             self.propagation.namespace_used(namespace)
+        if announce and presence is not None:
+            presence.joined(namespace, room_id, socket_id)
         if self.recovery is not None:
             self.recovery.joined(namespace, room_id, socket_id)
 
@@ -187,11 +226,20 @@ class Hub:
             self.recovery.left(namespace, room_id, socket_id)
         if self._rooms.leave(namespace, room_id, socket_id):
             self.propagation.namespace_emptied(namespace)
+        if was and self.presence is not None and self.presence.handles(namespace):
+            self.presence.left(namespace, room_id, socket_id)
         return was
 
     def remove_room(self, namespace: str, room_id: str) -> None:
+        presence = self.presence
+        members: tuple[str, ...] = ()
+        if presence is not None and presence.handles(namespace):
+            members = tuple(self._rooms.members(namespace, room_id) or ())
         if self._rooms.remove_room(namespace, room_id):
             self.propagation.namespace_emptied(namespace)
+        if presence is not None:
+            for socket_id in members:
+                presence.left(namespace, room_id, socket_id)
 
     def room_socket_count(self, namespace: str, room_id: str | None, *, exact: bool) -> int:
         return self._rooms.socket_count(namespace, room_id, exact=exact)
@@ -312,3 +360,8 @@ class Hub:
             elif socket.send_frame(frame):
                 sent += 1
         return sent, missing
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds: login times are compared across nodes."""
+    return time.time_ns() // 1_000_000

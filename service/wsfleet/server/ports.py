@@ -73,11 +73,21 @@ class RecoveryHooks(Protocol):
     def on_private(self, message: dict[str, Any]) -> None: ...
 
 
+class PresenceHooks(Protocol):
+    """What the Hub tells cluster-wide presence (:class:`~wsfleet.server.presence.Presence`)
+    about the namespaces it ``handles``."""
+
+    def handles(self, namespace: str) -> bool: ...
+    def joined(self, namespace: str, room_id: str, socket_id: str) -> None: ...
+    def left(self, namespace: str, room_id: str, socket_id: str) -> None: ...
+
+
 class Propagation(Protocol):
     """How local changes and sends reach the other nodes of a fleet."""
 
-    def claim(self, socket_id: str) -> None:
-        """``socket_id`` was registered here: the newest login wins on every node."""
+    def claim(self, socket_id: str, since: int) -> None:
+        """``socket_id`` was registered here, for a login asked for at ``since`` (ms): the
+        newest login wins on every node."""
         ...
 
     def release(self, socket_id: str) -> None: ...
@@ -107,7 +117,7 @@ class Propagation(Protocol):
 class LocalOnly:
     """:class:`Propagation` of a node without a fleet."""
 
-    def claim(self, socket_id: str) -> None:
+    def claim(self, socket_id: str, since: int) -> None:
         pass
 
     def release(self, socket_id: str) -> None:

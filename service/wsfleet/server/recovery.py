@@ -116,6 +116,7 @@ class Recovery(StampedDelivery):
         self._start_refresher()
         if pending.stored is not None:
             state = SessionState(pending.stored.token, buffering=True)
+            self.restoring += 1
             state.marked.update(pending.stored.marks)
             self._states[socket] = state
             socket.request.extra[_PENDING] = pending  # for connected()
@@ -143,7 +144,9 @@ class Recovery(StampedDelivery):
             socket.send_frame(build_text_frame(encode_event(EVENT, payload)))
 
     def unregistered(self, socket: Socket) -> None:
-        self._states.pop(socket, None)
+        state = self._states.pop(socket, None)
+        if state is not None:
+            self._restored(state)
 
     def joined(self, namespace: str, room_id: str, socket_id: str) -> None:
         socket = self.hub.get(socket_id)
@@ -206,6 +209,7 @@ class Recovery(StampedDelivery):
     def closed(self, socket: Socket) -> None:
         state = self._states.pop(socket, None)
         if state is not None:  # the session lives its time to live from now
+            self._restored(state)
             key = self._session_prefix + state.token
             self.bus.execute(("PEXPIRE", key, self._ttl_ms), state.token, want_result=False)
 
@@ -242,7 +246,7 @@ class Recovery(StampedDelivery):
                 socket.send_frame(frame)
         state.buffer.clear()
         state.buffered_bytes = 0
-        state.buffering = False
+        self._restored(state)
 
     def _mark_again(self, state: SessionState, stored: StoredSession) -> None:
         state.marked.clear()

@@ -58,6 +58,8 @@ class StampedDelivery:
         self.settings = settings
         self.history = History(fleet.bus, settings.recovery_history_size, settings.recovery_ttl)
         self._states: dict[Socket, SessionState] = {}
+        #: Sockets whose frames are held while they are restored (``buffering``).
+        self.restoring = 0
         self._inbox_prefix = fleet.settings.inbox_channel("")
 
     # -- sends of this node ---------------------------------------------------------------------
@@ -65,6 +67,12 @@ class StampedDelivery:
     def _meta(self) -> tuple[dict[str, Any], str | None]:
         meta = self.bus.meta(h=1)
         return meta, message_key(meta)
+
+    def _restored(self, state: SessionState) -> None:
+        """``state`` no longer holds frames (restored, or gone)."""
+        if state.buffering:
+            state.buffering = False
+            self.restoring -= 1
 
     def _send(self, socket: Socket, frame: bytes, stamp: Stamp) -> bool:
         state = self._states.get(socket)
@@ -118,6 +126,10 @@ class StampedDelivery:
 
     def deliver_all(self, text: bytes, key: str | None) -> int:
         stamp = Stamp(text, "b", key)
+        if not self.restoring and len(self._states) == self.hub.socket_count:
+            marked = stamp.frame()  # every socket recovers, none is held: no lookup each
+            if marked is not None:
+                return self.hub.deliver_all(marked)
         return self._send_all(self.hub.sockets(), build_text_frame(text), stamp)
 
     def deliver_ids(self, socket_ids: Iterable[str], text: bytes, key: str | None) -> list[str]:
@@ -207,5 +219,9 @@ class StampedDelivery:
         self.deliver_all(env.parse_broadcast(message).frame.encode(), self._key_of(message))
 
     def on_private(self, message: dict[str, Any]) -> None:
-        parsed = env.parse_private(message)
+        frame, socket_id = message.get("data"), message.get("socketId")
+        if type(frame) is str and type(socket_id) is str and not message.get("socketIds"):
+            self.deliver_ids((socket_id,), frame.encode(), self._key_of(message))  # one id: most
+            return
+        parsed = env.parse_private(message)  # several ids, or invalid (raises)
         self.deliver_ids(parsed.socket_ids, parsed.frame.encode(), self._key_of(message))

@@ -29,6 +29,7 @@ from wsfleet.server.fleet_inbound import CustomHandler
 from wsfleet.server.hub import Hub
 from wsfleet.server.lifecycle import Lifecycle, announce_listening
 from wsfleet.server.ports import EventTracing
+from wsfleet.server.presence import Presence
 from wsfleet.server.recovery import Recovery
 from wsfleet.server.room_history import RoomHistory, room_history
 from wsfleet.server.settings import ServerSettings
@@ -88,6 +89,12 @@ class Server:
                 )
             self.recovery = Recovery(self.hub, self.fleet, settings)
             self.hub.recovery = self.fleet.inbound.recovery = self.recovery
+        self.presence: Presence | None = None
+        if settings.presence_namespaces:
+            if self.fleet is None:
+                raise ValueError("presence_namespaces need a fleet (Redis): pass fleet= settings")
+            self.presence = Presence(self.hub, self.fleet, settings)
+            self.hub.presence = self.presence
 
     @property
     def settings(self) -> ServerSettings:
@@ -158,6 +165,40 @@ class Server:
         self, event: SystemEvent | str, handler_or_tag: SystemHandler | Tag | None = None
     ) -> int:
         return self.dispatcher.system.remove(system_name(event), handler_or_tag)
+
+    def on_presence(self, namespace: str, handler: Any = None) -> Any:
+        """Register ``handler(event: PresenceEvent)`` for the joins and leaves of the rooms of
+        ``namespace`` on every node (plain function or coroutine; one event at a time, in
+        arrival order); usable as a decorator. ``namespace`` must be in
+        ``presence_namespaces``."""
+        presence = self.presence
+        if presence is None or not presence.handles(namespace):
+            raise ValueError(
+                f"namespace {namespace!r} has no presence events: list it in "
+                "ServerSettings(presence_namespaces=...) on every node"
+            )
+
+        def add(fn: Any) -> Any:
+            if not callable(fn):
+                raise TypeError(f"a presence handler must be callable, got {fn!r}")
+            presence.queue.handlers.setdefault(namespace, []).append(fn)
+            return fn
+
+        return add if handler is None else add(handler)
+
+    def off_presence(self, namespace: str, handler: Any = None) -> int:
+        """Remove one presence handler of ``namespace``, or all of them; returns how many."""
+        if self.presence is None:
+            return 0
+        handlers = self.presence.queue.handlers
+        current = handlers.get(namespace, [])
+        kept = [] if handler is None else [h for h in current if h is not handler]
+        removed = len(current) - len(kept)
+        if kept:
+            handlers[namespace] = kept
+        else:
+            handlers.pop(namespace, None)
+        return removed
 
     # -- sockets -----------------------------------------------------------------------------
 

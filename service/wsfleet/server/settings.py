@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
+from wsfleet.bus.settings import RESERVED_NAMESPACES
+
 
 class DuplicatePolicy(StrEnum):
     """What ``set_user_socket`` does when the id is already held by another live socket."""
@@ -139,6 +141,19 @@ class ServerSettings:
     recovery_timeout: float = 5.0
     """Seconds a restore may wait for Redis (session read, subscriptions, history reads)."""
 
+    presence_namespaces: tuple[str, ...] = ()
+    """Room namespaces whose joins and leaves are announced on every node of the fleet
+    (``server.on_presence``; docs/api.md, "Presence"). Every node should list the same ones.
+    Needs a fleet."""
+
+    presence_clients: bool = False
+    """Room members of those namespaces also get each join and leave of their room as a
+    ``wsf:presence`` event."""
+
+    presence_queue_max_bytes: int = 4 << 20
+    """Presence events waiting for the ``on_presence`` handlers of this node. Overflow policy:
+    drop-newest, then one ``overflow`` event per namespace (resync)."""
+
     def __post_init__(self) -> None:
         problems: list[str] = []
         for f in fields(self):
@@ -158,5 +173,13 @@ class ServerSettings:
             )
         if self.max_json_depth > 250:
             problems.append(f"max_json_depth must be at most 250, got {self.max_json_depth!r}")
+        presence: object = self.presence_namespaces
+        if not isinstance(presence, tuple) or not all(
+            isinstance(n, str) and n and n not in RESERVED_NAMESPACES for n in presence
+        ):
+            problems.append(
+                "presence_namespaces must be room namespaces (non-empty, not reserved), "
+                f"got {self.presence_namespaces!r}"
+            )
         if problems:
             raise ValueError("invalid ServerSettings: " + "; ".join(problems))

@@ -32,6 +32,7 @@ class NodeStats:
     rate_limited: int = 0
     auth_timeouts: int = 0
     duplicate_logins: int = 0
+    stale_duplicate_notices: int = 0
     dead_sockets_reaped: int = 0
     background_sockets_reaped: int = 0
     broadcasts: int = 0

@@ -259,3 +259,33 @@ async def test_room_history_gives_the_last_messages_or_those_after_a_position(
     assert (await b.server.room_history("feed", "empty")).entries == []
     with pytest.raises(HistoryLostError):
         await b.server.room_history("feed", "hist", since="rdddf1a28a503f36c/abc.1")
+
+
+async def test_broadcast_frames_are_stamped_for_recovering_sockets_only(
+    redis: RedisProcess, make_fleet: MakeFleet, connect: Connect
+) -> None:
+    """A node whose sockets all recover sends them the stamped broadcast without looking each up;
+    as soon as one plain socket is there, that one gets the unchanged frame."""
+    (node,) = await make_fleet([redis], 1, settings=RECOVERY)
+    news: list[Any] = []
+    async with _recorder(node.url("id=rc")) as recorder:
+        recorder.client.on_event("news", news.append)
+        await recorder.client.connect()
+        await wait_until(lambda: recorder.client.recovery_session is not None)
+        positions = recorder.client._sup.recovery.positions  # type: ignore[union-attr]
+        node.server.broadcast("news", {"n": 1})
+        await wait_until(lambda: news == [{"n": 1}])
+        first = positions.get("b")
+        assert first is not None  # the frame carried its position
+        plain = await connect(node.url("id=plain"))
+        await plain.send("")
+        assert await plain.recv() == ""
+        node.server.broadcast("news", {"n": 2})
+        assert await plain.recv() == '{"event":"news","payload":{"n":2}}'
+        await wait_until(lambda: news == [{"n": 1}, {"n": 2}])
+        assert positions.get("b") not in (None, first)
+        await plain.ws.close()
+        await wait_until(lambda: node.server.socket_count == 1)
+        node.server.broadcast("news", {"n": 3})
+        await wait_until(lambda: len(news) == 3)
+        assert positions.get("b") not in (None, first)
