@@ -5,8 +5,36 @@ Every buffer a client can fill is bounded here, each with its overflow policy.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from typing import Final
+
+#: Environment variable naming the engine of nodes whose settings leave ``websocket_engine`` unset.
+ENGINE_ENV: Final = "WSFLEET_WS_ENGINE"
+
+
+class WebSocketEngine(StrEnum):
+    """What speaks WebSocket on a node's own port (``Server.start``/``run``)."""
+
+    #: aiohttp's WebSocket implementation (with the checked frame hook, ``ws_hook``).
+    AIOHTTP = "aiohttp"
+    #: wsfleet's own sans-I/O reader and writer on the raw asyncio transport: no task and no
+    #: aiohttp objects per connection (about a third of the memory per idle connection).
+    #: Plain HTTP requests on the port are handed to aiohttp as before.
+    NATIVE = "native"
+
+
+def default_engine() -> WebSocketEngine:
+    """``WSFLEET_WS_ENGINE`` when set, else aiohttp."""
+    wanted = os.environ.get(ENGINE_ENV, "").strip().lower() or WebSocketEngine.AIOHTTP.value
+    try:
+        return WebSocketEngine(wanted)
+    except ValueError:
+        raise ValueError(
+            f"{ENGINE_ENV} must be one of {', '.join(e.value for e in WebSocketEngine)}, "
+            f"got {wanted!r}"
+        ) from None
 
 
 class DuplicatePolicy(StrEnum):
@@ -139,8 +167,23 @@ class ServerSettings:
     recovery_timeout: float = 5.0
     """Seconds a restore may wait for Redis (session read, subscriptions, history reads)."""
 
+    websocket_engine: WebSocketEngine | None = None
+    """What speaks WebSocket on the node's own port: ``"aiohttp"`` or ``"native"`` (see
+    :class:`WebSocketEngine`); None: the ``WSFLEET_WS_ENGINE`` environment variable, else
+    aiohttp. A node mounted on your own aiohttp application (``attach``, ``handle``) always
+    uses aiohttp."""
+
     def __post_init__(self) -> None:
         problems: list[str] = []
+        engine: object = self.websocket_engine
+        if engine is not None and not isinstance(engine, WebSocketEngine):
+            try:
+                object.__setattr__(self, "websocket_engine", WebSocketEngine(str(engine)))
+            except ValueError:
+                problems.append(
+                    "websocket_engine must be one of "
+                    f"{', '.join(e.value for e in WebSocketEngine)}, got {engine!r}"
+                )
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int | float) and not isinstance(value, bool):
