@@ -71,6 +71,8 @@ pytest: venv interop-deps
 	$(PY) -m pytest -q
 	# the server-facing tests again on aiohttp's public read path (the fallback of the hook)
 	WSFLEET_WS_PATH=public $(PY) -m pytest -q tests/integration tests/unit
+	# and on the native WebSocket engine (websocket_engine="native")
+	WSFLEET_WEBSOCKET_ENGINE=native $(PY) -m pytest -q tests/integration tests/unit
 
 js-test: js-build
 	cd $(JS) && WSFLEET_BIN=$(CURDIR)/$(VENV)/bin/wsfleet npm test --silent

@@ -158,9 +158,7 @@ def test_compressed_messages_are_inflated_with_the_clients_context_kept() -> Non
     ]
     part = compress(b"fragmented " * 10)
     data = frame(part[:5], fin=False, rsv=0x40) + frame(part[5:], 0)
-    assert messages(FrameReader(1 << 20, deflate=True), data) == [
-        (OP_TEXT, "fragmented " * 10)
-    ]
+    assert messages(FrameReader(1 << 20, deflate=True), data) == [(OP_TEXT, "fragmented " * 10)]
 
 
 def test_a_compression_bomb_is_refused_with_1009() -> None:

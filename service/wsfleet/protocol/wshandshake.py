@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from http import HTTPStatus
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Final
 
 #: Largest request head read before giving up on it as a WebSocket upgrade: browsers send

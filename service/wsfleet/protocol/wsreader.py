@@ -22,7 +22,7 @@ does not take messages.
 from __future__ import annotations
 
 import zlib
-from typing import Final
+from typing import Any, Final
 
 OP_CONTINUATION: Final = 0x0
 OP_TEXT: Final = 0x1
@@ -58,9 +58,9 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
     if not n:
         return b""
     key = mask * ((n >> 2) + 1)
-    return (
-        int.from_bytes(payload, "little") ^ int.from_bytes(key[:n], "little")
-    ).to_bytes(n, "little")
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key[:n], "little")).to_bytes(
+        n, "little"
+    )
 
 
 class FrameReader:
@@ -91,7 +91,7 @@ class FrameReader:
         self._parts_opcode = 0
         self._parts_size = 0
         self._compressed = False
-        self._inflater: zlib._Decompress | None = None
+        self._inflater: Any = None  # a zlib decompressor, made for the first compressed message
 
     def feed(self, data: bytes) -> None:
         if self._pos >= len(self._buf):
@@ -106,6 +106,29 @@ class FrameReader:
     def next_message(self) -> tuple[int, str | bytes] | None:
         """The next whole message as ``(opcode, payload)``, or None until more bytes come.
         Text payloads are ``str``; close payloads stay ``bytes`` (see :func:`parse_close`)."""
+        buf, pos = self._buf, self._pos
+        # The usual frame first: a whole, masked, uncompressed text frame under 126 bytes.
+        if len(buf) - pos >= 6 and buf[pos] == 0x81 and self._parts is None:
+            second = buf[pos + 1]
+            length = second & 0x7F
+            stop = pos + 6 + length
+            if 0x80 <= second < 0xFE and stop <= len(buf):
+                self._pos = stop
+                if length:
+                    payload = (
+                        int.from_bytes(buf[pos + 6 : stop], "little")
+                        ^ int.from_bytes(
+                            (buf[pos + 2 : pos + 6] * ((length >> 2) + 1))[:length], "little"
+                        )
+                    ).to_bytes(length, "little")
+                else:
+                    payload = b""
+                if length > self.max_size:
+                    raise ProtocolError(1009, f"frame of {length} bytes exceeds {self.max_size}")
+                try:
+                    return OP_TEXT, payload.decode()
+                except UnicodeDecodeError:
+                    raise ProtocolError(1007, "text message is not UTF-8") from None
         while True:
             frame = self._next_frame()
             if frame is None:
@@ -201,7 +224,7 @@ class FrameReader:
             if not self._no_takeover:
                 self._inflater = inflater
         try:
-            out = inflater.decompress(payload + _DEFLATE_TAIL, self.max_size + 1)
+            out: bytes = inflater.decompress(payload + _DEFLATE_TAIL, self.max_size + 1)
         except zlib.error as exc:
             raise ProtocolError(1007, f"compressed message cannot be inflated: {exc}") from None
         if len(out) > self.max_size or inflater.unconsumed_tail:

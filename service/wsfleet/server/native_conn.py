@@ -20,10 +20,14 @@ is held back by TCP, not by memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Coroutine
+from socket import SO_KEEPALIVE, SOL_SOCKET
+from typing import Any, Final, Protocol
 
 from wsfleet.protocol.deflate import shared_deflater
+from wsfleet.protocol.wsframe import build_close_frame
 from wsfleet.protocol.wshandshake import (
     MAX_HEAD,
     Upgrade,
@@ -32,7 +36,6 @@ from wsfleet.protocol.wshandshake import (
     negotiate_deflate,
     parse_upgrade,
 )
-from wsfleet.protocol.wsframe import build_close_frame
 from wsfleet.protocol.wsreader import (
     OP_BINARY,
     OP_CLOSE,
@@ -42,10 +45,27 @@ from wsfleet.protocol.wsreader import (
     parse_close,
 )
 from wsfleet.server.errors import Refuse
-from wsfleet.server.socket import Socket
+from wsfleet.server.ports import NodePort
+from wsfleet.server.socket import Socket, UpgradeRequest
+from wsfleet.tasks import TaskOwner
 
-if TYPE_CHECKING:
-    from wsfleet.server.native_site import NativeSite
+
+class ConnectionSite(Protocol):
+    """What a connection needs of its listener (:class:`~wsfleet.server.native_site.NativeSite`)."""
+
+    node: NodePort
+    on_frame: Callable[[Socket, str | bytes], bool]
+    tasks: TaskOwner
+    pending: int
+
+    def http_protocol(self) -> asyncio.Protocol: ...
+
+    def request_info(
+        self, upgrade: Upgrade, transport: asyncio.BaseTransport
+    ) -> UpgradeRequest: ...
+
+    def finish(self, work: Coroutine[Any, Any, None]) -> None: ...
+
 
 log = logging.getLogger("wsfleet.server")
 
@@ -74,7 +94,7 @@ class Connection(asyncio.Protocol):
         "socket",
     )
 
-    def __init__(self, site: NativeSite) -> None:
+    def __init__(self, site: ConnectionSite) -> None:
         self._site = site
         self._transport: Any = None
         self._state = _HEAD
@@ -207,6 +227,10 @@ class Connection(asyncio.Protocol):
             deflate=deflate is not None,
             no_takeover=deflate is not None and deflate[1],
         )
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # as aiohttp does: the OS notices a vanished peer too
+            with contextlib.suppress(OSError):
+                sock.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1)
         self._state = _OPEN
         socket = self.socket = node.open(transport, self._send_close, info, admitted)
         if deflate is not None:

@@ -10,6 +10,7 @@ answers them exactly as on the aiohttp engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.cookies
 import re
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -23,7 +24,7 @@ from wsfleet.protocol.wshandshake import Upgrade
 from wsfleet.server.native_conn import Connection
 from wsfleet.server.pending import guarded_factory
 from wsfleet.server.ports import NodePort
-from wsfleet.server.socket import UpgradeRequest
+from wsfleet.server.socket import Socket, UpgradeRequest
 from wsfleet.tasks import TaskOwner
 
 #: Percent-escapes left as they are in ``query_string`` (as aiohttp shows it): the ones that
@@ -49,10 +50,8 @@ class LazyCookies(Mapping[str, str]):
         if self._parsed is None:
             jar: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
             if self._header:
-                try:
+                with contextlib.suppress(http.cookies.CookieError):  # unparsable: no cookies
                     jar.load(self._header)
-                except http.cookies.CookieError:
-                    pass
             self._parsed = {name: morsel.value for name, morsel in jar.items()}
         return self._parsed
 
@@ -75,13 +74,13 @@ class NativeSite:
     def __init__(
         self,
         node: NodePort,
-        http_protocol: Callable[[], asyncio.BaseProtocol],
+        http_protocol: Callable[[], asyncio.Protocol],
         http_connections: Callable[[], int],
         host: str,
         port: int,
     ) -> None:
         self.node = node
-        self.on_frame = node.frame
+        self.on_frame: Callable[[Socket, str | bytes], bool] = node.frame
         self.http_protocol = http_protocol
         self._http_connections = http_connections
         self.tasks = TaskOwner("native WebSocket connections")
@@ -97,7 +96,10 @@ class NativeSite:
     async def start(self) -> list[int]:
         settings = self.node.settings
         factory = guarded_factory(
-            lambda: Connection(self), self._pending, settings.max_pending_handshakes, self.node.stats
+            lambda: Connection(self),
+            self._pending,
+            settings.max_pending_handshakes,
+            self.node.stats,
         )
         self._server = await asyncio.get_running_loop().create_server(
             factory, self._host, self._port, reuse_address=True

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Final
 
 #: Environment variable naming the engine of nodes whose settings leave ``websocket_engine`` unset.
-ENGINE_ENV: Final = "WSFLEET_WS_ENGINE"
+ENGINE_ENV: Final = "WSFLEET_WEBSOCKET_ENGINE"
 
 
 class WebSocketEngine(StrEnum):
@@ -26,7 +26,7 @@ class WebSocketEngine(StrEnum):
 
 
 def default_engine() -> WebSocketEngine:
-    """``WSFLEET_WS_ENGINE`` when set, else aiohttp."""
+    """``WSFLEET_WEBSOCKET_ENGINE`` when set, else aiohttp."""
     wanted = os.environ.get(ENGINE_ENV, "").strip().lower() or WebSocketEngine.AIOHTTP.value
     try:
         return WebSocketEngine(wanted)
@@ -169,7 +169,7 @@ class ServerSettings:
 
     websocket_engine: WebSocketEngine | None = None
     """What speaks WebSocket on the node's own port: ``"aiohttp"`` or ``"native"`` (see
-    :class:`WebSocketEngine`); None: the ``WSFLEET_WS_ENGINE`` environment variable, else
+    :class:`WebSocketEngine`); None: the ``WSFLEET_WEBSOCKET_ENGINE`` environment variable, else
     aiohttp. A node mounted on your own aiohttp application (``attach``, ``handle``) always
     uses aiohttp."""
 

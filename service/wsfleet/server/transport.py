@@ -22,8 +22,8 @@ from aiohttp import WebSocketError, WSMsgType, web
 from wsfleet.protocol.deflate import shared_deflater
 from wsfleet.protocol.params import parse_ws_request_params
 from wsfleet.server.errors import Refuse
-from wsfleet.server.pending import guarded_factory
 from wsfleet.server.native_site import NativeSite
+from wsfleet.server.pending import guarded_factory
 from wsfleet.server.ports import NodePort
 from wsfleet.server.settings import ServerSettings, WebSocketEngine, default_engine
 from wsfleet.server.socket import Socket, UpgradeRequest
@@ -40,7 +40,6 @@ log = logging.getLogger("wsfleet.server")
 Application = web.Application
 Request = web.Request
 HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 
 class Runner(Protocol):
