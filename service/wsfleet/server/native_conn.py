@@ -57,6 +57,7 @@ class ConnectionSite(Protocol):
     on_frame: Callable[[Socket, str | bytes], bool]
     tasks: TaskOwner
     pending: int
+    closing: set[Connection]
 
     def http_protocol(self) -> asyncio.Protocol: ...
 
@@ -81,6 +82,7 @@ class Connection(asyncio.Protocol):
     its reader, its :class:`Socket` and the transport)."""
 
     __slots__ = (
+        "_ended",
         "_head",
         "_next_turn",
         "_peer_close",
@@ -105,6 +107,7 @@ class Connection(asyncio.Protocol):
         self._next_turn: asyncio.Handle | None = None
         self._waiting_slot = False
         self._peer_close: tuple[int, str] | None = None
+        self._ended = False
         self.socket: Socket | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
@@ -137,20 +140,30 @@ class Connection(asyncio.Protocol):
         self._cancel_timer()
         if state == _HEAD:
             self._site.pending -= 1
+        elif state == _CLOSING:
+            self._site.closing.discard(self)
         if self._next_turn is not None:
             self._next_turn.cancel()
             self._next_turn = None
         socket = self.socket
-        if socket is None:
+        if self._task is not None and self._waiting_slot:
+            self._task.cancel()
+        if socket is None or self._ended:
             return  # an upgrade still being admitted sees _DONE and stops
-        task = self._task
-        if task is not None and self._waiting_slot:
-            task.cancel()
-        peer = self._peer_close
-        code = socket.close_code
-        reason = socket.close_reason
+        code, reason = socket.close_code, socket.close_reason
         if code is None:
-            code, reason = peer if peer is not None else (1006, "")
+            code, reason = self._peer_close if self._peer_close is not None else (1006, "")
+        self._end(socket, code, reason)
+
+    def _end(self, socket: Socket, code: int, reason: str) -> None:
+        """The connection is over for the node (its ``close`` handlers run), once: when the
+        transport is gone, or as soon as our close frame is out (as on aiohttp), while the
+        transport waits for the client's answer."""
+        self._ended = True
+        task = self._task  # the upgrade (connection handlers), or a wait for a handler slot
+        if task is not None and self._waiting_slot:
+            task.cancel()  # no frame is handled any more
+            task = None
         self._site.finish(self._closed(task, socket, code, reason))
 
     # -- the request head -------------------------------------------------------------------------
@@ -342,10 +355,18 @@ class Connection(asyncio.Protocol):
         if self._state != _OPEN:
             return
         self._state = _CLOSING
+        self._site.closing.add(self)
         self._transport.write(build_close_frame(code, reason))
         self._timer = asyncio.get_running_loop().call_later(
             self._site.node.settings.close_timeout, self._close_expired
         )
+        if self.socket is not None:
+            self._end(self.socket, code, reason)
+
+    def abort(self) -> None:
+        """Drop the connection now (the node is closing)."""
+        if self._state != _DONE:
+            self._transport.abort()
 
     def _close_expired(self) -> None:
         self._timer = None

@@ -86,6 +86,8 @@ class NativeSite:
         self.tasks = TaskOwner("native WebSocket connections")
         self.pending = 0
         """Connections still sending their request head."""
+        self.closing: set[Connection] = set()
+        """Connections whose close frame is out, waiting for the client's (or the timeout)."""
         self._host, self._port = host, port
         self._server: asyncio.Server | None = None
 
@@ -133,6 +135,8 @@ class NativeSite:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        for connection in list(self.closing):  # their node side has ended already
+            connection.abort()
         for _ in range(3):  # let transports aborted just now report their end
             await asyncio.sleep(0)
         await self.tasks.wait(self.node.settings.close_timeout)
