@@ -340,7 +340,12 @@ class PicowsServer:
     ``read_buffer`` is picows' initial read buffer per connection (its default is 16 KiB)."""
 
     def __init__(self, read_buffer: int = 16384) -> None:
-        import picows
+        try:
+            import picows
+        except ImportError:
+            raise SystemExit(
+                "bench: the picows kinds need picows: pip install -e '.[bench]'"
+            ) from None
 
         self.picows = picows
         self.read_buffer = read_buffer

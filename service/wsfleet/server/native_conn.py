@@ -55,6 +55,7 @@ class ConnectionSite(Protocol):
 
     node: NodePort
     on_frame: Callable[[Socket, str | bytes], bool]
+    budget: int
     tasks: TaskOwner
     pending: int
     closing: set[Connection]
@@ -275,7 +276,7 @@ class Connection(asyncio.Protocol):
         reader, socket = self._reader, self.socket
         assert reader is not None and socket is not None
         site = self._site
-        on_frame, budget = site.on_frame, site.node.settings.max_frames_per_turn
+        on_frame, budget = site.on_frame, site.budget
         handled = 0
         try:
             while (message := reader.next_message()) is not None:

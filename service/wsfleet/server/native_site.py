@@ -81,6 +81,7 @@ class NativeSite:
     ) -> None:
         self.node = node
         self.on_frame: Callable[[Socket, str | bytes], bool] = node.frame
+        self.budget = node.settings.max_frames_per_turn
         self.http_protocol = http_protocol
         self._http_connections = http_connections
         self.tasks = TaskOwner("native WebSocket connections")
