@@ -51,11 +51,12 @@ DEFAULT_SCENARIOS = "S1,S2,S3,S4,S5,S6"
 # The VM this was written on switches between speed phases about 1.4x apart within seconds, so
 # the short scenarios are repeated more; S6 (memory) barely varies.
 DEFAULT_REPEATS = {"S1": 7, "S2": 9, "S3": 3, "S4": 3, "S5": 3, "S6": 3}
-KINDS = ("raw", "wsfleet", "native", "picows", "picows-1k")
+KINDS = ("raw", "wsfleet", "native", "wsfleet-aiohttp", "picows", "picows-1k")
 KIND_LABELS = {
     "raw": "raw aiohttp",
     "wsfleet": "wsfleet",
     "native": "wsfleet (native engine)",
+    "wsfleet-aiohttp": "wsfleet (aiohttp engine)",
     "picows": "bare picows",
     "picows-1k": "bare picows (1 KiB buffer)",
 }
@@ -830,8 +831,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
     p.add_argument(
         "--kinds",
         default="raw,wsfleet",
-        help="servers to run: raw,wsfleet (also native: wsfleet on its own WebSocket engine; "
-        "picows, picows-1k: bare picows, if installed)",
+        help="servers to run: raw,wsfleet (wsfleet on its default engine); also native and "
+        "wsfleet-aiohttp (wsfleet on that WebSocket engine), picows and picows-1k (bare picows, "
+        "pip install -e '.[bench]')",
     )
     p.add_argument("--quick", action="store_true", help="1 repeat, S2 for 3 s (about a minute)")
     p.add_argument(

@@ -40,7 +40,7 @@ async def serve(args: argparse.Namespace, loop_name: str) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     shutdown: Callable[[], Coroutine[Any, Any, None]]
-    if args.kind in ("wsfleet", "native"):
+    if args.kind in ("wsfleet", "native", "wsfleet-aiohttp"):
         fleet = None
         if args.redis:
             from wsfleet.bus import FleetSettings, RedisNode
@@ -50,7 +50,7 @@ async def serve(args: argparse.Namespace, loop_name: str) -> None:
                 server_name=args.name or f"bench-{os.getpid()}",
             )
         settings = None
-        engine = "native" if args.kind == "native" else "aiohttp"
+        engine = {"native": "native", "wsfleet-aiohttp": "aiohttp"}.get(args.kind)
         if args.compression_threshold is not None or args.recovery:
             from wsfleet.server import ServerSettings
 
@@ -60,7 +60,7 @@ async def serve(args: argparse.Namespace, loop_name: str) -> None:
                 recovery=args.recovery,
                 websocket_engine=engine,
             )
-        elif engine != "aiohttp":
+        elif engine is not None:
             from wsfleet.server import ServerSettings
 
             # build_wsfleet's default settings (no rate limit), on the other engine

@@ -43,10 +43,11 @@ from aiohttp import WSMsgType, web
 from wsfleet.bus import FleetSettings
 from wsfleet.server import Acknowledge, Server, ServerSettings, Socket, UpgradeRequest
 
-Kind = Literal["wsfleet", "raw", "native", "picows", "picows-1k"]
-#: ``native`` is wsfleet on its own WebSocket engine (``websocket_engine="native"``); ``picows``
-#: and ``picows-1k`` are bare picows (16 KiB and 1 KiB read buffers), a candidate engine.
-KINDS: tuple[Kind, ...] = ("raw", "wsfleet", "native", "picows", "picows-1k")
+Kind = Literal["wsfleet", "raw", "native", "wsfleet-aiohttp", "picows", "picows-1k"]
+#: ``wsfleet`` runs on the default engine; ``native`` and ``wsfleet-aiohttp`` pin the engine
+#: (``websocket_engine``); ``picows`` and ``picows-1k`` are bare picows (16 KiB and 1 KiB read
+#: buffers), a candidate engine that was measured and not adopted.
+KINDS: tuple[Kind, ...] = ("raw", "wsfleet", "native", "wsfleet-aiohttp", "picows", "picows-1k")
 TICK_EVENT = "tick"
 MAX_COUNT = 100_000
 

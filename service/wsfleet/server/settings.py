@@ -19,15 +19,15 @@ class WebSocketEngine(StrEnum):
 
     #: aiohttp's WebSocket implementation (with the checked frame hook, ``ws_hook``).
     AIOHTTP = "aiohttp"
-    #: wsfleet's own sans-I/O reader and writer on the raw asyncio transport: no task and no
-    #: aiohttp objects per connection (about a third of the memory per idle connection).
+    #: The default: wsfleet's own sans-I/O reader and writer on the raw asyncio transport, no task
+    #: and no aiohttp objects per connection (about a quarter of the memory per idle connection).
     #: Plain HTTP requests on the port are handed to aiohttp as before.
     NATIVE = "native"
 
 
 def default_engine() -> WebSocketEngine:
-    """``WSFLEET_WEBSOCKET_ENGINE`` when set, else aiohttp."""
-    wanted = os.environ.get(ENGINE_ENV, "").strip().lower() or WebSocketEngine.AIOHTTP.value
+    """``WSFLEET_WEBSOCKET_ENGINE`` when set, else the native engine."""
+    wanted = os.environ.get(ENGINE_ENV, "").strip().lower() or WebSocketEngine.NATIVE.value
     try:
         return WebSocketEngine(wanted)
     except ValueError:
@@ -170,7 +170,7 @@ class ServerSettings:
     websocket_engine: WebSocketEngine | None = None
     """What speaks WebSocket on the node's own port: ``"aiohttp"`` or ``"native"`` (see
     :class:`WebSocketEngine`); None: the ``WSFLEET_WEBSOCKET_ENGINE`` environment variable, else
-    aiohttp. A node mounted on your own aiohttp application (``attach``, ``handle``) always
+    native. A node mounted on your own aiohttp application (``attach``, ``handle``) always
     uses aiohttp."""
 
     def __post_init__(self) -> None:
