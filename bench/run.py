@@ -51,7 +51,15 @@ DEFAULT_SCENARIOS = "S1,S2,S3,S4,S5,S6"
 # The VM this was written on switches between speed phases about 1.4x apart within seconds, so
 # the short scenarios are repeated more; S6 (memory) barely varies.
 DEFAULT_REPEATS = {"S1": 7, "S2": 9, "S3": 3, "S4": 3, "S5": 3, "S6": 3}
-KINDS = ("raw", "wsfleet")
+KINDS = ("raw", "wsfleet", "native", "wsfleet-aiohttp", "picows", "picows-1k")
+KIND_LABELS = {
+    "raw": "raw aiohttp",
+    "wsfleet": "wsfleet",
+    "native": "wsfleet (native engine)",
+    "wsfleet-aiohttp": "wsfleet (aiohttp engine)",
+    "picows": "bare picows",
+    "picows-1k": "bare picows (1 KiB buffer)",
+}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -622,8 +630,25 @@ def summarize(cfg: Config, runs: dict[str, dict[str, list[dict[str, Any]]]]) -> 
                 ratios[key] = statistics.median(pairs) if pairs else None
                 a, b = med["raw"][key], med["wsfleet"][key]
                 ratio_of_medians[key] = b / a if a and b is not None else None
+        to_raw: dict[str, dict[str, float | None]] = {}
+        if "raw" in by_kind:
+            for kind in by_kind:
+                if kind == "raw" or kind == "wsfleet":
+                    continue
+                to_raw[kind] = {}
+                for key, *_ in METRICS[scenario]:
+                    pairs = [
+                        w[key] / r[key]
+                        for r, w in zip(by_kind["raw"], by_kind[kind], strict=False)
+                        if isinstance(r[key], int | float)
+                        and r[key]
+                        and isinstance(w[key], int | float)
+                    ]
+                    to_raw[kind][key] = statistics.median(pairs) if pairs else None
         summary[scenario] = {
             "title": describe(cfg, scenario),
+            "kinds": list(by_kind),
+            "ratios_to_raw": to_raw,
             "median": med,
             "min_max": spread,
             "ratio_wsfleet_to_raw": ratios,
@@ -664,6 +689,7 @@ def table_rows(summary: dict[str, Any], scenario: str, *, ranges: bool = False) 
                 text += f" ({low}–{high})"
         return text
 
+    extra = _extra_kinds(s) if scenario not in fleet.FLEET_SCENARIOS else []
     for metric in METRICS[scenario]:
         key, label, fmt, _, _ = metric
         ratio = None if key in NO_RATIO else s["ratio_wsfleet_to_raw"].get(key)
@@ -672,24 +698,41 @@ def table_rows(summary: dict[str, Any], scenario: str, *, ranges: bool = False) 
             if scenario in fleet.FLEET_SCENARIOS
             else _target(metric, ratio, s["ratio_of_medians"].get(key))
         )
-        rows.append(
-            [
-                label,
-                cell("raw", key, fmt),
-                cell("wsfleet", key, fmt),
-                f"{ratio:.2f}×" if ratio is not None else "-",
-                target,
-            ]
-        )
+        row = [label, cell("raw", key, fmt), cell("wsfleet", key, fmt)]
+        row += [cell(kind, key, fmt) for kind in extra]
+        row.append(f"{ratio:.2f}×" if ratio is not None else "-")
+        for kind in extra:
+            other = None if key in NO_RATIO else s["ratios_to_raw"].get(kind, {}).get(key)
+            row.append(f"{other:.2f}×" if other is not None else "-")
+        row.append(target)
+        rows.append(row)
     return rows
+
+
+def _extra_kinds(s: dict[str, Any]) -> list[str]:
+    """Servers of a run besides the raw reference and wsfleet (older results have none)."""
+    return [k for k in s.get("kinds", ()) if k not in ("raw", "wsfleet")]
 
 
 HEADER = ["metric", "raw aiohttp", "wsfleet", "wsfleet / raw", "target"]
 FLEET_HEADER = ["metric", "raw Redis pub/sub", "wsfleet", "wsfleet / raw", "target"]
 
 
-def header(scenario: str) -> list[str]:
-    return FLEET_HEADER if scenario in fleet.FLEET_SCENARIOS else HEADER
+def header(scenario: str, s: dict[str, Any] | None = None) -> list[str]:
+    if scenario in fleet.FLEET_SCENARIOS:
+        return FLEET_HEADER
+    extra = _extra_kinds(s) if s is not None else []
+    if not extra:
+        return HEADER
+    return [
+        "metric",
+        "raw aiohttp",
+        "wsfleet",
+        *(KIND_LABELS.get(k, k) for k in extra),
+        "wsfleet / raw",
+        *(f"{k} / raw" for k in extra),
+        "target (wsfleet)",
+    ]
 
 
 RATIO_NOTE = (
@@ -702,8 +745,8 @@ RATIO_NOTE = (
 
 def print_tables(summary: dict[str, Any]) -> None:
     for scenario in summary:
-        rows = [header(scenario), *table_rows(summary, scenario)]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+        rows = [header(scenario, summary[scenario]), *table_rows(summary, scenario)]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         print(f"\n{summary[scenario]['title']} - median of {summary[scenario]['repeats']}")
         for i, row in enumerate(rows):
             print(
@@ -744,8 +787,9 @@ def markdown(summary: dict[str, Any], machine: dict[str, Any], command: str) -> 
     for scenario in summary:
         s = summary[scenario]
         out += ["", f"**{s['title']}** - median of {s['repeats']} runs per server", ""]
-        out.append("| " + " | ".join(header(scenario)) + " |")
-        out.append("|---|" + "---:|" * (len(HEADER) - 1))
+        columns = header(scenario, s)
+        out.append("| " + " | ".join(columns) + " |")
+        out.append("|---|" + "---:|" * (len(columns) - 1))
         for row in table_rows(summary, scenario, ranges=True):
             out.append("| " + " | ".join(row) + " |")
     out += ["", DOC_END]
@@ -784,7 +828,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
     p.add_argument(
         "--scenarios", default=DEFAULT_SCENARIOS, help=f"comma-separated: {DEFAULT_SCENARIOS}"
     )
-    p.add_argument("--kinds", default="raw,wsfleet", help="servers to run: raw,wsfleet")
+    p.add_argument(
+        "--kinds",
+        default="raw,wsfleet",
+        help="servers to run: raw,wsfleet (wsfleet on its default engine); also native and "
+        "wsfleet-aiohttp (wsfleet on that WebSocket engine), picows and picows-1k (bare picows, "
+        "pip install -e '.[bench]')",
+    )
     p.add_argument("--quick", action="store_true", help="1 repeat, S2 for 3 s (about a minute)")
     p.add_argument(
         "--repeats",

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.servers import KINDS, RawServer, build_wsfleet
+from bench.servers import KINDS, PicowsServer, RawServer, build_wsfleet
 
 
 def new_loop_factory(name: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
@@ -40,7 +40,7 @@ async def serve(args: argparse.Namespace, loop_name: str) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     shutdown: Callable[[], Coroutine[Any, Any, None]]
-    if args.kind == "wsfleet":
+    if args.kind in ("wsfleet", "native", "wsfleet-aiohttp"):
         fleet = None
         if args.redis:
             from wsfleet.bus import FleetSettings, RedisNode
@@ -50,6 +50,7 @@ async def serve(args: argparse.Namespace, loop_name: str) -> None:
                 server_name=args.name or f"bench-{os.getpid()}",
             )
         settings = None
+        engine = {"native": "native", "wsfleet-aiohttp": "aiohttp"}.get(args.kind)
         if args.compression_threshold is not None or args.recovery:
             from wsfleet.server import ServerSettings
 
@@ -57,10 +58,20 @@ async def serve(args: argparse.Namespace, loop_name: str) -> None:
                 compression=args.compression_threshold is not None,
                 compression_threshold=args.compression_threshold or 1024,
                 recovery=args.recovery,
+                websocket_engine=engine,
             )
+        elif engine is not None:
+            from wsfleet.server import ServerSettings
+
+            # build_wsfleet's default settings (no rate limit), on the other engine
+            settings = ServerSettings(rate_limit_per_second=None, websocket_engine=engine)
         server = build_wsfleet(settings, fleet=fleet, trigger_loop=args.trigger == "loop")
         port = await server.start(args.host, args.port)
         shutdown = server.close
+    elif args.kind.startswith("picows"):
+        bare = PicowsServer(read_buffer=1024 if args.kind == "picows-1k" else 16384)
+        port = await bare.start(args.host, args.port)
+        shutdown = bare.close_all
     else:
         raw = RawServer(send=args.raw_send)
         runner = web.AppRunner(raw.app, handle_signals=False, access_log=None)

@@ -43,8 +43,11 @@ from aiohttp import WSMsgType, web
 from wsfleet.bus import FleetSettings
 from wsfleet.server import Acknowledge, Server, ServerSettings, Socket, UpgradeRequest
 
-Kind = Literal["wsfleet", "raw"]
-KINDS: tuple[Kind, ...] = ("raw", "wsfleet")
+Kind = Literal["wsfleet", "raw", "native", "wsfleet-aiohttp", "picows", "picows-1k"]
+#: ``wsfleet`` runs on the default engine; ``native`` and ``wsfleet-aiohttp`` pin the engine
+#: (``websocket_engine``); ``picows`` and ``picows-1k`` are bare picows (16 KiB and 1 KiB read
+#: buffers), a candidate engine that was measured and not adopted.
+KINDS: tuple[Kind, ...] = ("raw", "wsfleet", "native", "wsfleet-aiohttp", "picows", "picows-1k")
 TICK_EVENT = "tick"
 MAX_COUNT = 100_000
 
@@ -327,3 +330,106 @@ class RawServer:
         for ws in list(self.clients.values()):
             with contextlib.suppress(Exception):
                 await ws.close(code=1001, message=b"server shutting down")
+
+
+# -- the bare picows reference (optional: ``pip install picows``) ----------------------------
+
+
+class PicowsServer:
+    """The same protocol on bare ``picows`` (Cython): a candidate engine, measured as is.
+
+    ``read_buffer`` is picows' initial read buffer per connection (its default is 16 KiB)."""
+
+    def __init__(self, read_buffer: int = 16384) -> None:
+        try:
+            import picows
+        except ImportError:
+            raise SystemExit(
+                "bench: the picows kinds need picows: pip install -e '.[bench]'"
+            ) from None
+
+        self.picows = picows
+        self.read_buffer = read_buffer
+        self.clients: dict[str, Any] = {}
+        self.server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        picows = self.picows
+        outer = self
+
+        class Listener(picows.WSListener):  # type: ignore[misc, name-defined]
+            def __init__(self, socket_id: str | None) -> None:
+                self.socket_id = socket_id
+
+            def on_ws_connected(self, transport: Any) -> None:
+                if self.socket_id:
+                    outer.clients[self.socket_id] = transport
+
+            def on_ws_disconnected(self, transport: Any) -> None:
+                if self.socket_id and outer.clients.get(self.socket_id) is transport:
+                    del outer.clients[self.socket_id]
+
+            def on_ws_frame(self, transport: Any, frame: Any) -> None:
+                kind = frame.msg_type
+                if kind == picows.WSMsgType.TEXT:
+                    outer.on_text(transport, frame.get_payload_as_bytes())
+                elif kind == picows.WSMsgType.CLOSE:
+                    transport.send_close(frame.get_close_code())
+                    transport.disconnect()
+
+        def factory(request: Any) -> Any:
+            target = request.path.decode() if isinstance(request.path, bytes) else request.path
+            query = target.partition("?")[2]
+            socket_id = next(
+                (p[3:] for p in query.split("&") if p.startswith("id=") and len(p) > 3), None
+            )
+            return Listener(socket_id)
+
+        self.server = await picows.ws_create_server(
+            factory, host, port, read_buffer_init_size=self.read_buffer
+        )
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def on_text(self, transport: Any, data: bytes) -> None:
+        text = self.picows.WSMsgType.TEXT
+        if data == b"":
+            transport.send(text, b"")
+            return
+        try:
+            frame = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(frame, dict):
+            return
+        event = frame.get("event")
+        if event == "echo":
+            callback_id = frame.get("callbackId")
+            if isinstance(callback_id, str):
+                transport.send(
+                    text, orjson.dumps({"payload": frame.get("payload"), "callbackId": callback_id})
+                )
+        elif event == "trigger":
+            task = asyncio.create_task(self.burst(frame.get("payload")))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def burst(self, payload: Any) -> None:
+        count, pad = burst_params(payload)
+        text = self.picows.WSMsgType.TEXT
+        for seq in range(count):
+            data = orjson.dumps(
+                {"event": TICK_EVENT, "payload": {"ts": time.time_ns(), "seq": seq, "pad": pad}}
+            )
+            for transport in list(self.clients.values()):
+                transport.send(text, data)
+            await asyncio.sleep(0)
+
+    async def close_all(self) -> None:
+        for transport in list(self.clients.values()):
+            with contextlib.suppress(Exception):
+                transport.send_close(1001, b"server shutting down")
+                transport.disconnect()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()

@@ -70,6 +70,13 @@ class TaskOwner:
             name = task.get_name() if isinstance(task, asyncio.Task) else repr(task)
             log.error("%s: task %s failed", self.name, name, exc_info=exc)
 
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the running tasks to end on their own; True when
+        none is left."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        return not self._tasks
+
     def reopen(self) -> None:
         """Accept work again after :meth:`aclose` (a node started again)."""
         self._closing = False

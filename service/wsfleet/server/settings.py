@@ -5,10 +5,38 @@ Every buffer a client can fill is bounded here, each with its overflow policy.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from typing import Final
 
 from wsfleet.bus.settings import RESERVED_NAMESPACES
+
+#: Environment variable naming the engine of nodes whose settings leave ``websocket_engine`` unset.
+ENGINE_ENV: Final = "WSFLEET_WEBSOCKET_ENGINE"
+
+
+class WebSocketEngine(StrEnum):
+    """What speaks WebSocket on a node's own port (``Server.start``/``run``)."""
+
+    #: aiohttp's WebSocket implementation (with the checked frame hook, ``ws_hook``).
+    AIOHTTP = "aiohttp"
+    #: The default: wsfleet's own sans-I/O reader and writer on the raw asyncio transport, no task
+    #: and no aiohttp objects per connection (about a quarter of the memory per idle connection).
+    #: Plain HTTP requests on the port are handed to aiohttp as before.
+    NATIVE = "native"
+
+
+def default_engine() -> WebSocketEngine:
+    """``WSFLEET_WEBSOCKET_ENGINE`` when set, else the native engine."""
+    wanted = os.environ.get(ENGINE_ENV, "").strip().lower() or WebSocketEngine.NATIVE.value
+    try:
+        return WebSocketEngine(wanted)
+    except ValueError:
+        raise ValueError(
+            f"{ENGINE_ENV} must be one of {', '.join(e.value for e in WebSocketEngine)}, "
+            f"got {wanted!r}"
+        ) from None
 
 
 class DuplicatePolicy(StrEnum):
@@ -154,8 +182,23 @@ class ServerSettings:
     """Presence events waiting for the ``on_presence`` handlers of this node. Overflow policy:
     drop-newest, then one ``overflow`` event per namespace (resync)."""
 
+    websocket_engine: WebSocketEngine | None = None
+    """What speaks WebSocket on the node's own port: ``"aiohttp"`` or ``"native"`` (see
+    :class:`WebSocketEngine`); None: the ``WSFLEET_WEBSOCKET_ENGINE`` environment variable, else
+    native. A node mounted on your own aiohttp application (``attach``, ``handle``) always
+    uses aiohttp."""
+
     def __post_init__(self) -> None:
         problems: list[str] = []
+        engine: object = self.websocket_engine
+        if engine is not None and not isinstance(engine, WebSocketEngine):
+            try:
+                object.__setattr__(self, "websocket_engine", WebSocketEngine(str(engine)))
+            except ValueError:
+                problems.append(
+                    "websocket_engine must be one of "
+                    f"{', '.join(e.value for e in WebSocketEngine)}, got {engine!r}"
+                )
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int | float) and not isinstance(value, bool):

@@ -22,9 +22,10 @@ from aiohttp import WebSocketError, WSMsgType, web
 from wsfleet.protocol.deflate import shared_deflater
 from wsfleet.protocol.params import parse_ws_request_params
 from wsfleet.server.errors import Refuse
+from wsfleet.server.native_site import NativeSite
 from wsfleet.server.pending import guarded_factory
 from wsfleet.server.ports import NodePort
-from wsfleet.server.settings import ServerSettings
+from wsfleet.server.settings import ServerSettings, WebSocketEngine, default_engine
 from wsfleet.server.socket import Socket, UpgradeRequest
 from wsfleet.server.ws_hook import (
     ReadPath,
@@ -40,7 +41,11 @@ Application = web.Application
 Request = web.Request
 HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-Runner = web.AppRunner
+
+class Runner(Protocol):
+    """What serves the node's own port, as the lifecycle stops it."""
+
+    async def cleanup(self) -> None: ...
 
 
 class Runnable(Protocol):
@@ -355,6 +360,22 @@ def attach(
     app.cleanup_ctx.append(run_with_app)
 
 
+class _NativeRunner:
+    """The native engine's site in front of the aiohttp runner that answers plain HTTP."""
+
+    def __init__(self, site: NativeSite, runner: web.AppRunner) -> None:
+        self.site = site
+        self.runner = runner
+
+    async def cleanup(self) -> None:
+        await self.site.close()
+        await self.runner.cleanup()
+
+
+def engine_of(settings: ServerSettings) -> WebSocketEngine:
+    return settings.websocket_engine or default_engine()
+
+
 async def serve(
     node: NodePort,
     lifecycle: Runnable,
@@ -362,9 +383,11 @@ async def serve(
     port: int,
     *,
     static_dir: Path | None = None,
-) -> tuple[web.AppRunner, list[int]]:
+) -> tuple[Runner, list[int]]:
     """Listen on ``host:port`` with a catch-all WebSocket route (any path upgrades, as with the
-    original server); plain HTTP GETs are served from ``static_dir`` or get 426."""
+    original server); plain HTTP GETs are served from ``static_dir`` or get 426. With the
+    native engine (``ServerSettings.websocket_engine``), WebSocket upgrades are served by
+    :mod:`wsfleet.server.native_site` and every other request by the same aiohttp application."""
     app = web.Application()
     fallback = static_files(static_dir) if static_dir is not None else None
     attach(node, lifecycle, app, "/{tail:.*}", fallback)
@@ -378,6 +401,16 @@ async def serve(
         keepalive_timeout=node.settings.handshake_timeout,
     )
     await runner.setup()
+    if engine_of(node.settings) is WebSocketEngine.NATIVE:
+        http = runner.server
+        assert http is not None
+        native = NativeSite(node, http, lambda: len(http.connections), host, port)
+        try:
+            ports = await native.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return _NativeRunner(native, runner), ports
     site = _GuardedSite(runner, host, port, node=node)
     await site.start()
     ports = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
