@@ -73,6 +73,9 @@ __all__ = [
 
 log = logging.getLogger("wsfleet.bus")
 
+CHANNEL_CACHE_SIZE = 4096
+"""Channel names whose decoded text and metric kind a bus remembers (cleared when full)."""
+
 
 class Bus:
     def __init__(
@@ -137,6 +140,7 @@ class Bus:
         )
         self.inbox = settings.inbox_channel(self.name)
         self._sharded: tuple[int, bool] | None = None
+        self._kinds: dict[str, str] = {}
         self._channel_names: dict[bytes, tuple[str, str]] = {}
         """Received channel names: bytes -> (text, metric kind), for the channels subscribed."""
         self._echo_marker = self.codec.key_marker("b", self.boot)
@@ -312,7 +316,7 @@ class Bus:
         if extra:
             meta.update(extra)
         if channel is not None and self.tracing is not None:
-            self.tracing.publish(channel, self.settings.channel_kind(channel), meta)
+            self.tracing.publish(channel, self.channel_kind(channel), meta)
         return meta
 
     def publish(
@@ -331,13 +335,13 @@ class Bus:
         if self.tracing is not None:
             wsf = message.get("wsf")
             if isinstance(wsf, dict) and "tp" not in wsf:
-                self.tracing.publish(channel, self.settings.channel_kind(channel), wsf)
+                self.tracing.publish(channel, self.channel_kind(channel), wsf)
         data = self.codec.dumps(message)
         if self._signed:
             data = self.auth.seal(data, channel)
         future = asyncio.get_running_loop().create_future() if want_result else None
         self.stats.published += 1
-        self.stats.published_by_kind[self.settings.channel_kind(channel)] += 1
+        self.stats.published_by_kind[self.channel_kind(channel)] += 1
         self._dispatch(Command(("PUBLISH", channel, data), future, routing_key))
         return future
 
@@ -345,7 +349,7 @@ class Bus:
         if self._signed:
             data = self.auth.seal(data, channel)
         self.stats.published += 1
-        self.stats.published_by_kind[self.settings.channel_kind(channel)] += 1
+        self.stats.published_by_kind[self.channel_kind(channel)] += 1
         self._dispatch(Command(("PUBLISH", channel, data), None, routing_key))
 
     def execute(
@@ -484,12 +488,23 @@ class Bus:
 
     def _name_channel(self, channel_raw: bytes) -> tuple[str, str]:
         channel = channel_raw.decode("utf-8", "replace")
-        names = (channel, self.settings.channel_kind(channel))
+        names = (channel, self.channel_kind(channel))
         cache = self._channel_names
-        if len(cache) >= 4096:  # the subscribed channels; a bound all the same
+        if len(cache) >= CHANNEL_CACHE_SIZE:  # the subscribed channels; a bound all the same
             cache.clear()
         cache[channel_raw] = names
         return names
+
+    def channel_kind(self, channel: str) -> str:
+        """``FleetSettings.channel_kind``, remembered for the channels in use (every publish and
+        every message received counts by kind)."""
+        kind = self._kinds.get(channel)
+        if kind is None:
+            kind = self.settings.channel_kind(channel)
+            if len(self._kinds) >= CHANNEL_CACHE_SIZE:
+                self._kinds.clear()
+            self._kinds[channel] = kind
+        return kind
 
     on_link_message = _receive
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wsfleet.bus import envelopes as env
-from wsfleet.bus.bus import Bus
+from wsfleet.bus.bus import CHANNEL_CACHE_SIZE, Bus
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.settings import FleetSettings
 
@@ -56,7 +56,8 @@ def test_channel_names_are_remembered_within_a_bound() -> None:
     assert len(seen) == 5000
     assert seen[-1][0] == "custom-4999"
     assert bus.stats.received_by_kind["custom"] == 5000
-    assert len(bus._channel_names) <= 4096
+    assert len(bus._channel_names) <= CHANNEL_CACHE_SIZE
+    assert len(bus._kinds) <= CHANNEL_CACHE_SIZE
 
 
 def test_sharded_follows_the_links_and_the_configured_nodes() -> None:
