@@ -738,6 +738,8 @@ def markdown(summary: dict[str, Any], machine: dict[str, Any], command: str) -> 
     }
     for key, label in labels.items():
         value = machine.get(key)
+        if value is None:  # not recorded (e.g. the load average, by runs before it was)
+            continue
         if isinstance(value, list):
             value = "–".join(f"{v:.1f}" for v in value)
         out.append(f"| {label} | {'yes' if value is True else 'no' if value is False else value} |")
