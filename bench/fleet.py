@@ -124,10 +124,12 @@ class ClusterServer:
 
 @contextmanager
 def fleet(
-    cfg: Config, logfile: IO[str], scenario: str = "fleet"
+    cfg: Config, logfile: IO[str], scenario: str = "fleet", kind: str = "wsfleet"
 ) -> Iterator[tuple[RedisServer | ClusterServer, list[ServerProcess]]]:
-    """A ``redis-server`` and three nodes; with ``cfg.profile`` each node runs under cProfile and
-    its top functions are printed once it stopped (next to the run's log file)."""
+    """A ``redis-server`` and three nodes (``kind`` "original": nodes of the Node.js original,
+    ``bench/original.py``); with ``cfg.profile`` each wsfleet node runs under cProfile and its
+    top functions are printed once it stopped (next to the run's log file)."""
+    from bench.original import OriginalNode
     from bench.run import ServerProcess, print_profile
 
     profiles: list[Path] = []
@@ -142,6 +144,11 @@ def fleet(
         stack.callback(redis.stop)
         nodes: list[ServerProcess] = []
         for i in range(NODES):
+            if kind == "original":
+                original = OriginalNode(cfg, logfile, redis=address, name=f"n{i + 1}", pin=False)
+                stack.callback(original.stop)
+                nodes.append(original)  # type: ignore[arg-type]
+                continue
             extra = ["--redis", address, "--name", f"n{i + 1}"]
             if RECOVERY:
                 extra.append("--recovery")
@@ -359,10 +366,12 @@ def s3(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     return _ours(res, names), ref
 
 
-def s4(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def s4(
+    cfg: Config, logfile: IO[str], kind: str = "wsfleet", reference: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
     from bench.run import BenchError
 
-    with fleet(cfg, logfile, "S4") as (redis, nodes):
+    with fleet(cfg, logfile, "S4", kind) as (redis, nodes):
         res = _loadgen(
             cfg,
             "dm",
@@ -383,20 +392,23 @@ def s4(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         )
         if not res["complete"]:
             raise BenchError(f"S4 lost messages or connections: {res}")
-        ref = _rpc_reference(cfg, redis, 1, cfg.s4_pairs, cfg.s4_duration)
+        ref = _rpc_reference(cfg, redis, 1, cfg.s4_pairs, cfg.s4_duration) if reference else {}
         names = _names(redis, nodes)
     ours = _ours(res, names)
     ours["rtt_p50_ms"] = res["rtt"]["p50_ms"]
     ours["rtt_p99_ms"] = res["rtt"]["p99_ms"]
-    ref["rtt_p50_ms"] = ref["call_latency"]["p50_ms"]
-    ref["rtt_p99_ms"] = ref["call_latency"]["p99_ms"]
+    if reference:
+        ref["rtt_p50_ms"] = ref["call_latency"]["p50_ms"]
+        ref["rtt_p99_ms"] = ref["call_latency"]["p99_ms"]
     return ours, ref
 
 
-def s5(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def s5(
+    cfg: Config, logfile: IO[str], kind: str = "wsfleet", reference: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
     from bench.run import BenchError
 
-    with fleet(cfg, logfile, "S5") as (redis, nodes):
+    with fleet(cfg, logfile, "S5", kind) as (redis, nodes):
         pids = [*(n.pid for n in nodes), *_redis_pids(redis)]
         sampler = Sampler(pids)
         payload = json.dumps(
@@ -429,7 +441,9 @@ def s5(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         # The handler's window is its last `duration` seconds before it acked (the callers finish
         # their last call after it, which takes milliseconds).
         procs = sampler.window(max(t_sent, t_acked - cfg.s5_duration), t_acked)
-        ref = _rpc_reference(cfg, redis, NODES, cfg.s5_callers, cfg.s5_duration)
+        ref = (
+            _rpc_reference(cfg, redis, NODES, cfg.s5_callers, cfg.s5_duration) if reference else {}
+        )
         names = _names(redis, nodes)
     ours = {
         "calls_per_s": ack["calls_per_s"],
@@ -438,8 +452,9 @@ def s5(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         **_per_proc(procs, names),
         "raw": res,
     }
-    ref["p50_ms"] = ref["call_latency"]["p50_ms"]
-    ref["p99_ms"] = ref["call_latency"]["p99_ms"]
+    if reference:
+        ref["p50_ms"] = ref["call_latency"]["p50_ms"]
+        ref["p99_ms"] = ref["call_latency"]["p99_ms"]
     return ours, ref
 
 

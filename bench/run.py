@@ -777,9 +777,12 @@ def markdown(summary: dict[str, Any], machine: dict[str, Any], command: str) -> 
         "loadgen": "load generator",
         "pinning": "CPU pinning",
         "cpu_speed_probe_ms": "speed probe before each run (fixed Python loop, ms; min-max)",
+        "load1": "1-minute load average before each run (min-max)",
     }
     for key, label in labels.items():
         value = machine.get(key)
+        if value is None:  # not recorded (e.g. the load average, by runs before it was)
+            continue
         if isinstance(value, list):
             value = "–".join(f"{v:.1f}" for v in value)
         out.append(f"| {label} | {'yes' if value is True else 'no' if value is False else value} |")
@@ -973,8 +976,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for rep in range(repeats):
                         t0 = time.monotonic()
                         speed = cpu_speed_ms(cfg.server_cpus)
+                        load1_before = os.getloadavg()[0]
                         ours, ref = fleet.RUNNERS[scenario](cfg, logfile)
                         ours["cpu_speed_probe_ms"] = ref["cpu_speed_probe_ms"] = speed
+                        ours["load1"] = ref["load1"] = load1_before
                         for m in METRICS[scenario]:  # a figure one side lacks is shown as "-"
                             ours.setdefault(m[0], None)
                             ref.setdefault(m[0], None)
@@ -997,11 +1002,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
                         t0 = time.monotonic()
                         speed = cpu_speed_ms(cfg.server_cpus)
+                        load1_before = os.getloadavg()[0]
                         with server(cfg, kind, logfile, profile) as srv:
                             if srv.loop != cfg.loop:
                                 machine["event_loop"] = srv.loop
                             result = RUNNERS[scenario](cfg, srv, logfile)
                         result["cpu_speed_probe_ms"] = speed
+                        result["load1"] = load1_before
                         runs[scenario][kind].append(result)
                         headline = METRICS[scenario][0]
                         log(
@@ -1020,6 +1027,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarize(cfg, runs)
     probes = [r["cpu_speed_probe_ms"] for by in runs.values() for rs in by.values() for r in rs]
     machine["cpu_speed_probe_ms"] = [min(probes), max(probes)] if probes else None
+    loads = [r["load1"] for by in runs.values() for rs in by.values() for r in rs if "load1" in r]
+    machine["load1"] = [min(loads), max(loads)] if loads else None
     print_tables(summary)
     print("\n" + RATIO_NOTE)
     out = args.out or RESULTS / f"{stamp}.json"

@@ -168,3 +168,16 @@ async def test_waiting_for_the_last_connection() -> None:
     assert not await hub.wait_no_connections(0.01)
     hub.discard_connection(a)
     assert await hub.wait_no_connections(0.01)
+
+
+def test_a_frame_from_the_bus_for_one_socket_is_written_once_and_only_while_it_is_open() -> None:
+    hub, rec, _ = make()
+    a, wire = socket(hub)
+    hub.register("a", a)
+    rec.calls.clear()
+    assert hub.deliver_one("a", b"\x81\x01x")
+    assert not hub.deliver_one("gone", b"\x81\x01y")
+    wire.closing = True
+    assert not hub.deliver_one("a", b"\x81\x01z")
+    assert wire.written == [b"\x81\x01x"]
+    assert rec.calls == []  # a frame from the bus is never propagated again

@@ -91,7 +91,12 @@ per publish)."""
 
 def command_size(command: Command) -> int:
     """Bytes of a command's arguments (what it holds in a buffer)."""
-    return sum(len(a) for a in command.args if type(a) is bytes or type(a) is str)
+    size = 0
+    for arg in command.args:  # a plain loop: this runs for every command submitted
+        kind = type(arg)
+        if kind is bytes or kind is str:
+            size += len(arg)
+    return size
 
 
 @dataclass(slots=True)

@@ -73,6 +73,9 @@ __all__ = [
 
 log = logging.getLogger("wsfleet.bus")
 
+CHANNEL_CACHE_SIZE = 4096
+"""Channel names whose decoded text and metric kind a bus remembers (cleared when full)."""
+
 
 class Bus:
     def __init__(
@@ -136,6 +139,10 @@ class Bus:
             ),
         )
         self.inbox = settings.inbox_channel(self.name)
+        self._sharded: tuple[int, bool] | None = None
+        self._kinds: dict[str, str] = {}
+        self._channel_names: dict[bytes, tuple[str, str]] = {}
+        """Received channel names: bytes -> (text, metric kind), for the channels subscribed."""
         self._echo_marker = self.codec.key_marker("b", self.boot)
         """``"b": <our boot id>`` as encoded in the ``wsf`` field of everything we publish."""
         self.keep_subscribed(self.inbox, settings.control_channel)
@@ -206,12 +213,22 @@ class Bus:
         link.marker = self.inbox.encode()
         link.set_channels(self.channels.wanted)
         self.links[link.key] = link
+        self._sharded = None
         link.start()
         return link
 
     @property
     def sharded(self) -> bool:
         """True on a Redis Cluster: sharded pub/sub, and keys that must share a slot."""
+        # Read for every direct message: recomputed only when the links or configured nodes
+        # changed (every link is added by _add_link, and a removal changes their number).
+        size = len(self.links) + (len(self.configured) << 16)
+        known = self._sharded
+        if known is None or known[0] != size:
+            known = self._sharded = (size, self._compute_sharded())
+        return known[1]
+
+    def _compute_sharded(self) -> bool:
         return any(link.node.mode == "cluster" for link in self.links.values()) or any(
             node.mode == "cluster" for node in self.configured
         )
@@ -295,9 +312,11 @@ class Bus:
     def meta(self, channel: str | None = None, **extra: Any) -> dict[str, Any]:
         """The ``wsf`` field of an envelope; with tracing on and ``channel`` given (for envelopes
         encoded before :meth:`publish_raw`), a producer span's context goes into it."""
-        meta = {"b": self.boot, "s": next(self._seq), **extra}
+        meta = {"b": self.boot, "s": next(self._seq)}
+        if extra:
+            meta.update(extra)
         if channel is not None and self.tracing is not None:
-            self.tracing.publish(channel, self.settings.channel_kind(channel), meta)
+            self.tracing.publish(channel, self.channel_kind(channel), meta)
         return meta
 
     def publish(
@@ -316,13 +335,13 @@ class Bus:
         if self.tracing is not None:
             wsf = message.get("wsf")
             if isinstance(wsf, dict) and "tp" not in wsf:
-                self.tracing.publish(channel, self.settings.channel_kind(channel), wsf)
+                self.tracing.publish(channel, self.channel_kind(channel), wsf)
         data = self.codec.dumps(message)
         if self._signed:
             data = self.auth.seal(data, channel)
         future = asyncio.get_running_loop().create_future() if want_result else None
         self.stats.published += 1
-        self.stats.published_by_kind[self.settings.channel_kind(channel)] += 1
+        self.stats.published_by_kind[self.channel_kind(channel)] += 1
         self._dispatch(Command(("PUBLISH", channel, data), future, routing_key))
         return future
 
@@ -330,7 +349,7 @@ class Bus:
         if self._signed:
             data = self.auth.seal(data, channel)
         self.stats.published += 1
-        self.stats.published_by_kind[self.settings.channel_kind(channel)] += 1
+        self.stats.published_by_kind[self.channel_kind(channel)] += 1
         self._dispatch(Command(("PUBLISH", channel, data), None, routing_key))
 
     def execute(
@@ -412,14 +431,22 @@ class Bus:
                 log.exception("Redis health listener failed")
 
     def _receive(self, link: BrokerLink, channel_raw: bytes, data: bytes) -> None:
+        # The hot path of every message from Redis: plain attribute reads, one decode.
         stats = self.stats
         stats.received += 1
-        channel = channel_raw.decode("utf-8", "replace")
-        stats.received_by_kind[self.settings.channel_kind(channel)] += 1
-        if self._echo_marker in data:  # our own boot id: we published it, no need to decode
+        names = self._channel_names.get(channel_raw)
+        if names is None:
+            names = self._name_channel(channel_raw)
+        channel, kind = names
+        stats.received_by_kind[kind] += 1
+        inbox = channel == self.inbox
+        # Our own boot id: we published it, no need to decode. (Not looked for on our inbox, where
+        # only our probes come back from us; anything else of ours is dropped below by sender.)
+        if not inbox and self._echo_marker in data:
             stats.self_echo_dropped += 1
             return
-        refused = self.auth.check(channel_raw, data)
+        signed = self._signed
+        refused = self.auth.check(channel_raw, data) if signed else None
         if refused is not None and refused != MAYBE_ORIGINAL:
             self._reject(refused, channel_raw)
             return
@@ -432,27 +459,52 @@ class Bus:
         if refused is not None and not self.auth.original_shaped(self.settings, channel, message):
             self._reject("unsigned", channel_raw)
             return
-        if self._signed:
+        if signed:
             message.pop(FIELD, None)
-        if channel == self.inbox and message.get("action") == "probe":
+        if inbox and message.get("action") == "probe":
             self.prober.returned(link, message)
             return
-        if sender_of(message) == self.name:
+        sender = message.get("senderServer")
+        if type(sender) is not str:
+            sender = sender_of(message)
+        if sender == self.name:
             stats.self_echo_dropped += 1
             return
-        verdict = self.dedup.admit(message.get("wsf"), data, verified=self._signed)
-        if verdict is not Verdict.NEW:
-            if verdict is Verdict.DUPLICATE:
-                stats.duplicates_dropped += 1
-            else:
-                self._reject("replay", channel_raw)
-            return
+        wsf = message.get("wsf")
+        if wsf is not None:
+            verdict = self.dedup.admit(wsf, data, verified=signed)
+            if verdict is not Verdict.NEW:
+                if verdict is Verdict.DUPLICATE:
+                    stats.duplicates_dropped += 1
+                else:
+                    self._reject("replay", channel_raw)
+                return
         if self.tracing is None:
             self._on_message(channel, message)
             return
         traceparent = meta_of(message).traceparent
-        with self.tracing.receive(channel, self.settings.channel_kind(channel), traceparent):
+        with self.tracing.receive(channel, kind, traceparent):
             self._on_message(channel, message)
+
+    def _name_channel(self, channel_raw: bytes) -> tuple[str, str]:
+        channel = channel_raw.decode("utf-8", "replace")
+        names = (channel, self.channel_kind(channel))
+        cache = self._channel_names
+        if len(cache) >= CHANNEL_CACHE_SIZE:  # the subscribed channels; a bound all the same
+            cache.clear()
+        cache[channel_raw] = names
+        return names
+
+    def channel_kind(self, channel: str) -> str:
+        """``FleetSettings.channel_kind``, remembered for the channels in use (every publish and
+        every message received counts by kind)."""
+        kind = self._kinds.get(channel)
+        if kind is None:
+            kind = self.settings.channel_kind(channel)
+            if len(self._kinds) >= CHANNEL_CACHE_SIZE:
+                self._kinds.clear()
+            self._kinds[channel] = kind
+        return kind
 
     on_link_message = _receive
 

@@ -263,6 +263,15 @@ def private(
     return {"data": frame, "socketIds": socket_ids, "senderServer": sender} | _meta(wsf)
 
 
+def private_one(
+    frame: str, socket_id: str, sender: str, wsf: dict[str, Any] | None
+) -> dict[str, Any]:
+    """(c) for one socket id: :func:`private` without the list (every direct message)."""
+    if wsf:
+        return {"data": frame, "socketId": socket_id, "senderServer": sender, "wsf": wsf}
+    return {"data": frame, "socketId": socket_id, "senderServer": sender}
+
+
 def private_many(
     frame: str, socket_ids: list[str], sender: str, wsf: dict[str, Any] | None
 ) -> dict[str, Any]:

@@ -122,18 +122,16 @@ class RedisSubscriber:
 
     # -- connection --------------------------------------------------------------------------
 
-    async def run(
+    def push_handler(
         self, on_message: Callable[[BrokerLink, bytes, bytes], None], on_changed: Any
-    ) -> None:
-        """Connect, reconnect with capped exponential backoff, until closed."""
-        backoff = self.timings.backoff_initial
+    ) -> Callable[[Any], None]:
+        """The connection's ``on_push``: everything the subscriber receives, parsed, in order."""
         link = self.link
         confirmations = self.confirmations
         message_kind, subscribe_kind = self.message_kind, self.subscribe_kind
         unsubscribe_kind = self.unsubscribe_kind
 
         def on_push(reply: Any) -> None:
-            """Everything the subscriber connection receives, parsed, in order."""
             if type(reply) is list and reply:
                 kind = reply[0]
                 if kind == message_kind:
@@ -155,6 +153,16 @@ class RedisSubscriber:
                 self.lost_channel(None)
                 self.health.last_error = f"{self.node}: subscribe refused ({reply})"
                 log.warning("Redis %s subscriber: %s", self.node, reply)
+
+        return on_push
+
+    async def run(
+        self, on_message: Callable[[BrokerLink, bytes, bytes], None], on_changed: Any
+    ) -> None:
+        """Connect, reconnect with capped exponential backoff, until closed."""
+        backoff = self.timings.backoff_initial
+        confirmations = self.confirmations
+        on_push = self.push_handler(on_message, on_changed)
 
         while not self.closed:  # also ends if a library swallowed a cancel
             try:

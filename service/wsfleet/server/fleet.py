@@ -147,8 +147,9 @@ class Fleet:
         return True
 
     def private_envelope(self, socket_id: str, text: str) -> bytes:
-        meta = self.bus.meta(self.settings.private_channel)
-        return self.bus.codec.dumps(env.private(text, [socket_id], self.name, meta))
+        bus = self.bus
+        meta = bus.meta(self.settings.private_channel)
+        return bus.codec.dumps(env.private_one(text, socket_id, self.name, meta))
 
     async def send_private_confirmed(self, socket_id: str, text: bytes) -> bool:
         """One direct message, waiting for Redis' answer: False when the node holding the

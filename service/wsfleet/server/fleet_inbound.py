@@ -102,7 +102,8 @@ class BusInbound:
             return
         frame, socket_id = message.get("data"), message.get("socketId")
         if type(frame) is str and type(socket_id) is str and not message.get("socketIds"):
-            self.hub.deliver_ids((socket_id,), build_text_frame(frame.encode()))
+            # One socket: the frame is built once and written straight to its transport.
+            self.hub.deliver_one(socket_id, build_text_frame(frame.encode()))
             return
         parsed = env.parse_private(message)  # several ids, or invalid (raises)
         self.hub.deliver_ids(parsed.socket_ids, build_text_frame(parsed.frame.encode()))

@@ -345,6 +345,11 @@ class Hub:
                 sent += 1
         return sent
 
+    def deliver_one(self, socket_id: str, frame: bytes) -> bool:
+        """Write to one local socket; False when it is not here (or not open)."""
+        socket = self._sockets.get(socket_id)
+        return socket is not None and socket.send_frame(frame)
+
     def deliver_ids(self, socket_ids: Iterable[str], frame: bytes) -> tuple[int, list[str]]:
         """Write to the local ones; returns (written, ids not on this node)."""
         sent = 0
