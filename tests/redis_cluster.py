@@ -84,6 +84,14 @@ class Instance:
 
 
 @dataclass
+class Migration:
+    slot: str
+    source: Instance
+    target: Instance
+    target_id: str
+
+
+@dataclass
 class RedisCluster:
     """``redis-cli --cluster create`` over six ``--cluster-enabled yes`` servers."""
 
@@ -156,6 +164,14 @@ class RedisCluster:
     def migrate_slot(self, key: str, target: Instance) -> Instance:
         """Move the slot of ``key`` (and its keys) to ``target``, as a reshard does; returns the
         previous owner."""
+        migration = self.begin_migration(key, target)
+        self.finish_migration(migration)
+        return migration.source
+
+    def begin_migration(self, key: str, target: Instance) -> Migration:
+        """Mark the slot of ``key`` importing on ``target`` and migrating on its owner, and move
+        its keys: until :meth:`finish_migration`, the owner answers a command on a key it no
+        longer holds with ``ASK`` (``SPUBLISH`` stays on the owner until the end)."""
         slot = cli(self.instances[0].port, "cluster", "keyslot", key).strip()
         source = self.owner(key)
         src_id = cli(source.port, "cluster", "myid").strip()
@@ -174,9 +190,11 @@ class RedisCluster:
                 "keys",
                 *keys,
             )
-        for instance in (target, source):
-            cli(instance.port, "cluster", "setslot", slot, "node", dst_id)
-        return source
+        return Migration(slot, source, target, dst_id)
+
+    def finish_migration(self, migration: Migration) -> None:
+        for instance in (migration.target, migration.source):
+            cli(instance.port, "cluster", "setslot", migration.slot, "node", migration.target_id)
 
     def stop(self) -> None:
         for instance in self.instances:

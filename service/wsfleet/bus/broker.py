@@ -106,6 +106,9 @@ class LinkTimings:
     """Bytes a link's publish queue holds while its connection is paused or connecting; beyond
     it new commands are handed back to the bus (policy ``hand-back``: re-routed to another link
     or buffered, and failed after ``max_publish_attempts``)."""
+    held_max_age: float = 30.0
+    """Seconds a cluster link holds a command that came back (``MOVED``, a failover) for its
+    slot's order before failing it (the bus sets its ``outage_buffer_max_age``)."""
     flush_bytes: int = FLUSH_BYTES
     """Pending bytes that make the publisher write at once instead of at the end of the turn."""
     flush_delay: float = FLUSH_DELAY

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from wsfleet.bus.cluster_keys import registry_keys, slot_chunks
-from wsfleet.bus.cluster_shards import shardnumsub_count, translate
+from wsfleet.bus.cluster_publish import sharded
+from wsfleet.bus.cluster_shards import shardnumsub_count
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.slots import key_slot
 
@@ -55,8 +56,8 @@ def test_registry_keys_share_one_slot_and_socket_keys_are_grouped_by_slot() -> N
 
 
 def test_publish_becomes_spublish_and_shardnumsub_replies_are_read() -> None:
-    assert translate(("PUBLISH", "ch", b"x")) == ("SPUBLISH", "ch", b"x")
-    assert translate(("GET", "k")) == ("GET", "k")
+    assert sharded(("PUBLISH", "ch", b"x")) == ("SPUBLISH", "ch", b"x")
+    assert sharded(("GET", "k")) == ("GET", "k")
     assert shardnumsub_count([b"ch", 2], b"ch") == 2
     assert shardnumsub_count([(b"ch", 3)], b"ch") == 3
     assert shardnumsub_count({b"ch": 4}, b"ch") == 4
