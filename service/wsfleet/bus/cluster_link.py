@@ -27,7 +27,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from wsfleet.bus.broker import (
@@ -177,28 +177,55 @@ class ClusterLink:
         ]
 
     async def aclose(self) -> None:
+        """Disconnect. Every wait is bounded (twice ``connect_timeout``): a task or a connection
+        that does not end in time is logged and the close goes on."""
         if self._closed:
             return
         self._closed = True
         error = LinkError(f"{self.node} was removed")
-        tasks = [*self._tasks, *self._closing, *self._subs.close(error)]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
         self._order.set_open(False)
+        # Subscribers closed before their tasks are cancelled: their loops end even if a
+        # library swallows the cancel.
+        self._closing.update(self._subs.close(error))
+        await self._stop_tasks()
         publishers = self._publishers.set_masters(set())
         entries = [*self._publishers.take_all(), *self._order.take_held()]
         entries.sort(key=lambda e: e.seq)
         leftover = [*(e.command for e in entries), *self._queue]
         self._queue = deque()
-        await asyncio.gather(*(p.aclose() for p in publishers), return_exceptions=True)
+        closing = asyncio.gather(*(p.aclose() for p in publishers), return_exceptions=True)
+        await self._bounded("the shard publishers", closing)
         self._set_health(PUBLISHER, False, "close", None)
         self._set_health(SUBSCRIBER, False, "close", None)
         if leftover:
             self._handler.on_link_failed(self, leftover, error)
         self._subscribed.fire()
-        await self._rc.aclose()
+        await self._bounded("redis-py's cluster client", self._rc.aclose())
+
+    async def _stop_tasks(self) -> None:
+        """Cancel and await every task this link owns, including any started meanwhile."""
+        while tasks := [*self._tasks, *self._closing]:
+            self._tasks.clear()
+            self._closing.clear()
+            for task in tasks:
+                task.cancel()
+            _, pending = await asyncio.wait(tasks, timeout=self.timings.connect_timeout * 2)
+            if pending:
+                log.warning(
+                    "%s: %d tasks did not stop when cancelled: %s",
+                    self.node,
+                    len(pending),
+                    ", ".join(sorted(t.get_name() for t in pending)),
+                )
+                return
+
+    async def _bounded(self, what: str, work: Awaitable[object]) -> None:
+        limit = self.timings.connect_timeout * 2
+        try:
+            async with asyncio.timeout(limit):
+                await work
+        except TimeoutError:
+            log.warning("Redis %s: %s did not close in %.1f s", self.node, what, limit)
 
     # -- topology ----------------------------------------------------------------------------
 
@@ -227,6 +254,8 @@ class ClusterLink:
                 await self._sleep_or_refresh(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
+            if self.closed:  # a library swallowed the cancel of aclose
+                return
             first = False
             self._refreshed_at = self._clock.now()
             self.refreshes += 1
@@ -254,6 +283,8 @@ class ClusterLink:
             pass
 
     def _apply_topology(self) -> None:
+        if self._closed:  # no subscriber may start after the close
+            return
         self._subs.apply(self._rc.nodes_manager.slots_cache)
         self._update_subscriber_health()
         self._subscribed.fire()

@@ -237,6 +237,7 @@ class RedisSubscriber:
 
     def close(self, error: BaseException) -> None:
         self.closed = True
+        self._changed.set()  # reconcile_loop sees `closed` and ends
         if self.conn is not None:
             self.conn.close()
             self.conn = None
