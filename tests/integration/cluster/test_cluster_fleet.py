@@ -11,7 +11,9 @@ from tests.integration.fleet.conftest import MakeFleet, Node, join
 from tests.redis_cluster import RedisCluster, cli
 
 from wsfleet import contract
+from wsfleet.bus.broker import CallbackHandler
 from wsfleet.bus.cluster_link import ClusterLink
+from wsfleet.bus.nodes import RedisNode
 from wsfleet.server import ServerSettings
 
 pytestmark = pytest.mark.integration
@@ -75,6 +77,27 @@ async def test_a_node_subscribes_only_on_the_shards_its_channels_hash_to(
     assert numsub[-1] == "1"
     a.server.leave_room("lobby", "r", "s1")
     await client.close()
+
+
+async def test_a_link_closed_while_its_channels_change_leaves_no_task_behind(
+    redis_cluster: RedisCluster,
+) -> None:
+    """The bus unsubscribes and subscribes while the link closes (a fleet closing): no shard
+    subscriber may start after the close began, or its tasks outlive the link."""
+    handler = CallbackHandler(lambda *a: None, lambda *a: None, lambda *a: None)
+    link = ClusterLink(RedisNode.parse(redis_cluster.address), handler)
+    link.set_channels({b"first"})
+    link.start()
+    async with asyncio.timeout(10):
+        await link.wait_subscribed([b"first"])
+    closing = asyncio.create_task(link.aclose())
+    await asyncio.sleep(0)  # the close now waits for the link's tasks
+    link.set_channels({f"ch{i}".encode() for i in range(30)})  # on every shard
+    async with asyncio.timeout(10):
+        await closing
+    await asyncio.sleep(0)
+    left = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("wsfleet-")]
+    assert left == []
 
 
 async def test_a_master_killed_during_a_stream_loses_nothing_and_keeps_order(
