@@ -106,6 +106,9 @@ class RedisCluster:
         return f"redis+cluster://127.0.0.1:{first.port}?{seeds}"
 
     def start(self, count: int = 6, replicas: int = 1) -> None:
+        """``count`` servers, ``replicas`` per master. ``redis-cli --cluster create`` wants three
+        masters at least; fewer (no replicas: the benchmarks' 1-shard cluster) are joined with
+        ``CLUSTER MEET`` and given the slots with ``CLUSTER ADDSLOTSRANGE``."""
         assert REDIS is not None, "redis-server is not installed: run 'make test'"
         for _ in range(count):
             port = cluster_port()
@@ -121,18 +124,42 @@ class RedisCluster:
             instance = Instance(port, argv)
             instance.start()
             self.instances.append(instance)
-        out = cli(
-            self.instances[0].port,
-            "--cluster",
-            "create",
-            *(f"127.0.0.1:{i.port}" for i in self.instances),
-            "--cluster-replicas",
-            str(replicas),
-            "--cluster-yes",
-            timeout=60,
-        )
-        assert "[OK] All 16384 slots covered" in out, out
+        if count < 3:
+            assert replicas == 0, "fewer than 3 masters: no replicas"
+            self._assign_slots()
+        else:
+            out = cli(
+                self.instances[0].port,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{i.port}" for i in self.instances),
+                "--cluster-replicas",
+                str(replicas),
+                "--cluster-yes",
+                timeout=60,
+            )
+            assert "[OK] All 16384 slots covered" in out, out
         self.wait_ok()
+
+    def _assign_slots(self) -> None:
+        first = self.instances[0]
+        for other in self.instances[1:]:
+            cli(first.port, "cluster", "meet", "127.0.0.1", str(other.port))
+        step = 16384 // len(self.instances)
+        for i, instance in enumerate(self.instances):
+            last = 16383 if i == len(self.instances) - 1 else (i + 1) * step - 1
+            reply = cli(instance.port, "cluster", "addslotsrange", str(i * step), str(last))
+            assert reply.strip() == "OK", reply
+        wait_for(
+            lambda: all(
+                cli(i.port, "cluster", "info").count(
+                    "cluster_known_nodes:" + str(len(self.instances))
+                )
+                for i in self.instances
+            ),
+            30,
+            "the nodes did not meet",
+        )
 
     def wait_ok(self, timeout: float = 30.0) -> None:
         def ok() -> bool:

@@ -40,7 +40,13 @@ from wsfleet.bus.broker import (
     LinkTimings,
 )
 from wsfleet.bus.cluster_order import REFUSED, Entry, SlotOrder
-from wsfleet.bus.cluster_publish import REDIRECTS, ShardPublishers, ask_address, command_slot
+from wsfleet.bus.cluster_publish import (
+    REDIRECTS,
+    ShardPublishers,
+    ask_address,
+    command_slot,
+    slot_owners,
+)
 from wsfleet.bus.cluster_shards import ShardSubscribers, shardnumsub_count
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.redis_py import (
@@ -52,6 +58,7 @@ from wsfleet.bus.redis_py import (
     Retry,
 )
 from wsfleet.bus.signals import Pulse
+from wsfleet.bus.slots import SLOTS
 from wsfleet.bus.topology_nodes import addresses
 from wsfleet.clock import LoopClock
 
@@ -121,6 +128,7 @@ class ClusterLink:
         self._subscribed = Pulse()
         self._closed = False
         self._refreshed_at = -1e9
+        self._owners: list[Address | None] = [None] * SLOTS
 
     def __repr__(self) -> str:
         return f"<ClusterLink {self.node}>"
@@ -259,6 +267,7 @@ class ClusterLink:
             first = False
             self._refreshed_at = self._clock.now()
             self.refreshes += 1
+            self._owners = slot_owners(self._rc.nodes_manager.slots_cache)
             self._apply_topology()
             masters = {(n.host, int(n.port)) for n in self._rc.get_primaries()}
             for gone in self._publishers.set_masters(masters):
@@ -330,8 +339,7 @@ class ClusterLink:
             self._publisher_down(LinkError(f"{self.node}: no master for that slot now"), [command])
 
     def _slot_owner(self, slot: int) -> Address | None:
-        nodes = self._rc.nodes_manager.slots_cache.get(slot)
-        return (nodes[0].host, int(nodes[0].port)) if nodes else None
+        return self._owners[slot]
 
     def _send(self, entry: Entry, address: Address) -> bool:
         if self._publishers.send(entry, address):

@@ -52,7 +52,8 @@ class Entry:
     command: Command
     since: float
     """Clock time it was submitted (held commands expire by it)."""
-    size: int
+    size: int = 0
+    """Bytes of its arguments, counted when it is held."""
     ask: Address | None = None
     """The importing node an ``ASK`` named: the next send goes there, after ``ASKING``."""
 
@@ -113,12 +114,12 @@ class SlotOrder:
     def entry(self, command: Command, slot: int, now: float) -> Entry:
         """A new entry for ``command`` (numbered, not submitted: pinned commands skip the order
         but keep their place among the others when the link hands everything back)."""
-        return Entry(next(self._seq), slot, command, now, command_size(command))
+        return Entry(next(self._seq), slot, command, now)
 
     def submit(self, command: Command, slot: int, now: float) -> str:
         """Send ``command`` now, or hold it behind what its slot holds or waits for.
         :data:`REFUSED` when holding it would pass :attr:`max_bytes`."""
-        entry = self.entry(command, slot, now)
+        entry = Entry(next(self._seq), slot, command, now)
         if (
             self.open
             and slot not in self._held
@@ -126,6 +127,7 @@ class SlotOrder:
             and self._try_send(entry)
         ):
             return SENT
+        entry.size = command_size(command)
         if self.held_bytes + entry.size > self.max_bytes and self.held_count:
             return REFUSED
         self._hold(entry)
@@ -216,6 +218,8 @@ class SlotOrder:
         return left
 
     def _hold(self, entry: Entry) -> None:
+        if not entry.size:
+            entry.size = command_size(entry.command)
         entries = self._held.setdefault(entry.slot, [])
         if not entries or entries[-1].seq < entry.seq:
             entries.append(entry)

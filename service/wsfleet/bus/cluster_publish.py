@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from wsfleet.bus.broker import PUBLISHER, BrokerLink, Command, LinkTimings
 from wsfleet.bus.cluster_order import Address, Entry
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.redis_link import RedisLink
-from wsfleet.bus.slots import key_slot
+from wsfleet.bus.redis_py import ClusterNode
+from wsfleet.bus.slots import SLOTS, key_slot
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -46,6 +47,18 @@ def command_slot(args: tuple[Any, ...]) -> int:
     if key is None:
         return 0
     return key_slot(key.encode() if isinstance(key, str) else bytes(key))
+
+
+def slot_owners(slots: Mapping[int, Sequence[ClusterNode]]) -> list[Address | None]:
+    """The master of every slot (from redis-py's slot map), read once per refresh instead of
+    once per command."""
+    owners: list[Address | None] = [None] * SLOTS
+    addresses: dict[str, Address] = {}
+    for slot, nodes in slots.items():
+        if nodes and 0 <= slot < SLOTS:
+            node = nodes[0]
+            owners[slot] = addresses.setdefault(node.name, (node.host, int(node.port)))
+    return owners
 
 
 def sharded(args: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -45,6 +45,20 @@ def test_bad_topology_addresses_are_refused_clearly(text: str, message: str) -> 
         RedisNode.parse(text)
 
 
+@pytest.mark.parametrize(
+    ("key", "slot"),
+    [  # CLUSTER KEYSLOT's answers (Redis' documentation and redis-cli)
+        (b"somekey", 11058),
+        (b"foo{hash_tag}", 2515),
+        (b"foo", 12182),
+        (b"bar", 5061),
+        (b"{user1000}.following", key_slot(b"user1000")),
+    ],
+)
+def test_key_slots_are_redis_cluster_slots(key: bytes, slot: int) -> None:
+    assert key_slot(key) == slot
+
+
 def test_registry_keys_share_one_slot_and_socket_keys_are_grouped_by_slot() -> None:
     keys = registry_keys("csbp:", "node-a")
     assert len({key_slot(k.encode()) for k in keys}) == 1
