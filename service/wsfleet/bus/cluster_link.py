@@ -330,12 +330,15 @@ class ClusterLink:
             self._handler.on_link_failed(self, [command], error)
 
     def _send_pinned(self, command: Command, slot: int) -> None:
-        if not self._ready:
+        """Straight to the slot's master whenever its publisher is connected, healthy link or
+        not: one shard failing over must not stop the lease refreshes and registry writes of
+        the others (socket leases would expire fleet-wide during a long failover)."""
+        owner = self._owners[slot]
+        if owner is not None and self._publishers.sendable(owner):
+            self._publishers.send(self._order.entry(command, slot, self._clock.now()), owner)
+        elif not self._ready:
             self._queue.append(command)
-            return
-        entry = self._order.entry(command, slot, self._clock.now())
-        owner = self._slot_owner(slot)
-        if owner is None or not self._publishers.send(entry, owner):
+        else:
             self._publisher_down(LinkError(f"{self.node}: no master for that slot now"), [command])
 
     def _slot_owner(self, slot: int) -> Address | None:
