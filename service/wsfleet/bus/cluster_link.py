@@ -13,7 +13,9 @@
   then the held commands go out, oldest first, before anything newer. An ``ASK`` resends that
   one command to the importing node after ``ASKING`` (the slot map stays). Held commands are
   bounded (``queue_max_bytes``, policy ``hand-back``) and fail after ``held_max_age``. Pinned
-  commands (probes, registry writes) are not held: they fail on a redirect, as on any link.
+  commands (probes, registry writes, lease refreshes) are not held: they go to their slot's
+  master whenever its publisher is connected, even while another shard fails over, and fail on
+  a redirect, as on any link.
 - **Subscribing.** One sharded subscriber (``SSUBSCRIBE``, our hiredis connection) per shard
   that owns at least one wanted channel, and none for the others: a node connects to the shards
   its inbox, its room namespaces and the four fleet-wide channels hash to.
