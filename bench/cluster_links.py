@@ -42,6 +42,7 @@ async def _ready(link: BrokerLink, up: asyncio.Event) -> None:
     link.start()
     async with asyncio.timeout(20):
         await up.wait()
+    link.admitted = True  # what the bus does once every node listens (a cluster link waits for it)
 
 
 async def _round(link: BrokerLink, commands: list[tuple[Any, ...]]) -> tuple[float, float]:

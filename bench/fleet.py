@@ -96,17 +96,17 @@ class RedisServer:
 
 
 class ClusterServer:
-    """A 3-master Redis Cluster (no replicas: on a 2-core box they would only take CPU) from
-    ``tests/redis_cluster.py``; ``port``/``pid`` are its first master's (the raw reference runs
-    there), ``pids`` all of them."""
+    """A Redis Cluster of ``shards`` masters (no replicas: on a 2-core box they would only take
+    CPU) from ``tests/redis_cluster.py``; ``port``/``pid`` are its first master's (the raw
+    reference runs there), ``pids`` all of them."""
 
-    def __init__(self) -> None:
+    def __init__(self, shards: int = 3) -> None:
         from tests.redis_cluster import RedisCluster
 
         self.workdir = tempfile.TemporaryDirectory(prefix="wsfleet-bench-cluster-")
         self.cluster = RedisCluster(Path(self.workdir.name))
         try:
-            self.cluster.start(count=3, replicas=0)
+            self.cluster.start(count=shards, replicas=0)
         except BaseException:
             self.stop()
             raise
@@ -136,7 +136,7 @@ def fleet(
     with ExitStack() as stack:
         redis: RedisServer | ClusterServer
         if cfg.redis_mode == "cluster":
-            redis = ClusterServer()
+            redis = ClusterServer(cfg.shards)
             address = redis.address
         else:
             redis = RedisServer(logfile)

@@ -87,7 +87,9 @@ class Config:
     s5_duration: float = 10.0
     s6_conns: int = 5000
     redis_mode: str = "node"
-    """S3-S5 over one redis-server (``node``) or a 3-master Redis Cluster (``cluster``)."""
+    """S3-S5 over one redis-server (``node``) or a Redis Cluster (``cluster``)."""
+    shards: int = 3
+    """Masters of the Redis Cluster (``--redis-mode cluster``), no replicas."""
     s6_first_step: int = 1000
     s6_settle: float = 1.5
     loop: str = "uvloop"
@@ -857,7 +859,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
         "--redis-mode",
         choices=("node", "cluster"),
         default="node",
-        help="S3-S5 over one redis-server or a 3-master Redis Cluster (sharded pub/sub)",
+        help="S3-S5 over one redis-server or a Redis Cluster (sharded pub/sub)",
+    )
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=3,
+        help="masters of the Redis Cluster of --redis-mode cluster (default 3, no replicas)",
     )
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     p.add_argument(
@@ -901,6 +909,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
         profile=a.profile,
         quick=a.quick,
         redis_mode=a.redis_mode,
+        shards=a.shards,
     )
     if a.quick:
         cfg.s2_duration = 3.0
@@ -924,6 +933,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
             setattr(cfg, attr, value)
     if a.repeats is not None and a.repeats <= 0:
         p.error("--repeats must be positive")
+    if not 1 <= a.shards <= 16:
+        p.error("--shards must be between 1 and 16")
     cpus = sorted(os.sched_getaffinity(0))
     if cfg.pin and len(cpus) >= 2:
         cfg.server_cpus, cfg.loadgen_cpus = cpus[:1], cpus[1:]

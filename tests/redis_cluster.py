@@ -84,6 +84,14 @@ class Instance:
 
 
 @dataclass
+class Migration:
+    slot: str
+    source: Instance
+    target: Instance
+    target_id: str
+
+
+@dataclass
 class RedisCluster:
     """``redis-cli --cluster create`` over six ``--cluster-enabled yes`` servers."""
 
@@ -98,6 +106,9 @@ class RedisCluster:
         return f"redis+cluster://127.0.0.1:{first.port}?{seeds}"
 
     def start(self, count: int = 6, replicas: int = 1) -> None:
+        """``count`` servers, ``replicas`` per master. ``redis-cli --cluster create`` wants three
+        masters at least; fewer (no replicas: the benchmarks' 1-shard cluster) are joined with
+        ``CLUSTER MEET`` and given the slots with ``CLUSTER ADDSLOTSRANGE``."""
         assert REDIS is not None, "redis-server is not installed: run 'make test'"
         for _ in range(count):
             port = cluster_port()
@@ -113,18 +124,42 @@ class RedisCluster:
             instance = Instance(port, argv)
             instance.start()
             self.instances.append(instance)
-        out = cli(
-            self.instances[0].port,
-            "--cluster",
-            "create",
-            *(f"127.0.0.1:{i.port}" for i in self.instances),
-            "--cluster-replicas",
-            str(replicas),
-            "--cluster-yes",
-            timeout=60,
-        )
-        assert "[OK] All 16384 slots covered" in out, out
+        if count < 3:
+            assert replicas == 0, "fewer than 3 masters: no replicas"
+            self._assign_slots()
+        else:
+            out = cli(
+                self.instances[0].port,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{i.port}" for i in self.instances),
+                "--cluster-replicas",
+                str(replicas),
+                "--cluster-yes",
+                timeout=60,
+            )
+            assert "[OK] All 16384 slots covered" in out, out
         self.wait_ok()
+
+    def _assign_slots(self) -> None:
+        first = self.instances[0]
+        for other in self.instances[1:]:
+            cli(first.port, "cluster", "meet", "127.0.0.1", str(other.port))
+        step = 16384 // len(self.instances)
+        for i, instance in enumerate(self.instances):
+            last = 16383 if i == len(self.instances) - 1 else (i + 1) * step - 1
+            reply = cli(instance.port, "cluster", "addslotsrange", str(i * step), str(last))
+            assert reply.strip() == "OK", reply
+        wait_for(
+            lambda: all(
+                cli(i.port, "cluster", "info").count(
+                    "cluster_known_nodes:" + str(len(self.instances))
+                )
+                for i in self.instances
+            ),
+            30,
+            "the nodes did not meet",
+        )
 
     def wait_ok(self, timeout: float = 30.0) -> None:
         def ok() -> bool:
@@ -156,6 +191,14 @@ class RedisCluster:
     def migrate_slot(self, key: str, target: Instance) -> Instance:
         """Move the slot of ``key`` (and its keys) to ``target``, as a reshard does; returns the
         previous owner."""
+        migration = self.begin_migration(key, target)
+        self.finish_migration(migration)
+        return migration.source
+
+    def begin_migration(self, key: str, target: Instance) -> Migration:
+        """Mark the slot of ``key`` importing on ``target`` and migrating on its owner, and move
+        its keys: until :meth:`finish_migration`, the owner answers a command on a key it no
+        longer holds with ``ASK`` (``SPUBLISH`` stays on the owner until the end)."""
         slot = cli(self.instances[0].port, "cluster", "keyslot", key).strip()
         source = self.owner(key)
         src_id = cli(source.port, "cluster", "myid").strip()
@@ -174,9 +217,11 @@ class RedisCluster:
                 "keys",
                 *keys,
             )
-        for instance in (target, source):
-            cli(instance.port, "cluster", "setslot", slot, "node", dst_id)
-        return source
+        return Migration(slot, source, target, dst_id)
+
+    def finish_migration(self, migration: Migration) -> None:
+        for instance in (migration.target, migration.source):
+            cli(instance.port, "cluster", "setslot", migration.slot, "node", migration.target_id)
 
     def stop(self) -> None:
         for instance in self.instances:

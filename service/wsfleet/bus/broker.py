@@ -36,9 +36,9 @@ message to :meth:`BrokerEventHandler.on_link_message` synchronously, in the brok
 - *Redis Cluster sharded pub/sub* (:mod:`wsfleet.bus.cluster_link`). The whole cluster is one
   :class:`BrokerLink` that routes by hash slot itself: ``PUBLISH`` becomes ``SPUBLISH`` on the
   master owning the channel, ``set_channels`` becomes ``SSUBSCRIBE`` on the shards the channels
-  hash to. A ``MOVED`` reply or a lost shard hands the commands back through ``on_link_failed``
-  (the bus keeps them in order in its outage buffer) and the publisher is unhealthy until the
-  slot map is refreshed.
+  hash to. A ``MOVED`` reply or a lost shard makes the publisher unhealthy until the slot map
+  is refreshed and the bus admitted the link again; the link holds the commands that came back
+  in their slot's order (:mod:`wsfleet.bus.cluster_order`) and sends them first.
 - *Sentinel* (:mod:`wsfleet.bus.sentinel`). A :class:`RedisLink` whose ``node`` names Sentinels
   and a master resolves the master before each (re)connect and reconnects on
   ``+switch-master``; failover is a reconnect, reported through ``on_link_health`` like any other.
@@ -111,6 +111,9 @@ class LinkTimings:
     """Bytes a link's publish queue holds while its connection is paused or connecting; beyond
     it new commands are handed back to the bus (policy ``hand-back``: re-routed to another link
     or buffered, and failed after ``max_publish_attempts``)."""
+    held_max_age: float = 30.0
+    """Seconds a cluster link holds a command that came back (``MOVED``, a failover) for its
+    slot's order before failing it (the bus sets its ``outage_buffer_max_age``)."""
     flush_bytes: int = FLUSH_BYTES
     """Pending bytes that make the publisher write at once instead of at the end of the turn."""
     flush_delay: float = FLUSH_DELAY

@@ -131,6 +131,7 @@ class Bus:
             ping_interval=settings.redis_ping_interval,
             ping_timeout=settings.redis_ping_timeout,
             queue_max_bytes=settings.publish_queue_max_bytes,
+            held_max_age=settings.outage_buffer_max_age,
             tls=client_context(
                 settings.redis_tls_ca_file,
                 settings.redis_tls_cert_file,

@@ -3,12 +3,19 @@
 - **Topology** is redis-py's (``redis.asyncio.cluster.RedisCluster``): the slot map, ``MOVED`` /
   ``ASK`` and refreshes. The link refreshes it whenever a shard's connection fails or a shard
   drops a subscription (a slot moved), and again on a timer while a shard it needs is down.
-- **Publishing.** Every command of one loop turn goes out in one redis-py cluster pipeline, one
-  pipeline at a time, so the commands for one shard keep their submission order. ``PUBLISH``
-  becomes ``SPUBLISH`` (the shard owning the channel's slot); keyed commands (``EVAL``, ``GET``,
-  ``SET``) go to the shard owning their keys. Commands whose shard failed are handed back to the
-  bus (:meth:`BrokerEventHandler.on_link_failed`): the bus keeps them, in order, in its outage
-  buffer until the link is healthy again and every node listens on it.
+- **Publishing** (:mod:`wsfleet.bus.cluster_publish`): our hiredis publisher per master.
+  ``PUBLISH`` becomes ``SPUBLISH`` (the shard owning the channel's slot); keyed commands
+  (``EVAL``, ``GET``, ``SET``) go to the shard owning their keys.
+- **Order across redirects** (:mod:`wsfleet.bus.cluster_order`). A command that comes back
+  (``MOVED``, ``CLUSTERDOWN``, ``TRYAGAIN``, a lost shard) is held by the link in its slot's
+  place, and so is every later command for that slot; the publisher reports unhealthy, the slot
+  map is refreshed, the bus admits the link again once every node listens on the new shards, and
+  then the held commands go out, oldest first, before anything newer. An ``ASK`` resends that
+  one command to the importing node after ``ASKING`` (the slot map stays). Held commands are
+  bounded (``queue_max_bytes``, policy ``hand-back``) and fail after ``held_max_age``. Pinned
+  commands (probes, registry writes, lease refreshes) are not held: they go to their slot's
+  master whenever its publisher is connected, even while another shard fails over, and fail on
+  a redirect, as on any link.
 - **Subscribing.** One sharded subscriber (``SSUBSCRIBE``, our hiredis connection) per shard
   that owns at least one wanted channel, and none for the others: a node connects to the shards
   its inbox, its room namespaces and the four fleet-wide channels hash to.
@@ -22,7 +29,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from wsfleet.bus.broker import (
@@ -33,33 +40,33 @@ from wsfleet.bus.broker import (
     LinkError,
     LinkHealth,
     LinkTimings,
-    take_unpinned,
 )
-from wsfleet.bus.cluster_publish import ShardPublishers, command_slot
-from wsfleet.bus.cluster_shards import ShardSubscriber, shardnumsub_count
+from wsfleet.bus.cluster_order import REFUSED, Entry, SlotOrder
+from wsfleet.bus.cluster_publish import (
+    REDIRECTS,
+    ShardPublishers,
+    ask_address,
+    command_slot,
+    slot_owners,
+)
+from wsfleet.bus.cluster_shards import ShardSubscribers, shardnumsub_count
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.redis_py import (
-    ClusterDownError,
     ClusterNode,
-    ConnectionError,
     NoBackoff,
     RedisCluster,
     RedisClusterException,
     RedisError,
     Retry,
-    TryAgainError,
 )
 from wsfleet.bus.signals import Pulse
-from wsfleet.bus.slots import key_slot
+from wsfleet.bus.slots import SLOTS
 from wsfleet.bus.topology_nodes import addresses
 from wsfleet.clock import LoopClock
 
 log = logging.getLogger("wsfleet.bus")
 
 Address = tuple[str, int]
-
-#: Errors that mean "this shard cannot answer now" (retry after a refresh), not "bad command".
-_SHARD_DOWN = (ConnectionError, TimeoutError, OSError, ClusterDownError, TryAgainError)
 
 
 class ClusterLink:
@@ -74,11 +81,15 @@ class ClusterLink:
         self._handler = handler
         self.health = LinkHealth()
         self.publishable = True
-        self.admitted = False
+        self._admitted = False
         self.marker: bytes | None = None
         self.publisher_connects = 0
         self.batches = 0
         self.refreshes = 0
+        self.redirects = 0
+        """Commands that came back (``MOVED``, ``CLUSTERDOWN``, ``TRYAGAIN``, a lost shard)."""
+        self.asks = 0
+        """Commands resent to an importing node after an ``ASK``."""
         self._rc = RedisCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in addresses(node)],
             username=node.username,
@@ -89,21 +100,37 @@ class ClusterLink:
             retry=Retry(NoBackoff(), 1),  # the bus retries, after a refresh, in order
         )
         self._queue: deque[Command] = deque()
+        """Pinned commands submitted while the slot map or a master is not known."""
+        self._clock = LoopClock()
         self._publishers = ShardPublishers(
-            node, self, self._handed_back, self._publishers_health, self._drained
+            node,
+            self.timings,
+            self._replied,
+            self._lost,
+            self._publishers_health,
+            self._drained,
+        )
+        self._order = SlotOrder(
+            self._slot_owner, self._send, max_bytes=self.timings.queue_max_bytes
         )
         self._refresh = asyncio.Event()
         self._ready = False
-        self._desired: set[bytes] = set()
-        self._owner: dict[bytes, Address] = {}
-        self._shards: dict[Address, ShardSubscriber] = {}
-        self._shard_up: dict[Address, bool] = {}
-        self._shard_tasks: dict[Address, list[asyncio.Task[None]]] = {}
+        self._subs = ShardSubscribers(
+            self,
+            node,
+            self.timings,
+            on_message=handler.on_link_message,
+            on_confirmed=self._confirmed,
+            on_health=self._shard_health,
+            on_lost=self.topology_changed,
+            retire=self._retire,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._subscribed = Pulse()
-        self._clock = LoopClock()
         self._closed = False
+        self._refreshed_at = -1e9
+        self._owners: list[Address | None] = [None] * SLOTS
 
     def __repr__(self) -> str:
         return f"<ClusterLink {self.node}>"
@@ -128,14 +155,26 @@ class ClusterLink:
 
     @property
     def in_flight(self) -> int:
-        return len(self._queue) + len(self._publishers.inflight)
+        return len(self._queue) + len(self._publishers.inflight) + self._order.held_count
+
+    @property
+    def held(self) -> int:
+        """Commands held for their slot's order (see the module docstring)."""
+        return self._order.held_count
+
+    @property
+    def admitted(self) -> bool:
+        return self._admitted
+
+    @admitted.setter
+    def admitted(self, value: bool) -> None:
+        """Set by the bus: held commands go out again once it admits the link."""
+        self._admitted = value
+        self._order.set_open(value and not self._closed)
 
     def shards(self) -> dict[str, list[str]]:
         """The shards this node subscribes on and the channels on each (for tests and metrics)."""
-        out: dict[str, list[str]] = {}
-        for channel, (host, port) in self._owner.items():
-            out.setdefault(f"{host}:{port}", []).append(channel.decode())
-        return {k: sorted(v) for k, v in out.items()}
+        return self._subs.by_shard()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -148,35 +187,36 @@ class ClusterLink:
         ]
 
     async def aclose(self) -> None:
+        """Disconnect. Every wait is bounded (twice ``connect_timeout``): a task or a connection
+        that does not end in time is logged and the close goes on."""
         if self._closed:
             return
         self._closed = True
         error = LinkError(f"{self.node} was removed")
-        for sub in self._shards.values():
-            sub.close(error)  # their loops end even if a cancel is swallowed
-        self._shards.clear()
+        self._order.set_open(False)
+        # Subscribers closed before their tasks are cancelled: their loops end even if a
+        # library swallows the cancel.
+        self._closing.update(self._subs.close(error))
         await self._stop_tasks()
         publishers = self._publishers.set_masters(set())
-        leftover = [*self._publishers.take_all(), *self._queue]
+        entries = [*self._publishers.take_all(), *self._order.take_held()]
+        entries.sort(key=lambda e: e.seq)
+        leftover = [*(e.command for e in entries), *self._queue]
         self._queue = deque()
-        await asyncio.gather(*(p.aclose() for p in publishers), return_exceptions=True)
+        closing = asyncio.gather(*(p.aclose() for p in publishers), return_exceptions=True)
+        await self._bounded("the shard publishers", closing)
         self._set_health(PUBLISHER, False, "close", None)
         self._set_health(SUBSCRIBER, False, "close", None)
         if leftover:
             self._handler.on_link_failed(self, leftover, error)
         self._subscribed.fire()
-        await self._rc.aclose()
+        await self._bounded("redis-py's cluster client", self._rc.aclose())
 
     async def _stop_tasks(self) -> None:
         """Cancel and await every task this link owns, including any started meanwhile."""
-        while tasks := [
-            *self._tasks,
-            *self._closing,
-            *(t for ts in self._shard_tasks.values() for t in ts),
-        ]:
+        while tasks := [*self._tasks, *self._closing]:
             self._tasks.clear()
             self._closing.clear()
-            self._shard_tasks.clear()
             for task in tasks:
                 task.cancel()
             _, pending = await asyncio.wait(tasks, timeout=self.timings.connect_timeout * 2)
@@ -189,6 +229,14 @@ class ClusterLink:
                 )
                 return
 
+    async def _bounded(self, what: str, work: Awaitable[object]) -> None:
+        limit = self.timings.connect_timeout * 2
+        try:
+            async with asyncio.timeout(limit):
+                await work
+        except TimeoutError:
+            log.warning("Redis %s: %s did not close in %.1f s", self.node, what, limit)
+
     # -- topology ----------------------------------------------------------------------------
 
     def topology_changed(self) -> None:
@@ -200,6 +248,9 @@ class ClusterLink:
         first = True
         while not self._closed:
             self._refresh.clear()
+            wait = self._refreshed_at + self.timings.backoff_initial - self._clock.now()
+            if wait > 0:  # redirects in a burst ask for one refresh, not one each
+                await asyncio.sleep(wait)
             try:
                 async with asyncio.timeout(self.timings.connect_timeout * 2):
                     if first:
@@ -209,24 +260,31 @@ class ClusterLink:
                     await self._rc.execute_command("PING", target_nodes=RedisCluster.PRIMARIES)
             except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
                 self._publisher_down(exc, [])
+                self._expire_held()
                 await self._sleep_or_refresh(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, self.timings.backoff_max)
                 continue
             if self.closed:  # a library swallowed the cancel of aclose
                 return
             first = False
+            self._refreshed_at = self._clock.now()
             self.refreshes += 1
+            self._owners = slot_owners(self._rc.nodes_manager.slots_cache)
             self._apply_topology()
             masters = {(n.host, int(n.port)) for n in self._rc.get_primaries()}
             for gone in self._publishers.set_masters(masters):
                 self._retire(asyncio.create_task(gone.aclose()))
             self._publishers_health()
-            if all(self._shard_up.get(a, False) for a in self._shards):
+            self._expire_held()
+            if self._settled():
                 backoff = self.timings.backoff_initial
                 await self._refresh.wait()
-            else:  # a shard it needs is down: ask again until a replica took over
+            else:  # a shard is down or commands are held: ask again until the map is whole
                 await self._sleep_or_refresh(backoff)
                 backoff = min(backoff * 2, self.timings.backoff_max)
+
+    def _settled(self) -> bool:
+        return self._subs.all_up and self._publishers.healthy and not self._order.held_count
 
     async def _sleep_or_refresh(self, delay: float) -> None:
         try:
@@ -236,80 +294,26 @@ class ClusterLink:
             pass
 
     def _apply_topology(self) -> None:
-        """Put each wanted channel on the subscriber of the master owning its slot."""
-        if self._closed:
+        if self._closed:  # no subscriber may start after the close
             return
-        slots = self._rc.nodes_manager.slots_cache
-        owner: dict[bytes, Address] = {}
-        for channel in self._desired:
-            nodes = slots.get(key_slot(channel))
-            if nodes:
-                owner[channel] = (nodes[0].host, int(nodes[0].port))
-        self._owner = owner
-        wanted: dict[Address, set[bytes]] = {}
-        for channel, address in owner.items():
-            wanted.setdefault(address, set()).add(channel)
-        for address in [a for a in self._shards if a not in wanted]:
-            self._drop_shard(address)
-        for address, channels in wanted.items():
-            sub = self._shards.get(address) or self._add_shard(address)
-            sub.set_channels(channels)
+        self._subs.apply(self._rc.nodes_manager.slots_cache)
         self._update_subscriber_health()
         self._subscribed.fire()
-
-    def _add_shard(self, address: Address) -> ShardSubscriber:
-        host, port = address
-        node = RedisNode(
-            host=host,
-            port=port,
-            username=self.node.username,
-            password=self.node.password,
-            tls=self.node.tls,
-        )
-        sub = ShardSubscriber(
-            self,
-            node,
-            self.timings,
-            LinkHealth(),
-            lambda role, healthy, event, error: self._shard_health(address, healthy, error),
-        )
-        sub.on_lost = self.topology_changed
-        self._shards[address] = sub
-        self._shard_up[address] = False
-        self._shard_tasks[address] = [
-            asyncio.create_task(
-                sub.run(self._handler.on_link_message, self._confirmed),
-                name=f"wsfleet-cluster-sub-{host}:{port}",
-            ),
-            asyncio.create_task(sub.reconcile_loop(), name=f"wsfleet-cluster-subs-{host}:{port}"),
-        ]
-        return sub
-
-    def _drop_shard(self, address: Address) -> None:
-        sub = self._shards.pop(address)
-        self._shard_up.pop(address, None)
-        sub.close(LinkError(f"{address[0]}:{address[1]} no longer owns a wanted channel"))
-        for task in self._shard_tasks.pop(address, []):
-            task.cancel()
-            self._retire(task)
 
     def _retire(self, task: asyncio.Task[None]) -> None:
         """Keep a finishing task owned (awaited by aclose) until it is done."""
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    def _shard_health(self, address: Address, healthy: bool, error: str | None) -> None:
-        if address not in self._shards:
-            return
-        self._shard_up[address] = healthy
+    def _shard_health(self, healthy: bool, error: str | None) -> None:
         if not healthy:
             self.health.reconnects += 1
             self.topology_changed()
         self._update_subscriber_health(error)
 
     def _update_subscriber_health(self, error: str | None = None) -> None:
-        up = bool(self._shards) and all(self._shard_up.get(a, False) for a in self._shards)
-        if not self._desired:
+        up = bool(self._subs.subs) and self._subs.all_up
+        if not self._subs.desired:
             up = self._ready
         self._set_health(SUBSCRIBER, up, "connect" if up else "error", None if up else error)
 
@@ -317,22 +321,84 @@ class ClusterLink:
         self._subscribed.fire()
         self._handler.on_link_changed(self)
 
-    # -- publisher (wsfleet.bus.cluster_publish) ----------------------------------------------
+    # -- publisher (wsfleet.bus.cluster_publish, wsfleet.bus.cluster_order) ------------------
 
     def submit(self, command: Command) -> None:
-        if not self._ready:
-            self._queue.append(command)
-            return
-        self._route(command)
+        slot = command_slot(command.args)
+        if command.pinned:
+            self._send_pinned(command, slot)
+        elif self._order.submit(command, slot, self._clock.now()) == REFUSED:
+            error = LinkError(f"{self.node}: held commands over queue_max_bytes")
+            self._handler.on_link_failed(self, [command], error)
 
-    def _route(self, command: Command) -> None:
-        nodes = self._rc.nodes_manager.slots_cache.get(command_slot(command.args))
-        owner = (nodes[0].host, int(nodes[0].port)) if nodes else None
-        if not self._publishers.send(command, owner):
+    def _send_pinned(self, command: Command, slot: int) -> None:
+        """Straight to the slot's master whenever its publisher is connected, healthy link or
+        not: one shard failing over must not stop the lease refreshes and registry writes of
+        the others (socket leases would expire fleet-wide during a long failover)."""
+        owner = self._owners[slot]
+        if owner is not None and self._publishers.sendable(owner):
+            self._publishers.send(self._order.entry(command, slot, self._clock.now()), owner)
+        elif not self._ready:
+            self._queue.append(command)
+        else:
             self._publisher_down(LinkError(f"{self.node}: no master for that slot now"), [command])
 
+    def _slot_owner(self, slot: int) -> Address | None:
+        return self._owners[slot]
+
+    def _send(self, entry: Entry, address: Address) -> bool:
+        if self._publishers.send(entry, address):
+            return True
+        if address not in self._publishers.shards:  # a master the slot map does not list yet
+            self.topology_changed()
+        return False
+
+    def _replied(self, entry: Entry, future: asyncio.Future[Any]) -> None:
+        command = entry.command
+        error = future.exception()
+        if error is not None and str(error).startswith(REDIRECTS):
+            self._redirected(entry, error)
+            return
+        if not command.pinned:
+            self._order.answered(entry)
+        original = command.future
+        if original is None or original.done():
+            if error is not None:
+                log.warning("Redis Cluster: %s failed: %s", command.args[0], error)
+        elif error is not None:
+            original.set_exception(error)
+        else:
+            original.set_result(future.result())
+
+    def _redirected(self, entry: Entry, error: BaseException) -> None:
+        pinned = entry.command.pinned
+        ask = ask_address(error)
+        if ask is not None:  # a slot being migrated: that command alone, to the importing node
+            self.asks += 1
+            if not pinned:
+                self._order.back(entry, ask)
+                return
+            entry.ask = ask
+            if self._publishers.send(entry, ask):
+                return
+        self.redirects += 1
+        self._publisher_down(error, [entry.command] if pinned else [])
+        if not pinned:
+            self._order.back(entry)
+
+    def _lost(self, entries: list[Entry], error: BaseException) -> None:
+        """A shard's connection failed: hold what it had not answered, in its place."""
+        if self._closed:
+            self._handler.on_link_failed(self, [e.command for e in entries], error)
+            return
+        self.redirects += len(entries)
+        self._publisher_down(error, [e.command for e in entries if e.command.pinned])
+        for entry in entries:
+            if not entry.command.pinned:
+                self._order.back(entry)
+
     def take_queued(self) -> list[Command]:
-        return take_unpinned(self._queue)
+        return [entry.command for entry in self._order.take_held()]
 
     def _publishers_health(self) -> None:
         """Healthy once the slot map is known and every master's publisher is connected."""
@@ -345,27 +411,40 @@ class ClusterLink:
             self._set_health(PUBLISHER, True, "connect", None)
             queued, self._queue = list(self._queue), deque()
             for command in queued:
-                self._route(command)
+                self.submit(command)
         elif not healthy and self.health.publisher:
             self._publisher_down(LinkError(f"{self.node}: a shard master is not reachable"), [])
-
-    def _handed_back(self, commands: list[Command], error: BaseException) -> None:
-        self._publisher_down(error, commands)
+        if healthy:
+            self._order.release_all()
 
     def _drained(self) -> None:
         self.batches = self._publishers.batches
-        if not self._queue:
+        if not self._queue and not self._order.held_count:
             self._handler.on_link_changed(self)
 
     def _publisher_down(self, error: BaseException, commands: list[Command]) -> None:
-        """A shard did not answer or redirected: hand ``commands`` and the queue back, refresh."""
+        """A shard did not answer or redirected: hand pinned ``commands`` and the queue back
+        (they fail), hold the rest until the bus admits the link again, refresh."""
         self._ready = False
+        self.admitted = False
         self._set_health(PUBLISHER, False, "error", f"{self.node}: {error}")
         leftover = [*commands, *self._queue]
         self._queue.clear()
         if leftover:
             self._handler.on_link_failed(self, leftover, error)
         self.topology_changed()
+
+    def _expire_held(self) -> None:
+        expired = self._order.expire(self._clock.now(), self.timings.held_max_age)
+        for entry in expired:
+            future = entry.command.future
+            error = LinkError(f"{self.node}: no master took it in {self.timings.held_max_age} s")
+            if future is not None and not future.done():
+                future.set_exception(error)
+            else:
+                log.warning("Redis Cluster: dropped %s: %s", entry.command.args[0], error)
+        if expired:
+            self._drained()
 
     async def call(self, *args: Any, timeout: float | None = None) -> Any:
         limit = timeout or self.timings.command_timeout * 2
@@ -393,17 +472,12 @@ class ClusterLink:
     # -- subscriber --------------------------------------------------------------------------
 
     def set_channels(self, desired: set[bytes]) -> None:
-        self._desired = set(desired)
+        self._subs.desired = set(desired)
         if self._rc.nodes_manager.slots_cache:
             self._apply_topology()
 
     def is_subscribed(self, channels: Iterable[bytes]) -> bool:
-        for channel in channels:
-            address = self._owner.get(channel)
-            sub = self._shards.get(address) if address is not None else None
-            if sub is None or not sub.confirmations.covers((channel,)):
-                return False
-        return True
+        return self._subs.is_subscribed(channels)
 
     async def wait_subscribed(self, channels: Iterable[bytes]) -> None:
         wanted = list(channels)
@@ -413,8 +487,7 @@ class ClusterLink:
             await self._subscribed.wait(self._clock, 60.0)
 
     def force_resubscribe(self) -> None:
-        for sub in self._shards.values():
-            sub.force_resubscribe()
+        self._subs.force_resubscribe()
         self.topology_changed()
 
     # -- health ------------------------------------------------------------------------------
@@ -423,8 +496,7 @@ class ClusterLink:
         loop = asyncio.get_running_loop()
         while not self._closed:
             await asyncio.sleep(self.timings.ping_interval)
-            for sub in list(self._shards.values()):
-                sub.ping(loop.time())
+            self._subs.ping(loop.time())
 
     def _set_health(self, role: str, healthy: bool, event: str, error: str | None) -> None:
         if self.health.update(role, healthy, error):

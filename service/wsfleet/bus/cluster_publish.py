@@ -6,31 +6,33 @@ cluster link keeps redis-py for what it does well - the slot map, its refresh an
 SHARDNUMSUB`` - and sends every command itself, to the master that owns the command's slot:
 ``SPUBLISH`` by its channel, keyed commands by their first key.
 
-- Commands for one shard go out on one connection, in submission order (one
-  :class:`ShardPublisher` per master, batching every command of a loop turn).
-- Each command travels wrapped with its own future. A reply resolves the original command; a
-  ``MOVED`` / ``ASK`` / ``TRYAGAIN`` / ``CLUSTERDOWN`` error, or the loss of the shard's
-  connection, hands the original back to the owner (which hands it to the bus and refreshes the
-  slot map), in the order the commands were submitted.
+- Commands for one shard go out on one connection, in the order they are sent (one
+  :class:`ShardPublisher` per master, batching every command of a loop turn); what may be sent
+  when is :mod:`wsfleet.bus.cluster_order`'s decision.
+- Each command travels wrapped with its own future. Its reply, or the loss of the shard's
+  connection, is reported to the link with the :class:`~wsfleet.bus.cluster_order.Entry` it was
+  sent for (:meth:`ShardPublishers.send`); an entry resent after an ``ASK`` is preceded by
+  ``ASKING`` on the same connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from wsfleet.bus.broker import PUBLISHER, BrokerLink, Command, LinkError
+from wsfleet.bus.broker import PUBLISHER, BrokerLink, Command, LinkTimings
+from wsfleet.bus.cluster_order import Address, Entry
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.redis_link import RedisLink
-from wsfleet.bus.slots import key_slot
+from wsfleet.bus.redis_py import ClusterNode
+from wsfleet.bus.slots import SLOTS, key_slot
 
 log = logging.getLogger("wsfleet.bus")
 
-Address = tuple[str, int]
-
-_REDIRECTS: Final = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN")
+REDIRECTS: Final = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN")
+"""Error replies that mean "not here, not now": the command runs again, not fails."""
 _KEYED_AT_1: Final = frozenset({"PUBLISH", "SPUBLISH", "GET", "SET", "DEL", "PEXPIRE", "EXPIRE"})
 
 
@@ -47,8 +49,31 @@ def command_slot(args: tuple[Any, ...]) -> int:
     return key_slot(key.encode() if isinstance(key, str) else bytes(key))
 
 
+def slot_owners(slots: Mapping[int, Sequence[ClusterNode]]) -> list[Address | None]:
+    """The master of every slot (from redis-py's slot map), read once per refresh instead of
+    once per command."""
+    owners: list[Address | None] = [None] * SLOTS
+    addresses: dict[str, Address] = {}
+    for slot, nodes in slots.items():
+        if nodes and 0 <= slot < SLOTS:
+            node = nodes[0]
+            owners[slot] = addresses.setdefault(node.name, (node.host, int(node.port)))
+    return owners
+
+
 def sharded(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return ("SPUBLISH", *args[1:]) if args and args[0] == "PUBLISH" else args
+
+
+def ask_address(error: BaseException) -> Address | None:
+    """The importing node of an ``ASK <slot> <host>:<port>`` error (None if it is not one)."""
+    parts = str(error).split()
+    if len(parts) != 3 or parts[0] != "ASK":
+        return None
+    host, _, port = parts[2].rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)
 
 
 class ShardPublisher(RedisLink):
@@ -63,32 +88,40 @@ class ShardPublisher(RedisLink):
         }
 
 
+Replied = Callable[[Entry, "asyncio.Future[Any]"], None]
+Lost = Callable[[list[Entry], BaseException], None]
+
+
 class ShardPublishers:
-    """One :class:`ShardPublisher` per master, and the commands in flight on them."""
+    """One :class:`ShardPublisher` per master, and the entries in flight on them."""
 
     def __init__(
         self,
         template: RedisNode,
-        link: BrokerLink,
-        on_back: Callable[[list[Command], BaseException], None],
+        timings: LinkTimings,
+        on_reply: Replied,
+        on_lost: Lost,
         on_health: Callable[[], None],
         on_drained: Callable[[], None],
     ) -> None:
         self.template = template
-        self.link = link
-        self.timings = link.timings  # type: ignore[attr-defined]
-        self._on_back = on_back
+        self.timings = timings
+        self._on_reply = on_reply
+        self._on_lost = on_lost
         self._on_health = on_health
         self._on_drained = on_drained
         self.shards: dict[Address, ShardPublisher] = {}
-        self.inflight: dict[asyncio.Future[Any], Command] = {}
-        self._redirected: list[Command] = []
-        self._redirect_error: BaseException | None = None
+        self.inflight: dict[asyncio.Future[Any], Entry] = {}
+        self._lost: list[tuple[list[Entry], BaseException]] = []
         self.batches = 0
 
     @property
     def healthy(self) -> bool:
         return bool(self.shards) and all(p.publisher_healthy for p in self.shards.values())
+
+    def sendable(self, address: Address) -> bool:
+        publisher = self.shards.get(address)
+        return publisher is not None and publisher.publisher_healthy
 
     def set_masters(self, masters: set[Address]) -> list[ShardPublisher]:
         """Open publishers to new masters; return the ones to close (no longer masters)."""
@@ -106,56 +139,48 @@ class ShardPublishers:
             publisher.start()
         return gone
 
-    def send(self, command: Command, owner: Address | None) -> bool:
-        """Send ``command`` to ``owner``; False when that master has no healthy publisher."""
-        publisher = self.shards.get(owner) if owner is not None else None
+    def send(self, entry: Entry, address: Address) -> bool:
+        """Send ``entry`` to ``address`` (after ``ASKING`` if ``entry.ask``); False when that
+        master has no connected publisher."""
+        publisher = self.shards.get(address)
         if publisher is None or not publisher.publisher_healthy:
             return False
+        if entry.ask is not None:
+            publisher.submit(Command(("ASKING",), None, pinned=True, retry=False))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.inflight[future] = command
+        self.inflight[future] = entry
         future.add_done_callback(self._answered)
-        publisher.submit(Command(sharded(command.args), future, pinned=True, retry=False))
+        publisher.submit(Command(sharded(entry.command.args), future, pinned=True, retry=False))
         return True
 
     def _answered(self, future: asyncio.Future[Any]) -> None:
-        command = self.inflight.pop(future, None)
-        if command is None or future.cancelled():
+        entry = self.inflight.pop(future, None)
+        if entry is None or future.cancelled():
             return
-        error = future.exception()
-        if error is not None and str(error).startswith(_REDIRECTS):
-            if not self._redirected:
-                asyncio.get_running_loop().call_soon(self._hand_back_redirected)
-            self._redirected.append(command)
-            self._redirect_error = error
-            return
-        original = command.future
-        if original is None or original.done():
-            if error is not None:
-                log.warning("Redis Cluster: %s failed: %s", command.args[0], error)
-        elif error is not None:
-            original.set_exception(error)
-        else:
-            original.set_result(future.result())
+        self._on_reply(entry, future)
         if not self.inflight:
             self._on_drained()
 
-    def _hand_back_redirected(self) -> None:
-        commands, self._redirected = self._redirected, []
-        error = self._redirect_error or LinkError("redirected")
-        if commands:
-            self._on_back(commands, error)
-
     def failed(self, inner: list[Command], error: BaseException) -> None:
-        originals = []
+        """A shard's publisher handed ``inner`` back (its connection failed, or its queue was
+        full). Reported on the next loop turn: this may run inside :meth:`send`."""
+        entries = []
         for command in inner:
             future = command.future
             if future is not None:
-                original = self.inflight.pop(future, None)
+                entry = self.inflight.pop(future, None)
                 future.cancel()
-                if original is not None:
-                    originals.append(original)
-        if originals:
-            self._on_back(originals, error)
+                if entry is not None:
+                    entries.append(entry)
+        if entries:
+            if not self._lost:
+                asyncio.get_running_loop().call_soon(self._report_lost)
+            self._lost.append((entries, error))
+
+    def _report_lost(self) -> None:
+        lost, self._lost = self._lost, []
+        for entries, error in lost:
+            self._on_lost(entries, error)
 
     def health_changed(self, role: str) -> None:
         if role == PUBLISHER:
@@ -166,13 +191,15 @@ class ShardPublishers:
         if not self.inflight:
             self._on_drained()
 
-    def take_all(self) -> list[Command]:
-        """Everything in flight, in submission order (the link is closing)."""
-        commands = list(self.inflight.values())
+    def take_all(self) -> list[Entry]:
+        """Everything in flight or lost and not reported yet (the link is closing)."""
+        entries = list(self.inflight.values())
+        entries.extend(e for group, _ in self._lost for e in group)
+        self._lost.clear()
         for future in list(self.inflight):
             future.cancel()
         self.inflight.clear()
-        return commands
+        return entries
 
 
 class _ShardEvents:

@@ -1,24 +1,13 @@
-"""Redis Cluster hash slots: ``CRC16(key) mod 16384``, with ``{hash tags}`` (pure Python, so that
-the key layout needs no client library)."""
+"""Redis Cluster hash slots: ``CRC16(key) mod 16384``, with ``{hash tags}``. Redis' CRC16 is
+CRC-CCITT (XModem), which the standard library computes in C (``binascii.crc_hqx``): the key
+layout needs no client library, and a slot costs well under a microsecond on the publish path."""
 
 from __future__ import annotations
 
+from binascii import crc_hqx
 from typing import Final
 
 SLOTS: Final = 16384
-
-
-def _table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return table
-
-
-_TABLE: Final = _table()
 
 
 def key_slot(key: bytes) -> int:
@@ -28,7 +17,4 @@ def key_slot(key: bytes) -> int:
         end = key.find(b"}", start + 1)
         if end > start + 1:
             key = key[start + 1 : end]
-    crc = 0
-    for byte in key:
-        crc = ((crc << 8) & 0xFFFF) ^ _TABLE[((crc >> 8) ^ byte) & 0xFF]
-    return crc % SLOTS
+    return crc_hqx(key, 0) % SLOTS

@@ -165,14 +165,16 @@ class Admission:
             if not names:
                 return
             channels = [host.settings.inbox_channel(name) for name in names]
+            shared = self._shared_channels()
             try:
                 reply = await link.call(
-                    "PUBSUB", "NUMSUB", *channels, timeout=host.settings.command_timeout
+                    "PUBSUB", "NUMSUB", *channels, *shared, timeout=host.settings.command_timeout
                 )
             except (LinkError, TimeoutError):
                 reply = None
             counts = numsub_counts(reply)
             missing = [n for n, c in zip(names, channels, strict=True) if counts.get(c, 0) < 1]
+            missing += [c for c in shared if counts.get(c, 0) < len(names) + 1]
             if not missing:
                 return
             if clock.now() >= self.deadline:
@@ -182,6 +184,21 @@ class Admission:
                 raise LinkError(f"{link.node}: publisher lost")
             await host.peer_events.wait(clock, min(retry, self.deadline - clock.now()))
             retry = min(retry * 2, NUMSUB_RETRY_MAX)
+
+    def _shared_channels(self) -> list[str]:
+        """On a Redis Cluster, the fleet-wide channels this node listens to: each lives on one
+        shard, and after a failover or a reshard every node must listen there again (this node
+        and each peer: a count of peers + 1) before messages go to the new master."""
+        if self.link.node.mode != "cluster":
+            return []
+        settings, wanted = self.host.settings, self.host.wanted_channels()
+        fleet_wide = (
+            settings.control_channel,
+            settings.bridge_channel,
+            settings.private_channel,
+            settings.broadcast_channel,
+        )
+        return [c for c in fleet_wide if c.encode() in wanted]
 
 
 class Admissions:

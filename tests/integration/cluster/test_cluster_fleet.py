@@ -10,7 +10,10 @@ from tests.conftest import Connect, wait_until
 from tests.integration.fleet.conftest import MakeFleet, Node, join
 from tests.redis_cluster import RedisCluster, cli
 
+from wsfleet import contract
+from wsfleet.bus.broker import CallbackHandler
 from wsfleet.bus.cluster_link import ClusterLink
+from wsfleet.bus.nodes import RedisNode
 from wsfleet.server import ServerSettings
 
 pytestmark = pytest.mark.integration
@@ -76,14 +79,27 @@ async def test_a_node_subscribes_only_on_the_shards_its_channels_hash_to(
     await client.close()
 
 
-@pytest.mark.xfail(
-    reason=(
-        "known bug (issue 15, open): commands sent with the old slot map and redirected (MOVED) "
-        "after a failover are retried after newer ones that went to the new master, so order "
-        "can break; nothing is lost"
-    ),
-    strict=False,
-)
+async def test_a_link_closed_while_its_channels_change_leaves_no_task_behind(
+    redis_cluster: RedisCluster,
+) -> None:
+    """The bus unsubscribes and subscribes while the link closes (a fleet closing): no shard
+    subscriber may start after the close began, or its tasks outlive the link."""
+    handler = CallbackHandler(lambda *a: None, lambda *a: None, lambda *a: None)
+    link = ClusterLink(RedisNode.parse(redis_cluster.address), handler)
+    link.set_channels({b"first"})
+    link.start()
+    async with asyncio.timeout(10):
+        await link.wait_subscribed([b"first"])
+    closing = asyncio.create_task(link.aclose())
+    await asyncio.sleep(0)  # the close now waits for the link's tasks
+    link.set_channels({f"ch{i}".encode() for i in range(30)})  # on every shard
+    async with asyncio.timeout(10):
+        await closing
+    await asyncio.sleep(0)
+    left = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("wsfleet-")]
+    assert left == []
+
+
 async def test_a_master_killed_during_a_stream_loses_nothing_and_keeps_order(
     redis_cluster: RedisCluster, make_fleet: MakeFleet, connect: Connect
 ) -> None:
@@ -105,24 +121,43 @@ async def test_a_master_killed_during_a_stream_loses_nothing_and_keeps_order(
     assert received == [f'{{"event":"seq","payload":{i}}}' for i in range(total)]
 
 
-async def test_a_slot_migrated_during_a_stream_loses_nothing_and_keeps_order(
+async def test_slots_migrated_during_a_stream_lose_nothing_and_keep_order(
     redis_cluster: RedisCluster, make_fleet: MakeFleet, connect: Connect
 ) -> None:
+    """Both slots of a direct message move while messages flow: the socket's directory key
+    (``GET`` answered ``ASK`` by the old owner once the key moved, then ``MOVED``) and the
+    owner's inbox (``SPUBLISH`` stays on the old owner until the slot is handed over)."""
     a, b = await make_fleet([redis_cluster], 2, names=["mig-a", "mig-b"])
     client = await join(connect, b, "moving")
     inbox = b.server.fleet.bus.inbox  # type: ignore[union-attr]
-    source = redis_cluster.owner(inbox)
-    target = next(m for m in redis_cluster.masters() if m.port != source.port)
-    total = 300
-    for i in range(total):
-        a.server.to_socket_id("moving", "seq", i)
-        if i == 100:
-            await asyncio.to_thread(redis_cluster.migrate_slot, inbox, target)
-        await asyncio.sleep(0.005)
+    socket_key = contract.socket_key("moving", b.server.fleet.settings.bridge_space)  # type: ignore[union-attr]
+    sources = {k: redis_cluster.owner(k) for k in (inbox, socket_key)}
+    masters = redis_cluster.masters()
+    targets = {k: next(m for m in masters if m.port != s.port) for k, s in sources.items()}
+    total, sent = 300, 0
+
+    async def stream(until: int) -> None:
+        nonlocal sent
+        while sent < until:
+            a.server.to_socket_id("moving", "seq", sent)
+            sent += 1
+            await asyncio.sleep(0.005)
+
+    await stream(100)
+    migrations = [
+        await asyncio.to_thread(redis_cluster.begin_migration, k, t) for k, t in targets.items()
+    ]
+    await stream(200)  # the key is on its new owner, the slot not handed over yet: ASK
+    assert link_of(a).asks > 0
+    finishing = asyncio.gather(
+        *(asyncio.to_thread(redis_cluster.finish_migration, m) for m in migrations)
+    )
+    await stream(total)  # handed over meanwhile: MOVED, then the new owner
+    await finishing
     received = [await client.recv(timeout=30) for _ in range(total)]
     assert received == [f'{{"event":"seq","payload":{i}}}' for i in range(total)]
-    assert redis_cluster.owner(inbox).port == target.port
-    assert link_of(b).shards().get(f"127.0.0.1:{target.port}", []).count(inbox) == 1
+    assert redis_cluster.owner(inbox).port == targets[inbox].port
+    assert link_of(b).shards().get(f"127.0.0.1:{targets[inbox].port}", []).count(inbox) == 1
 
 
 async def test_a_drained_node_delivers_what_it_sent_and_leaves_the_registry(

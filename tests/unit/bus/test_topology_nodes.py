@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from wsfleet.bus.cluster_keys import registry_keys, slot_chunks
-from wsfleet.bus.cluster_shards import shardnumsub_count, translate
+from wsfleet.bus.cluster_publish import sharded
+from wsfleet.bus.cluster_shards import shardnumsub_count
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.slots import key_slot
 
@@ -44,6 +45,20 @@ def test_bad_topology_addresses_are_refused_clearly(text: str, message: str) -> 
         RedisNode.parse(text)
 
 
+@pytest.mark.parametrize(
+    ("key", "slot"),
+    [  # CLUSTER KEYSLOT's answers (Redis' documentation and redis-cli)
+        (b"somekey", 11058),
+        (b"foo{hash_tag}", 2515),
+        (b"foo", 12182),
+        (b"bar", 5061),
+        (b"{user1000}.following", key_slot(b"user1000")),
+    ],
+)
+def test_key_slots_are_redis_cluster_slots(key: bytes, slot: int) -> None:
+    assert key_slot(key) == slot
+
+
 def test_registry_keys_share_one_slot_and_socket_keys_are_grouped_by_slot() -> None:
     keys = registry_keys("csbp:", "node-a")
     assert len({key_slot(k.encode()) for k in keys}) == 1
@@ -55,8 +70,8 @@ def test_registry_keys_share_one_slot_and_socket_keys_are_grouped_by_slot() -> N
 
 
 def test_publish_becomes_spublish_and_shardnumsub_replies_are_read() -> None:
-    assert translate(("PUBLISH", "ch", b"x")) == ("SPUBLISH", "ch", b"x")
-    assert translate(("GET", "k")) == ("GET", "k")
+    assert sharded(("PUBLISH", "ch", b"x")) == ("SPUBLISH", "ch", b"x")
+    assert sharded(("GET", "k")) == ("GET", "k")
     assert shardnumsub_count([b"ch", 2], b"ch") == 2
     assert shardnumsub_count([(b"ch", 3)], b"ch") == 3
     assert shardnumsub_count({b"ch": 4}, b"ch") == 4
