@@ -279,12 +279,18 @@ class ClusterLink:
             if self._settled():
                 backoff = self.timings.backoff_initial
                 await self._refresh.wait()
-            else:  # a shard is down or commands are held: ask again until the map is whole
+            else:  # a shard is down, a channel unconfirmed or commands held: ask again
                 await self._sleep_or_refresh(backoff)
                 backoff = min(backoff * 2, self.timings.backoff_max)
 
     def _settled(self) -> bool:
-        return self._subs.all_up and self._publishers.healthy and not self._order.held_count
+        subs = self._subs
+        return (
+            subs.all_up
+            and subs.all_confirmed
+            and self._publishers.healthy
+            and not self._order.held_count
+        )
 
     async def _sleep_or_refresh(self, delay: float) -> None:
         try:

@@ -30,6 +30,9 @@ class ShardSubscriber(RedisSubscriber):
     """Set by the cluster link: refresh the slot map."""
 
     def lost_channel(self, channel: bytes | None) -> None:
+        # Asked for again on the next reconcile: a refresh may put the channel back on this
+        # shard (a map older than the move), and the retry then meets MOVED again.
+        self.forget_unconfirmed()
         self.on_lost()
 
 
@@ -67,6 +70,11 @@ class ShardSubscribers:
     def all_up(self) -> bool:
         """Every shard it needs is connected (True when it needs none)."""
         return all(self.up.get(a, False) for a in self.subs)
+
+    @property
+    def all_confirmed(self) -> bool:
+        """Every wanted channel is confirmed on the shard the slot map names."""
+        return self.is_subscribed(self.desired)
 
     def by_shard(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}

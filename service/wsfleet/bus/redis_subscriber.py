@@ -203,6 +203,11 @@ class RedisSubscriber:
         """The address to (re)connect to (a Sentinel-named master is looked up each time)."""
         return self.node
 
+    def forget_unconfirmed(self) -> None:
+        """Channels asked for but not confirmed are asked for again at the next
+        :meth:`set_channels` (not at once: a refused one would be refused again in a loop)."""
+        self._requested &= self.confirmations.confirmed
+
     def lost_channel(self, channel: bytes | None) -> None:
         """The server dropped or refused a subscription (a cluster slot moved)."""
 
