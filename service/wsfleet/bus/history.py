@@ -121,6 +121,7 @@ class History:
         self.ttl_ms = int(ttl * 1000)
         self._prefix = bus.settings.bridge_space + ":h:"
         self._socket_key = contract.socket_key("", bus.settings.bridge_space)
+        self._private_channel = bus.settings.private_channel
         self._epoch_seq = 0
         self._epoch_prefix = f"{bus.boot}-"
         own = f"\n-- {bus.boot}"
@@ -216,7 +217,7 @@ class History:
                 "",
                 inbox_prefix,
                 envelope or b"",
-                bus.settings.private_channel,
+                self._private_channel,
                 self._upkeep(stream),
             ),
             socket_id,

@@ -20,7 +20,7 @@ from wsfleet.protocol.codes import CloseCode
 from wsfleet.protocol.wsframe import build_text_frame
 from wsfleet.server.fleet import Fleet
 from wsfleet.server.hub import Hub
-from wsfleet.server.recovery_session import message_key, room_tag, stamped
+from wsfleet.server.recovery_session import room_tag, stamped
 from wsfleet.server.settings import ServerSettings
 from wsfleet.server.socket import Socket
 
@@ -186,7 +186,9 @@ class StampedDelivery:
         return sent
 
     def to_id(self, socket_id: str, text: bytes) -> bool:
-        meta, key = self._meta()
+        meta = self.bus.meta()
+        meta["h"] = 1
+        key = f"{meta['b']}.{meta['s']}"
         local = self.hub.get(socket_id)
         decoded = text.decode()
         if local is not None:
@@ -213,10 +215,14 @@ class StampedDelivery:
 
     @staticmethod
     def _key_of(message: dict[str, Any]) -> str | None:
+        """The key of a message written to a history (``h: 1``), or None: no position."""
         meta = message.get("wsf")
-        if isinstance(meta, dict) and meta.get("h") == 1:
-            return message_key(meta)
-        return None  # not written to a history: no position
+        if type(meta) is not dict or meta.get("h") != 1:
+            return None
+        boot, seq = meta.get("b"), meta.get("s")  # message_key, inline: every message
+        if type(boot) is str and type(seq) is int and 0 < len(boot) <= 32:
+            return f"{boot}.{seq}"
+        return None
 
     def on_room(self, message: dict[str, Any]) -> None:
         parsed = env.parse_room(message)
