@@ -72,15 +72,20 @@ async def best_us_async(fn: Callable[[], Awaitable[Any]], n: int, rounds: int) -
     return best * 1e6
 
 
-def open_socket(server: Server, socket_id: str) -> Socket:
+def open_socket(server: Server, socket_id: str, *, recover: bool = False) -> Socket:
+    params = {"id": socket_id, **({"wsf_recover": "1"} if recover else {})}
     request = UpgradeRequest(
         path="ws",
-        params={"id": socket_id},
-        query_string=f"id={socket_id}",
+        params=params,
+        query_string="&".join(f"{k}={v}" for k, v in params.items()),
         headers={},
         cookies={},
         remote=None,
     )
+    if recover:  # what Recovery.admit leaves for a new session
+        from wsfleet.server.recovery import _Pending
+
+        request.extra["wsf_recovery"] = _Pending(None, {}, None)
     return server.dispatcher.open(StubTransport(), lambda code, reason: None, request, socket_id)  # type: ignore[arg-type]
 
 

@@ -34,7 +34,7 @@ from wsfleet.bus.codec import BusCodec
 from wsfleet.bus.redis_link import RedisLink
 from wsfleet.bus.resp import RespConnection
 from wsfleet.protocol.codec import encode_event
-from wsfleet.server import Server
+from wsfleet.server import Server, ServerSettings
 
 DM_PAYLOAD = '{"to":"r7","ts":1732000000000000000,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}'
 DM_FRAME = '{"event":"dm","payload":' + DM_PAYLOAD + "}"
@@ -53,9 +53,10 @@ def _push(channel: bytes, data: bytes) -> bytes:
     )
 
 
-def _node() -> tuple[Server, RedisLink, RespConnection, RespConnection]:
+def _node(recovery: bool) -> tuple[Server, RedisLink, RespConnection, RespConnection]:
     settings = FleetSettings(redis=(RedisNode.parse("127.0.0.1:1"),), server_name="n2")
-    server = build_wsfleet(fleet=settings)  # with the fleet handlers (dm, rpc)
+    server_settings = ServerSettings(rate_limit_per_second=None, recovery=recovery)
+    server = build_wsfleet(server_settings, settings)  # with the fleet handlers (dm, rpc)
     assert server.fleet is not None
     bus = server.fleet.bus
     loop = asyncio.get_running_loop()
@@ -83,22 +84,23 @@ def _best(rounds: int, n: int, prepare: Callable[[int], Any], run: Callable[[Any
     return best * 1e6
 
 
-async def run(n: int, rounds: int) -> list[tuple[str, float]]:
-    server, link, pub, sub = _node()
+async def run(n: int, rounds: int, recovery: bool = False) -> list[tuple[str, float]]:
+    server, link, pub, sub = _node(recovery)
     rows: list[tuple[str, float]] = []
-    receiver = open_socket(server, "r1")
-    sender = open_socket(server, "s1")
+    receiver = open_socket(server, "r1", recover=recovery)
+    sender = open_socket(server, "s1", recover=recovery)
     assert server.fleet is not None
     bus = server.fleet.bus
     inbox = bus.inbox.encode()
     codec = BusCodec()
     frame_text = encode_event("dm", {"to": "r1", "ts": 1, "pad": "x" * 36}).decode()
     boots = itertools.count()
+    history = {"h": 1} if recovery else {}  # a recovering sender's envelopes
 
     def envelopes(_round: int) -> list[bytes]:
         boot = f"boot{next(boots):08d}"
         return [
-            codec.dumps(env.private(frame_text, ["r1"], "n1", {"b": boot, "s": i}))
+            codec.dumps(env.private(frame_text, ["r1"], "n1", {"b": boot, "s": i, **history}))
             for i in range(1, n + 1)
         ]
 
@@ -176,14 +178,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.micro_fleet", description=__doc__)
     parser.add_argument("-n", type=int, default=20_000, help="messages per round")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--recovery",
+        action="store_true",
+        help="nodes with ServerSettings(recovery=True), both sockets recovering (wsf_recover=1)",
+    )
     args = parser.parse_args(argv)
     try:
         import uvloop
     except ImportError:
-        rows = asyncio.run(run(args.n, args.rounds))
+        rows = asyncio.run(run(args.n, args.rounds, args.recovery))
     else:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            rows = runner.run(run(args.n, args.rounds))
+            rows = runner.run(run(args.n, args.rounds, args.recovery))
     width = max(len(label) for label, _ in rows)
     for label, us in rows:
         print(f"{label:<{width}}  {us:6.2f} µs")

@@ -55,6 +55,7 @@ async def serve(args: argparse.Namespace, loop_name: str) -> None:
             from wsfleet.server import ServerSettings
 
             settings = ServerSettings(
+                rate_limit_per_second=None,  # as build_wsfleet's default: off vs on compares alike
                 compression=args.compression_threshold is not None,
                 compression_threshold=args.compression_threshold or 1024,
                 recovery=args.recovery,

@@ -20,32 +20,31 @@ anything since was trimmed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from wsfleet import contract
 from wsfleet.bus.bus import Bus
-from wsfleet.bus.resp import preload_script
+from wsfleet.bus.resp import known_script
 
-log = logging.getLogger("wsfleet.recovery")
-
-# Appends: KEYS stream, epoch key [, socket key]; ARGV size, ttl ms, epoch candidate, key,
-# frame, excluded ids, then what to publish (channel and data; for a direct message the inbox
-# prefix, the envelope and the private channel, or nothing to only store it), and last the
-# upkeep flag: '1' refreshes the epoch and both time to live. A node raises it at most once per
-# UPKEEP_INTERVAL per stream; a stream that does not exist yet always gets its upkeep.
+# Appends: KEYS stream, epoch key [, socket key]; ARGV size, ttl ms, the node's epoch prefix
+# (an epoch created here is that prefix and the new entry's id), key, frame, excluded ids, then
+# what to publish (channel and data; for a direct message the inbox prefix, the envelope and the
+# private channel, or nothing to only store it), and last the upkeep flag: '1' refreshes the
+# epoch and both time to live. A node raises it at most once per UPKEEP_INTERVAL per stream; a
+# stream that does not exist yet always gets its upkeep. Each node appends a comment with its
+# boot id (History.__init__): its scripts are its own, loaded by its first EVAL on each Redis
+# node, so after a SCRIPT FLUSH no other node's EVAL can reload them between two of this node's
+# calls, which resp.RespConnection sends again, in order, as EVAL.
 _APPEND = """
 local n=#ARGV
 local fresh=redis.call('EXISTS',KEYS[1])==0
-redis.call('XADD',KEYS[1],'MAXLEN','~',ARGV[1],'*','k',ARGV[4],'f',ARGV[5],'x',ARGV[6])
+local id=redis.call('XADD',KEYS[1],'MAXLEN','~',ARGV[1],'*','k',ARGV[4],'f',ARGV[5],'x',ARGV[6])
 if fresh or ARGV[n]=='1' then
   local t=ARGV[2]
-  if not redis.call('SET',KEYS[2],ARGV[3],'NX','PX',t) then redis.call('PEXPIRE',KEYS[2],t) end
+  if not redis.call('SET',KEYS[2],ARGV[3]..id,'NX','PX',t) then redis.call('PEXPIRE',KEYS[2],t) end
   redis.call('PEXPIRE',KEYS[1],t)
 end
 """
@@ -57,10 +56,6 @@ local node=redis.call('GET',KEYS[3])
 if node then return redis.call('PUBLISH',ARGV[7]..node,ARGV[8]) end
 return redis.call('PUBLISH',ARGV[9],ARGV[8])"""
 )
-
-_SHA = {lua: hashlib.sha1(lua.encode()).hexdigest() for lua in (_APPEND_PUBLISH, _APPEND_DIRECT)}
-for _lua in _SHA:
-    preload_script(_lua)
 
 UPKEEP_INTERVAL = 1.0
 """Seconds between two refreshes of one stream's epoch and time to live by one node (at most a
@@ -126,10 +121,14 @@ class History:
         self.ttl_ms = int(ttl * 1000)
         self._prefix = bus.settings.bridge_space + ":h:"
         self._socket_key = contract.socket_key("", bus.settings.bridge_space)
+        self._private_channel = bus.settings.private_channel
         self._epoch_seq = 0
+        self._epoch_prefix = f"{bus.boot}-"
+        own = f"\n-- {bus.boot}"
+        self._publish_sha = known_script(_APPEND_PUBLISH + own)
+        self._direct_sha = known_script(_APPEND_DIRECT + own)
         self._kept: set[str] = set()  # streams given their upkeep since _kept_at
         self._kept_at = time.monotonic()
-        self.noscript = 0
 
     # -- targets ----------------------------------------------------------------------------------
 
@@ -170,23 +169,26 @@ class History:
     ) -> None:
         """Append the entry and publish ``data`` on ``channel`` in one script."""
         self.bus.stats.published += 1
-        self._run(
-            _APPEND_PUBLISH,
+        stream = target.stream
+        self.bus.execute(
             (
+                "EVALSHA",
+                self._publish_sha,
                 2,
-                target.stream,
-                target.epoch_key,
+                stream,
+                stream + ":e",
                 self.size,
                 self.ttl_ms,
-                self._new_epoch(),
+                self._epoch_prefix,
                 key,
                 frame,
                 exclude,
                 channel,
                 data,
-                self._upkeep(target.stream),
+                self._upkeep(stream),
             ),
             target.routing_key,
+            want_result=False,
         )
 
     def append_direct(
@@ -194,54 +196,33 @@ class History:
     ) -> None:
         """Append to the socket's stream; with ``envelope``, route it as the socket directory
         does (the owner's inbox, or the private channel when the owner is unknown)."""
-        target = self.direct(socket_id)
-        settings = self.bus.settings
+        stream = self._prefix + "d:" + socket_id
+        bus = self.bus
         if envelope is not None:
-            envelope = self.bus.auth.seal(envelope, None)  # a script routes it
-            self.bus.stats.published += 1
-        self._run(
-            _APPEND_DIRECT,
+            envelope = bus.auth.seal(envelope, None)  # a script routes it
+            bus.stats.published += 1
+        bus.execute(
             (
+                "EVALSHA",
+                self._direct_sha,
                 3,
-                target.stream,
-                target.epoch_key,
+                stream,
+                stream + ":e",
                 self._socket_key + socket_id,
                 self.size,
                 self.ttl_ms,
-                self._new_epoch(),
+                self._epoch_prefix,
                 key,
                 frame,
                 "",
                 inbox_prefix,
                 envelope or b"",
-                settings.private_channel,
-                self._upkeep(target.stream),
+                self._private_channel,
+                self._upkeep(stream),
             ),
-            target.routing_key,
+            socket_id,
+            want_result=False,
         )
-
-    def _run(self, lua: str, args: tuple[Any, ...], routing_key: str) -> None:
-        """``EVALSHA`` (every connection loaded the script in its handshake); on ``NOSCRIPT``
-        (someone ran ``SCRIPT FLUSH``) the same call again as ``EVAL``."""
-        future = self.bus.execute(("EVALSHA", _SHA[lua], *args), routing_key)
-        assert future is not None
-        future.add_done_callback(partial(self._ran, lua, args, routing_key))
-
-    def _ran(
-        self, lua: str, args: tuple[Any, ...], routing_key: str, future: asyncio.Future[Any]
-    ) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is None:
-            return
-        if "NOSCRIPT" in str(exc):
-            self.noscript += 1
-            if self.noscript == 1:
-                log.warning("history script missing on a Redis node (SCRIPT FLUSH?): using EVAL")
-            self.bus.execute(("EVAL", lua, *args), routing_key, want_result=False)
-        else:
-            log.warning("history append failed: %s", exc)
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -219,10 +219,11 @@ class RedisLink:
         self._write_batch()
 
     def _write_batch(self) -> None:
-        """Write everything queued in one packed batch, unless the connection is paused."""
+        """Write everything queued in one packed batch, unless the connection is paused (or
+        holds new calls back behind scripts resent after ``NOSCRIPT``)."""
         conn = self._pub
         queue = self._queue
-        if conn is None or not queue or conn.paused:
+        if conn is None or not queue or conn.paused or conn.held:
             return
         was_idle = not conn.waiting
         try:

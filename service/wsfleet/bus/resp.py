@@ -7,10 +7,12 @@ reply to a push callback (a subscriber). :func:`open_connection` connects and au
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Final, cast
 
 import hiredis
@@ -43,14 +45,28 @@ def _pack_python(args: tuple[Any, ...]) -> bytes:
 pack_command: Callable[[tuple[Any, ...]], bytes] = getattr(hiredis, "pack_command", _pack_python)
 
 
-PRELOADED_SCRIPTS: list[str] = []
-"""Lua scripts loaded (``SCRIPT LOAD``) by every connection's handshake, before it carries any
-command, so that ``EVALSHA`` of them finds them even on a restarted Redis node."""
+KNOWN_SCRIPTS: dict[str, str] = {}
+"""Lua scripts by SHA1: an ``EVALSHA`` of one of them that meets ``NOSCRIPT`` (not loaded yet on
+that Redis node, or someone ran ``SCRIPT FLUSH``) is sent again as ``EVAL`` by the connection
+itself, in reply order (:meth:`RespConnection.data_received`); the ``EVAL`` loads it."""
 
 
-def preload_script(lua: str) -> None:
-    if lua not in PRELOADED_SCRIPTS:
-        PRELOADED_SCRIPTS.append(lua)
+def known_script(lua: str) -> str:
+    """Register ``lua`` for ``EVALSHA`` with the ``NOSCRIPT`` fallback; returns its SHA1."""
+    sha = hashlib.sha1(lua.encode()).hexdigest()
+    KNOWN_SCRIPTS[sha] = lua
+    return sha
+
+
+@dataclass(slots=True)
+class ScriptResends:
+    """``EVALSHA`` calls sent again as ``EVAL`` after ``NOSCRIPT``, in this process (the first
+    call of each script on each connection, and every call in flight during a SCRIPT FLUSH)."""
+
+    count: int = 0
+
+
+script_resends = ScriptResends()
 
 
 class RespConnection(asyncio.Protocol):
@@ -71,6 +87,9 @@ class RespConnection(asyncio.Protocol):
         self.read_at = loop.time()
         """Loop time of the last bytes read: any data is evidence that the peer is alive."""
         self.paused = False
+        self.held = 0
+        """Replies still due for calls written before the last ``EVAL`` resent after
+        ``NOSCRIPT``: until they are in, the link writes nothing new (:meth:`_resent`)."""
         self.error: BaseException | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
 
@@ -90,10 +109,16 @@ class RespConnection(asyncio.Protocol):
                     push(reply)
                 return
             waiting = self.waiting
+            released = False
             while (reply := reader.gets()) is not False:
                 command = waiting.popleft()
+                if self.held:
+                    self.held -= 1
+                    released = not self.held
                 future = command.future
                 if isinstance(reply, hiredis.ReplyError):
+                    if self._resent(command, reply):
+                        continue
                     if future is None:
                         log.warning("Redis %s failed: %s", command.args[0], reply)
                     elif not future.done():
@@ -101,10 +126,40 @@ class RespConnection(asyncio.Protocol):
                 elif future is not None and not future.done():
                     future.set_result(reply)
             self.progress_at = self.loop.time()
+            if released and not self.held and self.on_writable is not None:
+                self.on_writable()  # what was held back is written now, behind the resent calls
             if not waiting and self.on_idle is not None:
                 self.on_idle()
         except (hiredis.ProtocolError, IndexError) as exc:  # garbage, or a reply nobody asked for
             self.fail(LinkError(f"protocol error: {exc!r}"))
+
+    def _resent(self, command: Command, reply: hiredis.ReplyError) -> bool:
+        """An ``EVALSHA`` of a known script that met ``NOSCRIPT``, written again at once as
+        ``EVAL``, which loads the script. The calls written before that ``EVAL`` and not answered
+        yet meet ``NOSCRIPT`` too (for a script only this connection loads:
+        :mod:`wsfleet.bus.history` gives each node scripts of its own) and are resent behind it
+        in the same order; the link writes nothing new until they are all answered (``held``),
+        or a new call could run before an older one resent."""
+        args = command.args
+        if args[0] != "EVALSHA" or not str(reply).startswith("NOSCRIPT"):
+            return False
+        lua = KNOWN_SCRIPTS.get(args[1])
+        if lua is None or not self.is_open:
+            return False
+        script_resends.count += 1
+        log.debug("script %s… not loaded on this Redis node: sent as EVAL", args[1][:8])
+        again = Command(
+            ("EVAL", lua, *args[2:]),
+            command.future,
+            command.routing_key,
+            command.attempts,
+            command.retry,
+            command.pinned,
+            command.keyed,
+        )
+        self.held = len(self.waiting)
+        self.send((again,))
+        return True
 
     def eof_received(self) -> bool:
         return False  # close the transport
@@ -191,12 +246,6 @@ async def open_connection(node: RedisNode, timings: LinkTimings) -> RespConnecti
             if node.db:
                 await conn.request("SELECT", node.db)
             await conn.request("CLIENT", "SETNAME", CLIENT_NAME)
-            for lua in PRELOADED_SCRIPTS:
-                try:
-                    await conn.request("SCRIPT", "LOAD", lua)
-                except LinkError as exc:  # e.g. an ACL without SCRIPT: callers fall back to EVAL
-                    log.info("%s: SCRIPT LOAD refused (%s)", node, exc)
-                    break
     except BaseException as exc:
         if conn is not None:
             conn.fail(ConnectionResetError("handshake failed"))

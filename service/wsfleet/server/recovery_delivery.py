@@ -20,7 +20,7 @@ from wsfleet.protocol.codes import CloseCode
 from wsfleet.protocol.wsframe import build_text_frame
 from wsfleet.server.fleet import Fleet
 from wsfleet.server.hub import Hub
-from wsfleet.server.recovery_session import message_key, room_tag, stamped
+from wsfleet.server.recovery_session import room_tag, stamped
 from wsfleet.server.settings import ServerSettings
 from wsfleet.server.socket import Socket
 
@@ -64,9 +64,10 @@ class StampedDelivery:
 
     # -- sends of this node ---------------------------------------------------------------------
 
-    def _meta(self) -> tuple[dict[str, Any], str | None]:
-        meta = self.bus.meta(h=1)
-        return meta, message_key(meta)
+    def _meta(self) -> tuple[dict[str, Any], str]:
+        meta = self.bus.meta()
+        meta["h"] = 1
+        return meta, f"{meta['b']}.{meta['s']}"
 
     def _restored(self, state: SessionState) -> None:
         """``state`` no longer holds frames (restored, or gone)."""
@@ -185,26 +186,43 @@ class StampedDelivery:
         return sent
 
     def to_id(self, socket_id: str, text: bytes) -> bool:
-        meta, key = self._meta()
-        if key is None:
-            return False
+        meta = self.bus.meta()
+        meta["h"] = 1
+        key = f"{meta['b']}.{meta['s']}"
         local = self.hub.get(socket_id)
         decoded = text.decode()
         if local is not None:
             self.history.append_direct(socket_id, key, decoded, None, self._inbox_prefix)
-            return self._send(local, build_text_frame(text), Stamp(text, "d", key))
-        envelope = self.bus.codec.dumps(env.private(decoded, [socket_id], self.fleet.name, meta))
+            return self._deliver_one(local, text, key)
+        message = env.private_one(decoded, socket_id, self.fleet.name, meta)
+        envelope = self.bus.codec.dumps(message)
         self.history.append_direct(socket_id, key, decoded, envelope, self._inbox_prefix)
         return True
+
+    def _deliver_one(self, socket: Socket, text: bytes, key: str | None) -> bool:
+        """One socket's direct message: only the frame it gets is built."""
+        state = self._states.get(socket)
+        if state is None or key is None:
+            return socket.send_frame(build_text_frame(text))
+        body = stamped(text, "d", key)
+        if body is None:
+            return socket.send_frame(build_text_frame(text))
+        if state.buffering:
+            return self._keep(socket, state, "d", key, build_text_frame(body))
+        return socket.send_frame(build_text_frame(body))
 
     # -- what the bus brings ----------------------------------------------------------------------
 
     @staticmethod
     def _key_of(message: dict[str, Any]) -> str | None:
+        """The key of a message written to a history (``h: 1``), or None: no position."""
         meta = message.get("wsf")
-        if isinstance(meta, dict) and meta.get("h") == 1:
-            return message_key(meta)
-        return None  # not written to a history: no position
+        if type(meta) is not dict or meta.get("h") != 1:
+            return None
+        boot, seq = meta.get("b"), meta.get("s")  # message_key, inline: every message
+        if type(boot) is str and type(seq) is int and 0 < len(boot) <= 32:
+            return f"{boot}.{seq}"
+        return None
 
     def on_room(self, message: dict[str, Any]) -> None:
         parsed = env.parse_room(message)
@@ -221,7 +239,9 @@ class StampedDelivery:
     def on_private(self, message: dict[str, Any]) -> None:
         frame, socket_id = message.get("data"), message.get("socketId")
         if type(frame) is str and type(socket_id) is str and not message.get("socketIds"):
-            self.deliver_ids((socket_id,), frame.encode(), self._key_of(message))  # one id: most
+            socket = self.hub.get(socket_id)  # one id: most
+            if socket is not None:
+                self._deliver_one(socket, frame.encode(), self._key_of(message))
             return
         parsed = env.parse_private(message)  # several ids, or invalid (raises)
         self.deliver_ids(parsed.socket_ids, parsed.frame.encode(), self._key_of(message))

@@ -25,6 +25,7 @@ FIELD = b"wsfp"
 MAX_POSITIONS = 256
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _TAG = re.compile(r"^(d|b|r[0-9a-f]{16})$")
+_SPACE = frozenset(b" \t\r\n")
 _KEY = re.compile(r"^[0-9a-f]{1,32}\.[0-9]{1,20}$")
 
 
@@ -104,17 +105,10 @@ def parse_session(token: str, reply: object) -> StoredSession | None:
 def stamped(text: bytes, tag: str, key: str) -> bytes | None:
     """The client frame with its stream position as a last top-level field, or None when the
     text is not a JSON object."""
-    if len(text) < 2 or text[-1:] != b"}":
+    if len(text) < 2 or text[-1] != 0x7D:  # }
         return None
-    comma = b"," if text.rstrip()[:-1].rstrip()[-1:] not in (b"{", b"") else b""
+    before = text[-2]
+    if before in _SPACE:  # not what wsfleet encodes: look past the white space
+        before = (text[:-1].rstrip()[-1:] or b"{")[0]
+    comma = b"" if before == 0x7B else b","  # {
     return b"".join((text[:-1], comma, b'"wsfp":"', tag.encode(), b"/", key.encode(), b'"}'))
-
-
-def message_key(meta: object) -> str | None:
-    """The key of a bus message (``<boot>.<seq>`` from its ``wsf`` meta), or None."""
-    if not isinstance(meta, dict):
-        return None
-    boot, seq = meta.get("b"), meta.get("s")
-    if type(boot) is str and type(seq) is int and 0 < len(boot) <= 32:
-        return f"{boot}.{seq}"
-    return None
