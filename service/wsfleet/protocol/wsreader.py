@@ -134,6 +134,8 @@ class FrameReader:
         """The next whole message as ``(opcode, payload)``, or None until more bytes come.
         Text payloads are ``str``; close payloads stay ``bytes`` (see :func:`parse_close`)."""
         buf, pos = self._buf, self._pos
+        if len(buf) - pos < 2:  # nothing (left) to parse: the usual answer after a message
+            return None
         # The usual frame first: a whole, masked, uncompressed text frame under 126 bytes.
         if len(buf) - pos >= 6 and buf[pos] == 0x81 and self._parts is None:
             second = buf[pos + 1]
