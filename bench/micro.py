@@ -23,8 +23,8 @@ from bench.servers import build_wsfleet
 from wsfleet.protocol.codec import ClientEvent, decode_client_frame, encode_ack, encode_event
 from wsfleet.protocol.wsframe import build_text_frame
 from wsfleet.protocol.wsreader import FrameReader
-from wsfleet.server import Server
-from wsfleet.server.native_conn import MASK_INTO, Connection
+from wsfleet.server import Server, native_conn
+from wsfleet.server.native_conn import Connection
 from wsfleet.server.socket import Socket, UpgradeRequest
 
 ECHO = (
@@ -74,13 +74,21 @@ class StubSite:
         self.closing: set[Connection] = set()
 
 
+def new_reader(max_size: int) -> FrameReader:
+    """The reader the native engine makes (older trees: without a compiled masker)."""
+    mask_into = getattr(native_conn, "MASK_INTO", None)
+    if mask_into is None:
+        return FrameReader(max_size)
+    return FrameReader(max_size, mask_into=mask_into)
+
+
 def open_native(server: Server, socket_id: str) -> Connection:
     """A native engine connection past its handshake, writing to a :class:`StubTransport`."""
     conn = Connection(StubSite(server))  # type: ignore[arg-type]
     transport = StubTransport()
     conn._transport = transport
     conn._state = 2  # _OPEN
-    conn._reader = FrameReader(server.settings.max_message_size, mask_into=MASK_INTO)
+    conn._reader = new_reader(server.settings.max_message_size)
     request = UpgradeRequest(
         path="ws",
         params={"id": socket_id},
@@ -138,7 +146,7 @@ async def run(n: int, rounds: int, fanout: int) -> list[tuple[str, float]]:
 
     conn = open_native(server, "native")
     wire = masked_text_frame(ECHO)
-    reader = FrameReader(server.settings.max_message_size, mask_into=MASK_INTO)
+    reader = new_reader(server.settings.max_message_size)
     reader_py = FrameReader(server.settings.max_message_size)
 
     def read_one() -> Any:
