@@ -22,7 +22,9 @@ from aiohttp._websocket.writer import WebSocketWriter
 from bench.servers import build_wsfleet
 from wsfleet.protocol.codec import ClientEvent, decode_client_frame, encode_ack, encode_event
 from wsfleet.protocol.wsframe import build_text_frame
-from wsfleet.server import Server
+from wsfleet.protocol.wsreader import FrameReader
+from wsfleet.server import Server, native_conn
+from wsfleet.server.native_conn import Connection
 from wsfleet.server.socket import Socket, UpgradeRequest
 
 ECHO = (
@@ -50,6 +52,53 @@ class StubProtocol:
 
     async def _drain_helper(self) -> None:
         pass
+
+
+def masked_text_frame(text: str, mask: bytes = b"\x1f\x2e\x3d\x4c") -> bytes:
+    """A client's frame: FIN text, masked, shorter than 126 bytes."""
+    payload = text.encode()
+    assert len(payload) < 126
+    key = (mask * (len(payload) // 4 + 1))[: len(payload)]
+    masked = bytes(a ^ b for a, b in zip(payload, key, strict=True))
+    return bytes((0x81, 0x80 | len(payload))) + mask + masked
+
+
+class StubSite:
+    """What a native :class:`Connection` needs of its listener, for one open connection."""
+
+    def __init__(self, server: Server) -> None:
+        self.node = server.dispatcher
+        self.on_frame = server.dispatcher.frame
+        self.budget = server.settings.max_frames_per_turn
+        self.pending = 0
+        self.closing: set[Connection] = set()
+
+
+def new_reader(max_size: int) -> FrameReader:
+    """The reader the native engine makes (older trees: without a compiled masker)."""
+    mask_into = getattr(native_conn, "MASK_INTO", None)
+    if mask_into is None:
+        return FrameReader(max_size)
+    return FrameReader(max_size, mask_into=mask_into)
+
+
+def open_native(server: Server, socket_id: str) -> Connection:
+    """A native engine connection past its handshake, writing to a :class:`StubTransport`."""
+    conn = Connection(StubSite(server))  # type: ignore[arg-type]
+    transport = StubTransport()
+    conn._transport = transport
+    conn._state = 2  # _OPEN
+    conn._reader = new_reader(server.settings.max_message_size)
+    request = UpgradeRequest(
+        path="ws",
+        params={"id": socket_id},
+        query_string=f"id={socket_id}",
+        headers={},
+        cookies={},
+        remote=None,
+    )
+    conn.socket = server.dispatcher.open(transport, conn._send_close, request, socket_id)  # type: ignore[arg-type]
+    return conn
 
 
 def best_us(fn: Callable[[], Any], n: int, rounds: int) -> float:
@@ -100,24 +149,43 @@ async def run(n: int, rounds: int, fanout: int) -> list[tuple[str, float]]:
     def add(label: str, fn: Callable[[], Any]) -> None:
         rows.append((label, best_us(fn, n, rounds)))
 
+    conn = open_native(server, "native")
+    wire = masked_text_frame(ECHO)
+    reader = new_reader(server.settings.max_message_size)
+    reader_py = FrameReader(server.settings.max_message_size)
+
+    def read_one() -> Any:
+        reader.feed(wire)
+        return reader.next_message()
+
+    def read_one_py() -> Any:
+        reader_py.feed(wire)
+        return reader_py.next_message()
+
     add(
-        "S2 wsfleet: Dispatcher.frame(echo) - whole ack path",
+        "S2 native: Connection.data_received(echo frame) - bytes in, ack written",
+        lambda: conn.data_received(wire),
+    )
+    add("  FrameReader.feed + next_message (compiled masker)", read_one)
+    add("    the same, pure-Python unmask", read_one_py)
+    add(
+        "  Dispatcher.frame(echo) - whole ack path",
         lambda: server.dispatcher.frame(socket, ECHO),
     )
-    add("  decode_client_frame", lambda: decode_client_frame(ECHO))
-    add("    of which orjson.loads", lambda: orjson.loads(ECHO))
+    add("    decode_client_frame", lambda: decode_client_frame(ECHO))
+    add("      of which orjson.loads", lambda: orjson.loads(ECHO))
     add(
-        "  Dispatcher.dispatch (handler, Acknowledge, ack)",
+        "    Dispatcher.dispatch (handler, Acknowledge, ack)",
         lambda: server.dispatcher.dispatch(socket, frame),
     )
-    add("    ListenerTable.take", lambda: server.dispatcher.events.take("echo"))
-    add("    Socket.ack", lambda: socket.ack("99-1234567", {"seq": 1}))
+    add("      ListenerTable.take", lambda: server.dispatcher.events.take("echo"))
+    add("      Socket.ack", lambda: socket.ack("99-1234567", {"seq": 1}))
     add(
-        "      build_text_frame(encode_ack(...))",
+        "        build_text_frame(encode_ack(...))",
         lambda: build_text_frame(encode_ack("99-1234567", {"seq": 1})),
     )
-    add("      Socket.send_frame", lambda: socket.send_frame(ack_frame))
-    add("  Dispatcher.emit_message", lambda: server.dispatcher.emit_message(socket, ECHO))
+    add("        Socket.send_frame", lambda: socket.send_frame(ack_frame))
+    add("    Dispatcher.emit_message", lambda: server.dispatcher.emit_message(socket, ECHO))
 
     writer = WebSocketWriter(StubProtocol(), StubTransport())  # type: ignore[arg-type]
 

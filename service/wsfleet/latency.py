@@ -31,20 +31,23 @@ OTHER_EVENT = "other"
 
 class LatencyHistogram:
     """A Prometheus-style histogram without locks or labels: ``observe`` is one bisect and two
-    additions, cheap enough for every handled event. The exporter turns it into cumulative
-    buckets at scrape time."""
+    additions (the count is the buckets' sum), cheap enough for every handled event. The
+    exporter turns it into cumulative buckets at scrape time."""
 
-    __slots__ = ("bounds", "count", "counts", "sum")
+    __slots__ = ("bounds", "counts", "sum")
 
     def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
-        self.count = 0
         self.sum = 0.0
+
+    @property
+    def count(self) -> int:
+        """Observations so far (summed at scrape time: ``observe`` runs twice per ack)."""
+        return sum(self.counts)
 
     def observe(self, seconds: float) -> None:
         self.counts[bisect_left(self.bounds, seconds)] += 1
-        self.count += 1
         self.sum += seconds
 
     def cumulative(self) -> list[tuple[str, int]]:

@@ -81,3 +81,41 @@ async def test_plain_results_are_acked_at_once_and_awaitables_after_they_are_don
         {"payload": {"awaited": True}, "callbackId": "awaitable-dict"},
         {"payload": {"late": 1}, "callbackId": "later"},
     ]
+
+
+async def test_settings_assigned_before_start_reach_the_frame_path() -> None:
+    """The heartbeat text, the depth limit and the handler slots are read from the settings the
+    node has when the frame arrives, also after ``server.settings = replace(...)``."""
+    import dataclasses
+
+    server = Server()
+    server.settings = dataclasses.replace(
+        server.settings, heartbeat="tick", max_json_depth=2, max_inflight_handlers=1
+    )
+    server.on("echo", lambda socket, payload, ack: payload)
+
+    async def slow(socket: Any, payload: Any, ack: Any) -> None:
+        await asyncio.Event().wait()
+
+    server.on("slow", slow)
+    wire = Wire()
+    socket = server.dispatcher.open(wire, lambda code, reason: None, REQUEST, "s1")  # type: ignore[arg-type]
+    server.dispatcher.frame(socket, "tick")
+    assert wire.written == [build_text_frame(b"tick")]
+    deep = orjson.dumps({"event": "echo", "payload": [[[1]]], "callbackId": "a"}).decode()
+    server.dispatcher.frame(socket, deep)
+    assert server.stats.malformed_frames["depth"] == 1
+    assert len(wire.written) == 1  # dropped, not acked
+    assert server.dispatcher.frame(socket, '{"event":"slow"}') is True  # the one slot is taken
+    await socket.cancel_handlers()
+
+
+async def test_acks_encode_non_string_keys_as_javascript_does() -> None:
+    server = Server()
+    server.on("keys", lambda socket, payload, ack: {1: "one", "s": {2.5: True}})
+    wire = Wire()
+    socket = server.dispatcher.open(wire, lambda code, reason: None, REQUEST, "s1")  # type: ignore[arg-type]
+    server.dispatcher.frame(socket, '{"event":"keys","callbackId":"k"}')
+    assert wire.written == [
+        build_text_frame(b'{"payload":{"1":"one","s":{"2.5":true}},"callbackId":"k"}')
+    ]

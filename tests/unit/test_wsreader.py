@@ -32,6 +32,7 @@ from wsfleet.protocol.wsreader import (
     parse_close,
     unmask,
 )
+from wsfleet.server.ws_hook import compiled_masker
 
 
 def frame(
@@ -69,6 +70,41 @@ def messages(reader: FrameReader, data: bytes) -> list[tuple[int, str | bytes]]:
 @given(st.binary(max_size=300), st.binary(min_size=4, max_size=4))
 def test_unmask_is_the_xor_with_the_repeated_key(payload: bytes, key: bytes) -> None:
     assert unmask(payload, key) == bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+@given(st.text(max_size=125), st.binary(min_size=4, max_size=4))
+def test_short_text_frames_read_the_same_with_the_compiled_masker(text: str, key: bytes) -> None:
+    payload = text.encode()[:125]
+    data = frame(payload, mask=key)
+    mask_into = compiled_masker()
+    assert mask_into is not None  # aiohttp's masker is installed with the project
+    expected = [(OP_TEXT, payload.decode(errors="replace"))]
+    for reader in (FrameReader(1 << 20), FrameReader(1 << 20, mask_into=mask_into)):
+        try:
+            assert messages(reader, data) == expected
+        except ProtocolError as exc:  # a cut inside a character: both refuse it the same way
+            assert exc.code == 1007
+
+
+def test_the_compiled_masker_is_refused_when_it_unmasks_differently(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aiohttp._websocket.mask as aiohttp_mask
+
+    def wrong(key: bytes, data: bytearray) -> None:
+        data[:] = data[::-1]
+
+    monkeypatch.setattr(aiohttp_mask, "_websocket_mask_cython", wrong)
+    assert compiled_masker() is None
+
+
+def test_a_short_text_frame_with_invalid_utf8_is_1007_on_both_maskers() -> None:
+    mask_into = compiled_masker()
+    for reader in (FrameReader(1 << 20), FrameReader(1 << 20, mask_into=mask_into)):
+        reader.feed(frame(b"ok \xff"))
+        with pytest.raises(ProtocolError) as info:
+            reader.next_message()
+        assert info.value.code == 1007
 
 
 def test_text_binary_and_control_messages_come_out_whole() -> None:

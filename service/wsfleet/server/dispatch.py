@@ -69,7 +69,7 @@ class Dispatcher:
         state: NodeState,
         authenticate: Authenticator | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings = settings  # also sets what the hot path reads of it (see the setter)
         self.stats = stats
         self.hub = hub
         self.state = state
@@ -78,9 +78,19 @@ class Dispatcher:
         self.system: ListenerTable[SystemHandler] = ListenerTable()
         self.tracing: EventTracing | None = None
         self.tasks = TaskOwner("system handlers")
+        self._per_ip: dict[str, int] = {}  # open connections per client address (when capped)
+
+    @property
+    def settings(self) -> ServerSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: ServerSettings) -> None:
+        self._settings = settings
         self._heartbeat = settings.heartbeat
         self._heartbeat_frame = build_text_frame(settings.heartbeat.encode())
-        self._per_ip: dict[str, int] = {}  # open connections per client address (when capped)
+        self._depth = settings.max_json_depth
+        self._max_inflight = settings.max_inflight_handlers
 
     # -- NodePort: what the transport calls -------------------------------------------------------
 
@@ -174,9 +184,8 @@ class Dispatcher:
             return False
         try:
             frame = _decode(data, self._heartbeat)
-            depth = self.settings.max_json_depth
-            if type(frame) is ClientEvent and too_deep(data, frame.payload, depth):
-                raise FrameError("depth", f"payload nested deeper than {depth} levels")
+            if type(frame) is ClientEvent and too_deep(data, frame.payload, self._depth):
+                raise FrameError("depth", f"payload nested deeper than {self._depth} levels")
         except FrameError as exc:
             stats.malformed_frames[exc.reason] += 1
             if exc.reason == "depth":
@@ -190,7 +199,10 @@ class Dispatcher:
             if self.system.has(CLIENT_PING):
                 self.emit_system(CLIENT_PING, socket)
             return self.emit_message(socket, data)
-        must_wait = self.dispatch(socket, frame)
+        if self.tracing is None:
+            must_wait = self._handle(socket, frame, None)
+        else:
+            must_wait = self.dispatch(socket, frame)
         if self.system.has(MESSAGE):
             return self.emit_message(socket, data)
         return must_wait
@@ -239,7 +251,7 @@ class Dispatcher:
                 task = asyncio.ensure_future(result)
                 socket.track_handler(task)  # counted in max_inflight_handlers, owned by the socket
                 task.add_done_callback(_log_message_failure)
-        return socket.handlers_in_flight() >= self.settings.max_inflight_handlers
+        return socket.handlers_in_flight() >= self._max_inflight
 
     def dispatch(self, socket: Socket, frame: ClientEvent) -> bool:
         tracing = self.tracing
@@ -253,40 +265,42 @@ class Dispatcher:
 
     def _handle(self, socket: Socket, frame: ClientEvent, span: _SpanEnd | None) -> bool:
         stats = self.stats
+        event = frame.event
         if frame.bad_callback_id:
             stats.bad_callback_ids += 1
-            log.debug("event %r from %r has an invalid callbackId: no ack", frame.event, socket)
-        listeners = self.events.take(frame.event)
+            log.debug("event %r from %r has an invalid callbackId: no ack", event, socket)
+        listeners = self.events.take(event)
         if listeners is None:
             stats.unknown_events += 1
-            log.debug("no handler for event %r from %r", frame.event, socket)
+            log.debug("no handler for event %r from %r", event, socket)
             if span is not None:
                 span.finish()
             return False
         stats.events_handled += 1
         start = perf_counter()
-        if frame.callback_id is None:
-            ack = None
-        elif frame.has_payload:
-            ack = Acknowledge(socket, frame.callback_id, start)
-        else:
-            ack = Acknowledge(socket, frame.callback_id, start, no_payload=True)
-        hist = stats.handler_seconds.for_event(frame.event)
-        pending = 0
+        callback_id = frame.callback_id
         has_payload = frame.has_payload
+        ack = (
+            None
+            if callback_id is None
+            else Acknowledge(socket, callback_id, start, not has_payload)
+        )
+        histograms = stats.handler_seconds
+        hist = histograms.get(event) or histograms.for_event(event)
+        pending = 0
+        payload = frame.payload
         for listener in listeners:
             try:
-                payload = frame.payload if has_payload else listener.missing
-                result = listener.fn(socket, payload, ack)
+                result = listener.fn(socket, payload if has_payload else listener.missing, ack)
             except Exception:
-                self._handler_failed(frame.event)
-                log.exception("handler for event %r failed", frame.event)
+                self._handler_failed(event)
+                log.exception("handler for event %r failed", event)
                 continue
             if result is None:
                 continue
-            if _is_awaitable(result):
+            if type(result) not in _PLAIN and _is_awaitable(result):
                 pending += 1
-                self._track(socket, frame.event, result, ack, start, hist, span)
+                self._track(socket, event, result, ack, start, hist, span)
                 continue
             if ack is not None:
                 ack(result)
@@ -296,7 +310,7 @@ class Dispatcher:
                 span.finish()
         elif span is not None:
             span.pending = pending
-        return socket.handlers_in_flight() >= self.settings.max_inflight_handlers
+        return socket.handlers_in_flight() >= self._max_inflight
 
     def _handler_failed(self, event: str) -> None:
         stats = self.stats

@@ -47,6 +47,7 @@ from wsfleet.protocol.wsreader import (
 from wsfleet.server.errors import Refuse
 from wsfleet.server.ports import NodePort
 from wsfleet.server.socket import Socket, UpgradeRequest
+from wsfleet.server.ws_hook import compiled_masker
 from wsfleet.tasks import TaskOwner
 
 
@@ -76,6 +77,9 @@ _UPGRADING: Final = 1  # admitting (authenticate, connected handlers); reading p
 _OPEN: Final = 2
 _CLOSING: Final = 3  # our close frame is sent, or the client's arrived: data is discarded
 _DONE: Final = 4  # the transport is gone, or the connection was handed to aiohttp
+
+#: aiohttp's compiled frame masker, if it is there (2-3× faster on a usual short text frame).
+MASK_INTO: Final = compiled_masker()
 
 
 class Connection(asyncio.Protocol):
@@ -240,6 +244,7 @@ class Connection(asyncio.Protocol):
             settings.max_message_size,
             deflate=deflate is not None,
             no_takeover=deflate is not None and deflate[1],
+            mask_into=MASK_INTO,
         )
         sock = transport.get_extra_info("socket")
         if sock is not None:  # as aiohttp does: the OS notices a vanished peer too

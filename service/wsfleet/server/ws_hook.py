@@ -19,6 +19,10 @@ says a server must answer by closing the connection. :class:`MaskCheck` wraps th
 ``_post_start`` builds (``WebSocketReader``, looked up by its module-level name) and closes with
 1002 on the first unmasked frame; :func:`mask_check_mismatch` checks what it needs at start-up,
 and when it does not hold, unmasked frames are accepted as aiohttp does and one log line says so.
+
+The native engine borrows one compiled function of aiohttp: its frame masker, which XORs a
+``bytearray`` in place (:func:`compiled_masker`, checked against wsfleet's own ``unmask``; without
+it, the pure-Python one is used).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import aiohttp
 from aiohttp import WSMsgType
 from aiohttp import web_ws as _aiohttp_web_ws
 
+from wsfleet.protocol.wsreader import MaskInto, unmask
 from wsfleet.server.socket import Socket
 
 log = logging.getLogger("wsfleet.server")
@@ -55,6 +60,29 @@ class ReadPath(enum.Enum):
     """Data frames go to the node from aiohttp's data callback while the read loop is idle."""
     PUBLIC = "public"
     """Every message goes through ``WebSocketResponse.receive()`` (aiohttp's public API)."""
+
+
+def compiled_masker() -> MaskInto | None:
+    """aiohttp's compiled masker, when it is installed and unmasks as
+    :func:`~wsfleet.protocol.wsreader.unmask` does (None otherwise)."""
+    try:
+        from aiohttp._websocket.mask import (  # type: ignore[import-not-found,unused-ignore]
+            _websocket_mask_cython as mask_into,
+        )
+    except ImportError:
+        return None
+    key = b"\x01\x82\x43\xc4"
+    for size in (0, 1, 5, 37, 125):
+        sample = bytes(range(7, 7 + size))
+        data = bytearray(sample)
+        try:
+            mask_into(key, data)
+        except Exception:  # another signature: not the function this was written for
+            return None
+        if bytes(data) != unmask(sample, key):
+            return None
+    checked: MaskInto = mask_into
+    return checked
 
 
 def hook_mismatch() -> str | None:
