@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,13 +35,11 @@ from bench.run import (
     ROOT,
     BenchError,
     Config,
-    _affinity,
-    _readline,
+    ServerProcess,
     build_loadgen,
     log,
     parse_args,
     raise_open_files,
-    stop_process,
 )
 
 PACKAGE = "websocket-cross-server-adapter"
@@ -65,9 +62,9 @@ def find_module(explicit: str | None) -> Path:
     )
 
 
-class OriginalNode:
-    """One ``node bench/original_node.mjs`` child (the interface of ``bench.run.ServerProcess``);
-    stopped by its pid only."""
+class OriginalNode(ServerProcess):
+    """One ``node bench/original_node.mjs`` child, run like ``bench.run.ServerProcess``; stopped
+    by its pid only."""
 
     module: Path | None = None
 
@@ -88,51 +85,11 @@ class OriginalNode:
         if redis is not None:
             cmd += ["--redis", redis, "--name", name or "n1"]
         pin = cfg.pin if pin is None else pin
-        self.kind = "original"
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=logfile,
-            text=True,
-            preexec_fn=_affinity(cfg.server_cpus) if pin else None,
-        )
-        self.pid = self.proc.pid
-        assert self.proc.stdout is not None
-        try:
-            line = _readline(self.proc.stdout, 20.0)
-        except BenchError:
-            self.stop()
-            raise BenchError(f"the original's node did not start (see {logfile.name})") from None
-        parts = line.split()
-        if len(parts) < 3 or parts[0] != "LISTENING":
-            self.stop()
-            raise BenchError(f"the original's node did not start: {line!r}")
-        self.port = int(parts[1])
-        self.loop = parts[2]
-
-    def rss(self) -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise BenchError(f"cannot read VmRSS of pid {self.pid}")
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        stop_process(self.proc, 15)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self._launch(cmd, "original", logfile, cfg.server_cpus if pin else None)
 
 
 @contextlib.contextmanager
 def _single(cfg: Config, kind: str, logfile: IO[str]) -> Iterator[Any]:
-    from bench.run import ServerProcess
 
     srv: Any = OriginalNode(cfg, logfile) if kind == "original" else None
     if srv is None:

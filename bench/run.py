@@ -278,6 +278,12 @@ class ServerProcess:
         cmd += extra
         if profile is not None:
             cmd += ["--profile", str(profile)]
+        self._launch(cmd, kind, logfile, cfg.server_cpus if pin else None)
+
+    def _launch(
+        self, cmd: Sequence[str], kind: str, logfile: IO[str], cpus: Sequence[int] | None
+    ) -> None:
+        """Start ``cmd`` and wait for its ``LISTENING <port> <loop>`` line."""
         self.kind = kind
         self.proc = subprocess.Popen(
             cmd,
@@ -286,7 +292,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=logfile,
             text=True,
-            preexec_fn=_affinity(cfg.server_cpus) if pin else None,
+            preexec_fn=_affinity(cpus) if cpus is not None else None,
         )
         self.pid = self.proc.pid
         assert self.proc.stdout is not None
