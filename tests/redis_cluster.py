@@ -175,17 +175,24 @@ class RedisCluster:
     def masters(self) -> list[Instance]:
         return [i for i in self.instances if "role:master" in cli(i.port, "info", "replication")]
 
-    def owner(self, key: str) -> Instance:
-        slot = int(cli(self.instances[0].port, "cluster", "keyslot", key).strip())
+    def slot_spans(self) -> list[tuple[Instance, int, int]]:
+        """Each master with the slot ranges it says it owns."""
+        spans = []
         for instance in self.masters():
-            nodes = cli(instance.port, "cluster", "nodes")
-            for line in nodes.splitlines():
+            for line in cli(instance.port, "cluster", "nodes").splitlines():
                 parts = line.split()
                 if "myself" in parts[2] and "master" in parts[2]:
                     for span in parts[8:]:
                         lo, _, hi = span.partition("-")
-                        if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
-                            return instance
+                        if lo.isdigit():
+                            spans.append((instance, int(lo), int(hi or lo)))
+        return spans
+
+    def owner(self, key: str) -> Instance:
+        slot = int(cli(self.instances[0].port, "cluster", "keyslot", key).strip())
+        for instance, lo, hi in self.slot_spans():
+            if lo <= slot <= hi:
+                return instance
         raise LookupError(f"no master owns slot {slot}")
 
     def migrate_slot(self, key: str, target: Instance) -> Instance:

@@ -181,6 +181,12 @@ class BrokerLink(Protocol):
     @property
     def publisher_healthy(self) -> bool: ...
     @property
+    def keys_reachable(self) -> bool:
+        """Pinned commands on keys (lease refreshes, registry writes) can run now. As
+        :attr:`publisher_healthy`, except on a Redis Cluster: there each key's own master must
+        answer, so one shard failing over does not stop the others' leases."""
+
+    @property
     def subscriber_healthy(self) -> bool: ...
     @property
     def closed(self) -> bool: ...

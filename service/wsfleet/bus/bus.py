@@ -42,6 +42,7 @@ from wsfleet.bus.envelopes import meta_of, sender_of
 from wsfleet.bus.events import BusEventHandler, HealthListener, MessageHandler, as_handler
 from wsfleet.bus.failover import Failover
 from wsfleet.bus.hotplug import hot_add, hot_remove
+from wsfleet.bus.lease_budget import check_lease_budget
 from wsfleet.bus.memory_link import MemoryLink
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.outage import OutageBuffer
@@ -365,6 +366,16 @@ class Bus:
     def link_for_key(self, routing_key: str) -> BrokerLink | None:
         return self.key_router.pick(self.usable_links(), routing_key)
 
+    def lease_link(self, routing_key: str) -> BrokerLink | None:
+        """Where the lease of ``routing_key`` is refreshed: :meth:`link_for_key`, except on a
+        Redis Cluster, where the cluster link takes it while a shard fails over (the lease's own
+        master answers; the whole link is unusable for publishes until every shard is back)."""
+        if self.sharded:
+            for link in self.links.values():
+                if link.publishable and link.keys_reachable:
+                    return link
+        return self.link_for_key(routing_key)
+
     def _pick(self, command: Command, exclude: BrokerLink | None = None) -> BrokerLink | None:
         candidates = self.usable_links()
         if exclude is not None and len(candidates) > 1:
@@ -413,6 +424,8 @@ class Bus:
             if healthy:
                 if not link.closed and not self.closing:
                     self.admissions.start(link)
+                    if link.node.mode == "cluster" and link.publisher_connects == 1:
+                        self.tasks.start(self._check_lease_budget(link), "wsfleet-lease-budget")
             else:
                 link.admitted = False
                 self.admissions.stop(link)
@@ -430,6 +443,12 @@ class Bus:
                 listener(healthy, info)
             except Exception:
                 log.exception("Redis health listener failed")
+
+    async def _check_lease_budget(self, link: BrokerLink) -> None:
+        settings = self.settings
+        warning = await check_lease_budget(link, settings.lease_ttl, settings.command_timeout)
+        if warning is not None:
+            log.warning("node %s: %s", self.name, warning)
 
     def _receive(self, link: BrokerLink, channel_raw: bytes, data: bytes) -> None:
         # The hot path of every message from Redis: plain attribute reads, one decode.

@@ -146,6 +146,16 @@ class ClusterLink:
         return self.health.publisher and not self._closed
 
     @property
+    def keys_reachable(self) -> bool:
+        """The slot map is known and some master answers (pinned commands go to their slot's
+        master; one whose master is down fails or waits)."""
+        return (
+            not self._closed
+            and bool(self._rc.nodes_manager.slots_cache)
+            and self._publishers.any_sendable
+        )
+
+    @property
     def subscriber_healthy(self) -> bool:
         return self.health.subscriber and not self._closed
 

@@ -119,6 +119,10 @@ class ShardPublishers:
     def healthy(self) -> bool:
         return bool(self.shards) and all(p.publisher_healthy for p in self.shards.values())
 
+    @property
+    def any_sendable(self) -> bool:
+        return any(p.publisher_healthy for p in self.shards.values())
+
     def sendable(self, address: Address) -> bool:
         publisher = self.shards.get(address)
         return publisher is not None and publisher.publisher_healthy

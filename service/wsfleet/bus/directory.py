@@ -210,7 +210,7 @@ class SocketDirectory:
         by_link: dict[str, list[str]] = defaultdict(list)
         links = {}
         for socket_id in socket_ids:
-            link = self.bus.link_for_key(socket_id)
+            link = self.bus.lease_link(socket_id)
             if link is not None:
                 by_link[link.key].append(self._key(socket_id))
                 links[link.key] = link
@@ -232,7 +232,19 @@ class SocketDirectory:
                 )
                 futures.append(future)
         lost = 0
-        for result in await asyncio.gather(*futures, return_exceptions=True):
+        try:
+            # bounded: a shard failing over must not stall the refresh of the others' leases
+            bound = max(self.settings.command_timeout * 2, self.settings.lease_refresh)
+            async with asyncio.timeout(bound):
+                results = await asyncio.gather(*futures, return_exceptions=True)
+        except TimeoutError:
+            log.debug("socket lease refresh: not every Redis node answered in time")
+            results = [
+                f.result()
+                for f in futures
+                if f.done() and not f.cancelled() and f.exception() is None
+            ]
+        for result in results:
             if isinstance(result, int):
                 lost += result
             elif isinstance(result, LinkError | TimeoutError):

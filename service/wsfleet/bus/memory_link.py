@@ -85,6 +85,10 @@ class MemoryLink:
         return self.health.publisher and not self._closed
 
     @property
+    def keys_reachable(self) -> bool:
+        return self.health.publisher and not self._closed
+
+    @property
     def subscriber_healthy(self) -> bool:
         return self.health.subscriber and not self._closed
 

@@ -120,6 +120,10 @@ class RedisLink:
         return self.health.publisher and not self._closed
 
     @property
+    def keys_reachable(self) -> bool:
+        return self.health.publisher and not self._closed
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

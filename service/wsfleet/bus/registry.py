@@ -238,7 +238,7 @@ class Registry:
             self.bus.peers_changed()
 
     def _links(self) -> list[BrokerLink]:
-        return [link for link in self.bus.links.values() if link.publisher_healthy]
+        return [link for link in self.bus.links.values() if link.keys_reachable]
 
     async def _call(self, link: BrokerLink, *args: Any) -> Any:
         return await link.call(*args, timeout=self.settings.command_timeout)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from tests.conftest import Connect, wait_until
 from tests.integration.fleet.conftest import MakeFleet, Node, join
 from tests.redis_cluster import RedisCluster, cli
 
 from wsfleet import contract
+from wsfleet.bus import cluster_keys
 from wsfleet.bus.broker import CallbackHandler
 from wsfleet.bus.cluster_link import ClusterLink
+from wsfleet.bus.lease_budget import check_lease_budget
 from wsfleet.bus.nodes import RedisNode
+from wsfleet.bus.slots import key_slot
 from wsfleet.server import ServerSettings
 
 pytestmark = pytest.mark.integration
@@ -103,22 +108,77 @@ async def test_a_link_closed_while_its_channels_change_leaves_no_task_behind(
 async def test_a_master_killed_during_a_stream_loses_nothing_and_keeps_order(
     redis_cluster: RedisCluster, make_fleet: MakeFleet, connect: Connect
 ) -> None:
-    a, b = await make_fleet([redis_cluster], 2)
+    """The master of the receiver's inbox dies; the messages sent during the failover are held
+    and arrive, in order, once its replica took over.
+
+    The kill comes when Redis answered everything sent before it: a message Redis acknowledged
+    in the instant it was killed may not have reached the subscriber yet, and pub/sub keeps
+    nothing (docs/scaling.md). The socket's lease outlives the failover, as it must in
+    production (a lease on the failed shard cannot be refreshed until the replica took over)."""
+    a, b = await make_fleet([redis_cluster], 2, lease_ttl=15.0)
     client = await join(connect, b, "victim")
     inbox = b.server.fleet.bus.inbox  # type: ignore[union-attr]
     master = redis_cluster.owner(inbox)
-    total = 300
+    total, before = 300, 100
     try:
-        for i in range(total):
+        for i in range(before):
             a.server.to_socket_id("victim", "seq", i)
-            if i == 100:
-                await asyncio.to_thread(master.kill)  # its replica is promoted
             await asyncio.sleep(0.005)
-        received = [await client.recv(timeout=30) for _ in range(total)]  # buffered meanwhile
+        received = [await client.recv(timeout=10) for _ in range(before)]
+        await asyncio.to_thread(master.kill)  # its replica is promoted
+        for i in range(before, total):
+            a.server.to_socket_id("victim", "seq", i)
+            await asyncio.sleep(0.005)
+        received += [await client.recv(timeout=30) for _ in range(before, total)]
     finally:
         await asyncio.to_thread(master.start)  # back as a replica of the promoted node
         await asyncio.to_thread(redis_cluster.wait_ok)
     assert received == [f'{{"event":"seq","payload":{i}}}' for i in range(total)]
+
+
+async def test_leases_on_the_other_shards_are_refreshed_while_one_shard_fails_over(
+    redis_cluster: RedisCluster, make_fleet: MakeFleet, connect: Connect
+) -> None:
+    """A failover stops publishing (the cluster link waits until every shard is back) but not
+    the lease refreshes: a socket's location and a node's registry entry on a healthy shard
+    stay, even when the failover lasts longer than the lease."""
+    a, b = await make_fleet([redis_cluster], 2, lease_ttl=0.6, lease_refresh=0.15)
+    space = b.server.fleet.settings.bridge_space  # type: ignore[union-attr]
+    registry_key = cluster_keys.registry_keys(space, b.name)[0]
+    home = redis_cluster.owner(registry_key)
+    spans = [(lo, hi) for m, lo, hi in redis_cluster.slot_spans() if m.port == home.port]
+    socket_id = next(
+        f"s{i}"
+        for i in range(10_000)
+        if any(
+            lo <= key_slot(contract.socket_key(f"s{i}", space).encode()) <= hi for lo, hi in spans
+        )
+    )
+    await join(connect, b, socket_id)
+    socket_key = contract.socket_key(socket_id, space)
+    victim = next(m for m in redis_cluster.masters() if m.port != home.port)
+    missing: list[str] = []
+    watcher = Redis(host="127.0.0.1", port=home.port)
+
+    async def watch() -> None:
+        while True:
+            for key in (socket_key, registry_key):
+                if not await watcher.exists(key):
+                    missing.append(key)
+            await asyncio.sleep(0.05)
+
+    watching = asyncio.create_task(watch())
+    try:
+        await asyncio.to_thread(victim.kill)
+        await wait_until(lambda: not link_of(b).publisher_healthy, timeout=10)
+        await wait_until(lambda: link_of(b).admitted, timeout=30)  # the replica took over
+    finally:
+        watching.cancel()
+        await watcher.aclose()
+        await asyncio.to_thread(victim.start)
+        await asyncio.to_thread(redis_cluster.wait_ok)
+    assert missing == []
+    assert b.name in a.server.live_nodes()
 
 
 async def test_slots_migrated_during_a_stream_lose_nothing_and_keep_order(
@@ -176,3 +236,22 @@ async def test_a_drained_node_delivers_what_it_sent_and_leaves_the_registry(
     received = [await on_a.recv() for _ in range(50)]
     assert received == [f'{{"event":"seq","payload":{i}}}' for i in range(50)]
     await wait_until(lambda: b.name not in a.server.live_nodes())
+
+
+async def test_a_lease_shorter_than_a_failover_is_named_at_start(
+    redis_cluster: RedisCluster, make_fleet: MakeFleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The test cluster fails over after ``cluster-node-timeout`` 1 s plus an election."""
+    caplog.set_level(logging.WARNING, logger="wsfleet.bus")
+    (short,) = await make_fleet([redis_cluster], 1, names=["short-lease"], lease_ttl=1.5)
+    (long,) = await make_fleet([redis_cluster], 1, names=["long-lease"], lease_ttl=15.0)
+
+    def warned(name: str) -> bool:
+        return any(
+            f"node {name}: lease_ttl" in r.getMessage() and "Set lease_ttl to 3 s" in r.getMessage()
+            for r in caplog.records
+        )
+
+    await wait_until(lambda: warned(short.name))
+    assert await check_lease_budget(link_of(long), 15.0, timeout=5) is None
+    assert not warned(long.name)
