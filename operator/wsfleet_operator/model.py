@@ -275,8 +275,8 @@ class FleetSpec:
 
     @property
     def recovery_on(self) -> bool:
-        """``spec.server.recovery``, except on a Redis Cluster (the nodes refuse it there)."""
-        return self.recovery and all(n.mode != "cluster" for n in self.redis_nodes)
+        """``spec.server.recovery`` (every mode runs it: Redis nodes, Sentinel, Redis Cluster)."""
+        return self.recovery
 
     @property
     def bus_key_file(self) -> str | None:

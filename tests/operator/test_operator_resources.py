@@ -227,12 +227,12 @@ def test_env_has_the_downward_api_and_every_setting() -> None:
     assert resources.env_name("max-message-size") == "WSFLEET_MAX_MESSAGE_SIZE"
 
 
-def test_recovery_is_on_by_default_and_off_when_asked_or_on_a_redis_cluster() -> None:
+def test_recovery_is_on_by_default_also_on_a_redis_cluster_and_off_when_asked() -> None:
     assert env_of(resources.deployment(fleet()))["WSFLEET_RECOVERY"] == "true"
     off = fleet(server={"recovery": False})
     assert env_of(resources.deployment(off))["WSFLEET_RECOVERY"] == "false"
     cluster = fleet(redis={"nodes": [{"host": "c", "mode": "cluster", "seeds": ["d:6379"]}]})
-    assert env_of(resources.deployment(cluster))["WSFLEET_RECOVERY"] == "false"
+    assert env_of(resources.deployment(cluster))["WSFLEET_RECOVERY"] == "true"
     with pytest.raises(SpecError, match=r"spec\.server\.recovery"):
         fleet(server={"settings": {"recovery": "false"}})
     with pytest.raises(SpecError, match="true or false"):

@@ -92,8 +92,3 @@ def test_recovery_is_refused_without_redis_streams() -> None:
     memory = FleetSettings(redis=(RedisNode.parse("memory://r"),), server_name="m")
     with pytest.raises(ValueError, match="memory:// broker has no streams"):
         Server(ServerSettings(recovery=True), fleet=memory)
-    cluster = FleetSettings(
-        redis=(RedisNode.parse("redis+cluster://127.0.0.1:7000"),), server_name="c"
-    )
-    with pytest.raises(ValueError, match="does not run on a Redis Cluster"):
-        Server(ServerSettings(recovery=True), fleet=cluster)

@@ -33,17 +33,22 @@ log = logging.getLogger("wsfleet.bus")
 
 REDIRECTS: Final = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN")
 """Error replies that mean "not here, not now": the command runs again, not fails."""
-_KEYED_AT_1: Final = frozenset({"PUBLISH", "SPUBLISH", "GET", "SET", "DEL", "PEXPIRE", "EXPIRE"})
+_KEYLESS: Final = frozenset(
+    {"PING", "PUBSUB", "CONFIG", "SCRIPT", "INFO", "CLUSTER", "CLIENT", "HELLO", "AUTH", "ASKING"}
+)
+"""Commands without a key (any master answers); every other command has its key first, except
+``EVAL`` / ``EVALSHA`` (after the script and the key count)."""
 
 
 def command_slot(args: tuple[Any, ...]) -> int:
     """The hash slot a command must run on (0 for commands without a key, such as PING)."""
     name = str(args[0]).upper() if args else ""
     key: Any = None
-    if name in _KEYED_AT_1 and len(args) > 1:
+    if name in ("EVAL", "EVALSHA"):
+        if len(args) > 3 and int(args[2]) > 0:
+            key = args[3]
+    elif name not in _KEYLESS and len(args) > 1:
         key = args[1]
-    elif name in ("EVAL", "EVALSHA") and len(args) > 3 and int(args[2]) > 0:
-        key = args[3]
     if key is None:
         return 0
     return key_slot(key.encode() if isinstance(key, str) else bytes(key))

@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from wsfleet import contract
+from wsfleet.bus import cluster_keys
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.resp import known_script
+from wsfleet.bus.slots import slot_tag
 
 # Appends: KEYS stream, epoch key [, socket key]; ARGV size, ttl ms, the node's epoch prefix
 # (an epoch created here is that prefix and the new entry's id), key, frame, excluded ids, then
@@ -49,6 +51,11 @@ if fresh or ARGV[n]=='1' then
 end
 """
 _APPEND_PUBLISH = _APPEND + "return redis.call('PUBLISH',ARGV[7],ARGV[8])"
+# Redis Cluster: the stream shares the slot of the channel (its key starts with the channel's
+# hash tag), so one script appends and publishes; a direct message's stream is the socket's own
+# slot, so the script only appends and the message is routed once Redis answered.
+_APPEND_SPUBLISH = _APPEND + "return redis.call('SPUBLISH',ARGV[7],ARGV[8])"
+_APPEND_ONLY = _APPEND + "return 0"
 _APPEND_DIRECT = (
     _APPEND
     + """if ARGV[8]=='' then return 0 end
@@ -125,21 +132,34 @@ class History:
         self._epoch_seq = 0
         self._epoch_prefix = f"{bus.boot}-"
         own = f"\n-- {bus.boot}"
-        self._publish_sha = known_script(_APPEND_PUBLISH + own)
-        self._direct_sha = known_script(_APPEND_DIRECT + own)
+        self.sharded = bus.sharded
+        if self.sharded:
+            self._publish_sha = known_script(_APPEND_SPUBLISH + own)
+            self._direct_sha = known_script(_APPEND_ONLY + own)
+        else:
+            self._publish_sha = known_script(_APPEND_PUBLISH + own)
+            self._direct_sha = known_script(_APPEND_DIRECT + own)
         self._kept: set[str] = set()  # streams given their upkeep since _kept_at
         self._kept_at = time.monotonic()
 
     # -- targets ----------------------------------------------------------------------------------
 
     def room(self, namespace: str, room_id: str) -> Target:
-        return Target(f"{self._prefix}r:{namespace}:{room_id}", f"room:{namespace}:{room_id}")
+        stream = f"{self._prefix}r:{namespace}:{room_id}"
+        if self.sharded:
+            stream = slot_tag(self.bus.settings.room_channel(namespace)) + stream
+        return Target(stream, f"room:{namespace}:{room_id}")
 
     def direct(self, socket_id: str) -> Target:
+        if self.sharded:  # the stream and its epoch key share the socket's tag
+            return Target("{" + f"{self._prefix}d:{socket_id}" + "}", socket_id)
         return Target(f"{self._prefix}d:{socket_id}", socket_id)
 
     def broadcast(self) -> Target:
-        return Target(f"{self._prefix}b", "*broadcast")
+        stream = f"{self._prefix}b"
+        if self.sharded:
+            stream = slot_tag(self.bus.settings.broadcast_channel) + stream
+        return Target(stream, "*broadcast")
 
     def _upkeep(self, stream: str) -> str:
         """'1' when this node did not refresh ``stream`` within :data:`UPKEEP_INTERVAL`."""
@@ -196,6 +216,9 @@ class History:
     ) -> None:
         """Append to the socket's stream; with ``envelope``, route it as the socket directory
         does (the owner's inbox, or the private channel when the owner is unknown)."""
+        if self.sharded:
+            self._append_direct_sharded(socket_id, key, frame, envelope, inbox_prefix)
+            return
         stream = self._prefix + "d:" + socket_id
         bus = self.bus
         if envelope is not None:
@@ -223,6 +246,44 @@ class History:
             socket_id,
             want_result=False,
         )
+
+    def _append_direct_sharded(
+        self, socket_id: str, key: str, frame: str, envelope: bytes | None, inbox_prefix: str
+    ) -> None:
+        """On a Redis Cluster: append on the stream's slot, then, once Redis answered, route the
+        envelope as the directory does (answers come in submission order, so one socket's
+        messages keep theirs, and none is seen live before it is in the history)."""
+        stream = self.direct(socket_id).stream
+        bus = self.bus
+        appended = bus.execute(
+            (
+                "EVALSHA",
+                self._direct_sha,
+                2,
+                stream,
+                stream + ":e",
+                self.size,
+                self.ttl_ms,
+                self._epoch_prefix,
+                key,
+                frame,
+                "",
+                self._upkeep(stream),
+            ),
+            socket_id,
+            want_result=envelope is not None,
+        )
+        if envelope is None or appended is None:
+            return
+        socket_key = self._socket_key + socket_id
+
+        def route(done: asyncio.Future[Any]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                bus.stats.publish_failures += 1
+                return
+            cluster_keys.send(bus, socket_key, socket_id, envelope, inbox_prefix)
+
+        appended.add_done_callback(route)
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -18,3 +18,28 @@ def key_slot(key: bytes) -> int:
         if end > start + 1:
             key = key[start + 1 : end]
     return crc_hqx(key, 0) % SLOTS
+
+
+_tags: dict[int, str] = {}
+
+
+def slot_tag(name: str) -> str:
+    """A hash tag (``{…}``) that puts a key in the same slot as ``name`` (a channel, say): the
+    part of ``name`` Redis hashes when it has no ``}`` (nearly always), else the first of
+    ``s0``, ``s1``, … that lands in that slot (found once per slot)."""
+    raw = name.encode()
+    start = raw.find(b"{")
+    if start != -1:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            return "{" + raw[start + 1 : end].decode() + "}"
+    if "}" not in name and name:
+        return "{" + name + "}"
+    slot = key_slot(raw)
+    tag = _tags.get(slot)
+    if tag is None:
+        n = 0
+        while crc_hqx(b"s%d" % n, 0) % SLOTS != slot:
+            n += 1
+        tag = _tags[slot] = f"s{n}"
+    return "{" + tag + "}"

@@ -82,11 +82,6 @@ class Server:
                 raise ValueError("recovery needs a fleet (Redis): pass fleet= settings")
             if any(node.memory for node in self.fleet.settings.redis):
                 raise ValueError("recovery needs Redis nodes: the memory:// broker has no streams")
-            if any(node.mode == "cluster" for node in self.fleet.settings.redis):
-                raise ValueError(
-                    "recovery does not run on a Redis Cluster yet (its history keys are not "
-                    "placed in one slot): use Redis nodes or Sentinel"
-                )
             self.recovery = Recovery(self.hub, self.fleet, settings)
             self.hub.recovery = self.fleet.inbound.recovery = self.recovery
         self.presence: Presence | None = None

@@ -212,9 +212,14 @@ async def test_the_seam_between_replay_and_live_under_a_continuous_stream(
     a reconnect right after a restore), by server close or network cut, while a third node
     streams room and direct messages every 2 ms: every message arrives once, in order (also
     over two Redis nodes, where each stream lives on its target's node)."""
-    rng = random.Random(seed)
     redis = [await redis_factory() for _ in range(redis_nodes)]
-    a, b, source = await make_fleet(redis, 3, settings=RECOVERY)
+    nodes = await make_fleet(redis, 3, settings=RECOVERY)
+    await twenty_moves(nodes, switch, random.Random(seed))
+
+
+async def twenty_moves(nodes: list[Node], switch: Any, rng: random.Random) -> None:
+    """The seam test's moves (see its docstring) on the fleet of ``nodes`` (two and a source)."""
+    a, b, source = nodes
     for node in (a, b):
         app(node)
     s: Switch = await switch(a.port)

@@ -1,0 +1,80 @@
+"""Connection state recovery on a real Redis Cluster: room streams live in their channel's slot
+(one script appends and publishes), a socket's stream in its own slot (appended, then routed)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from tests.conftest import wait_until
+from tests.integration.fleet.conftest import MakeFleet
+from tests.integration.fleet.test_recovery import (
+    RECOVERY,
+    Publisher,
+    _exactly_once,
+    _marked,
+    _recorder,
+    app,
+    switch,  # noqa: F401 (fixture)
+    twenty_moves,
+)
+from tests.redis_cluster import RedisCluster
+from tests.switch import Switch
+
+from wsfleet.bus.slots import key_slot
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_client_moved_to_another_node_misses_nothing_on_a_cluster(
+    redis_cluster: RedisCluster,
+    make_fleet: MakeFleet,
+    switch: Any,  # noqa: F811
+) -> None:
+    a, b, source = await make_fleet([redis_cluster], 3, settings=RECOVERY, lease_ttl=15.0)
+    for node in (a, b):
+        app(node)
+    s: Switch = await switch(a.port)
+    async with _recorder(s.url("id=cr1")) as recorder:
+        await recorder.client.connect()
+        await wait_until(lambda: a.server.is_joined_room("cr1", "feed", "main"))
+        await _marked(a)
+        publisher = Publisher(source, "cr1")
+        publisher.start()
+        await wait_until(lambda: len(recorder.room) > 20 and len(recorder.direct) > 20)
+        s.target = b.port
+        s.cut()
+        await wait_until(lambda: len(recorder.recoveries) == 1, 10)
+        assert recorder.recoveries[0].recovered, recorder.recoveries[0]
+        assert b.server.is_joined_room("cr1", "feed", "main")
+        count = len(recorder.room)
+        await wait_until(lambda: len(recorder.room) > count + 20)
+        await _exactly_once(recorder, publisher)
+    history = source.server.recovery.history  # type: ignore[union-attr]
+    room, direct = history.room("feed", "main"), history.direct("cr1")
+    channel = source.server.fleet.settings.room_channel("feed")  # type: ignore[union-attr]
+    assert key_slot(room.stream.encode()) == key_slot(channel.encode())
+    assert key_slot(direct.stream.encode()) == key_slot(direct.epoch_key.encode())
+
+
+async def test_room_history_reads_on_a_cluster(
+    redis_cluster: RedisCluster, make_fleet: MakeFleet
+) -> None:
+    a, b = await make_fleet([redis_cluster], 2, settings=RECOVERY, lease_ttl=15.0)
+    for n in range(5):
+        a.server.broadcast_to_room("feed", "hist", "tick", {"n": n})
+    await a.server.fleet.flush(5.0)  # type: ignore[union-attr]
+    last = await b.server.room_history("feed", "hist", limit=3)
+    assert [(e.event, e.payload) for e in last.entries] == [("tick", {"n": n}) for n in (2, 3, 4)]
+    after = await b.server.room_history("feed", "hist", since=last.entries[0].position)
+    assert [e.payload["n"] for e in after.entries] == [3, 4]
+
+
+async def test_the_seam_between_replay_and_live_on_a_cluster(
+    redis_cluster: RedisCluster,
+    make_fleet: MakeFleet,
+    switch: Any,  # noqa: F811
+) -> None:
+    nodes = await make_fleet([redis_cluster], 3, settings=RECOVERY, lease_ttl=15.0)
+    await twenty_moves(nodes, switch, random.Random(5))
