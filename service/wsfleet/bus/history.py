@@ -29,6 +29,7 @@ from wsfleet import contract
 from wsfleet.bus import cluster_keys
 from wsfleet.bus.bus import Bus
 from wsfleet.bus.resp import known_script
+from wsfleet.bus.scripts import Keyspace, script
 from wsfleet.bus.slots import slot_tag
 
 # Appends: KEYS stream, epoch key [, socket key]; ARGV size, ttl ms, the node's epoch prefix
@@ -64,6 +65,39 @@ if node then return redis.call('PUBLISH',ARGV[7]..node,ARGV[8]) end
 return redis.call('PUBLISH',ARGV[9],ARGV[8])"""
 )
 
+
+def _append_twin(ks: Keyspace, keys: Sequence[bytes], argv: Sequence[bytes]) -> None:
+    stream, epoch = keys[0], keys[1]
+    fresh = not ks.exists(stream)
+    entry_id = ks.xadd(stream, [b"k", argv[3], b"f", argv[4], b"x", argv[5]], int(argv[0]))
+    if fresh or argv[-1] == b"1":
+        ttl = int(argv[1])
+        if ks.get(epoch) is None:
+            ks.set(epoch, argv[2] + entry_id, px=ttl)
+        else:
+            ks.pexpire(epoch, ttl)
+        ks.pexpire(stream, ttl)
+
+
+def _append_publish_twin(ks: Keyspace, keys: Sequence[bytes], argv: Sequence[bytes]) -> int:
+    _append_twin(ks, keys, argv)
+    return ks.publish(argv[6], argv[7])
+
+
+def _append_direct_twin(ks: Keyspace, keys: Sequence[bytes], argv: Sequence[bytes]) -> int:
+    _append_twin(ks, keys, argv)
+    if argv[7] == b"":
+        return 0
+    node = ks.get(keys[2])
+    if node is not None:
+        return ks.publish(argv[6] + node, argv[7])
+    return ks.publish(argv[8], argv[7])
+
+
+script("history-append-publish", _APPEND_PUBLISH, _append_publish_twin)
+script("history-append-direct", _APPEND_DIRECT, _append_direct_twin)
+
+
 UPKEEP_INTERVAL = 1.0
 """Seconds between two refreshes of one stream's epoch and time to live by one node (at most a
 second of a stream's ``recovery_ttl`` is lost to it; every append refreshing them cost S4
@@ -86,6 +120,23 @@ end
 if ARGV[3] == 'mark' then return {epoch, added, {}} end
 return {epoch, added, redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[4])}
 """
+
+
+def _state_twin(ks: Keyspace, keys: Sequence[bytes], argv: Sequence[bytes]) -> list[Any]:
+    stream, epoch_key = keys[0], keys[1]
+    epoch = ks.get(epoch_key)
+    if epoch is None:
+        if argv[0] == b"":
+            return [None, 0, []]
+        ks.set(epoch_key, argv[0], px=int(argv[1]))
+        epoch = argv[0]
+    added = ks.entries_added(stream) if ks.exists(stream) else 0
+    if argv[2] == b"mark":
+        return [epoch, added, []]
+    return [epoch, added, [list(entry) for entry in ks.xrange(stream, int(argv[3]))]]
+
+
+script("history-state", _STATE, _state_twin)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """The data side of the in-memory broker: a keyspace with Redis semantics and its commands.
 
-:class:`MemoryKeyspace` keeps strings (with millisecond expiry on the broker's clock), sorted
-sets and hashes, as bytes. :func:`run_command` answers the subset of Redis commands the bus sends
-(``PING``, ``PUBLISH``, ``PUBSUB NUMSUB``, ``GET``/``SET``/``DEL``/``INCR`` and ``EVAL`` of the
+:class:`MemoryKeyspace` keeps strings, sorted sets, hashes and streams, as bytes, each with a
+millisecond expiry on the broker's clock. :func:`run_command` answers the subset of Redis
+commands the bus sends (``PING``, ``PUBLISH``, ``PUBSUB NUMSUB``, ``GET``/``SET``/``DEL``/
+``INCR``, the hash commands of recovery sessions, ``PEXPIRE``, and ``EVAL``/``EVALSHA`` of the
 scripts declared in :mod:`wsfleet.bus.scripts`); anything else is an error reply.
 """
 
@@ -13,7 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from wsfleet.bus.broker import LinkError
-from wsfleet.bus.scripts import twin_of
+from wsfleet.bus.resp import KNOWN_SCRIPTS
+from wsfleet.bus.scripts import StreamEntry, twin_of
 
 Publish = Callable[[bytes, bytes], int]
 
@@ -29,8 +31,20 @@ def as_bytes(value: Any) -> bytes:
     raise TypeError(f"cannot send {type(value).__name__} to Redis")
 
 
+class MemoryStream:
+    """One stream: its entries (id, fields) oldest first, and how many were ever added."""
+
+    __slots__ = ("added", "entries", "last")
+
+    def __init__(self) -> None:
+        self.entries: list[StreamEntry] = []
+        self.added = 0
+        self.last = (0, 0)
+
+
 class MemoryKeyspace:
-    """Strings with expiry, sorted sets and hashes (see :class:`wsfleet.bus.scripts.Keyspace`)."""
+    """Strings, sorted sets, hashes and streams, each key with an optional expiry (see
+    :class:`wsfleet.bus.scripts.Keyspace`)."""
 
     def __init__(self, now_ms: Callable[[], float], publish: Publish) -> None:
         self._now_ms = now_ms
@@ -39,19 +53,34 @@ class MemoryKeyspace:
         self.expiry: dict[bytes, float] = {}
         self.zsets: dict[bytes, dict[bytes, float]] = {}
         self.hashes: dict[bytes, dict[bytes, bytes]] = {}
+        self.streams: dict[bytes, MemoryStream] = {}
 
     def clear(self) -> None:
         self.strings.clear()
         self.expiry.clear()
         self.zsets.clear()
         self.hashes.clear()
+        self.streams.clear()
 
-    def _alive(self, key: bytes) -> bool:
+    def _drop(self, key: bytes) -> None:
+        self.strings.pop(key, None)
+        self.zsets.pop(key, None)
+        self.hashes.pop(key, None)
+        self.streams.pop(key, None)
+        self.expiry.pop(key, None)
+
+    def _expire(self, key: bytes) -> None:
         deadline = self.expiry.get(key)
         if deadline is not None and deadline <= self._now_ms():
-            self.strings.pop(key, None)
-            del self.expiry[key]
+            self._drop(key)
+
+    def _alive(self, key: bytes) -> bool:
+        self._expire(key)
         return key in self.strings
+
+    def exists(self, key: bytes) -> bool:
+        self._expire(key)
+        return key in self.strings or key in self.zsets or key in self.hashes or key in self.streams
 
     def get(self, key: bytes) -> bytes | None:
         return self.strings[key] if self._alive(key) else None
@@ -63,16 +92,15 @@ class MemoryKeyspace:
         else:
             self.expiry[key] = self._now_ms() + px
 
-    def pexpire(self, key: bytes, ms: int) -> None:
-        if self._alive(key):
-            self.expiry[key] = self._now_ms() + ms
+    def pexpire(self, key: bytes, ms: int) -> int:
+        if not self.exists(key):
+            return 0
+        self.expiry[key] = self._now_ms() + ms
+        return 1
 
     def delete(self, key: bytes) -> int:
-        found = self._alive(key) or key in self.zsets or key in self.hashes
-        self.strings.pop(key, None)
-        self.expiry.pop(key, None)
-        self.zsets.pop(key, None)
-        self.hashes.pop(key, None)
+        found = self.exists(key)
+        self._drop(key)
         return int(found)
 
     def zadd(self, key: bytes, score: float, member: bytes) -> None:
@@ -91,14 +119,57 @@ class MemoryKeyspace:
         for member in [m for m, score in zset.items() if low <= score <= high]:
             del zset[member]
 
-    def hset(self, key: bytes, field: bytes, value: bytes) -> None:
-        self.hashes.setdefault(key, {})[field] = value
+    def hset(self, key: bytes, field: bytes, value: bytes) -> int:
+        self._expire(key)
+        fields = self.hashes.setdefault(key, {})
+        new = field not in fields
+        fields[field] = value
+        return int(new)
 
     def hget(self, key: bytes, field: bytes) -> bytes | None:
+        self._expire(key)
         return self.hashes.get(key, {}).get(field)
 
-    def hdel(self, key: bytes, field: bytes) -> None:
-        self.hashes.get(key, {}).pop(field, None)
+    def hgetall(self, key: bytes) -> list[bytes]:
+        self._expire(key)
+        return [part for pair in self.hashes.get(key, {}).items() for part in pair]
+
+    def hdel(self, key: bytes, field: bytes) -> int:
+        self._expire(key)
+        fields = self.hashes.get(key)
+        if fields is None or field not in fields:
+            return 0
+        del fields[field]
+        if not fields:
+            self._drop(key)
+        return 1
+
+    def xadd(self, key: bytes, fields: Sequence[bytes], maxlen: int) -> bytes:
+        """Append with an id of the clock's milliseconds and a sequence, as ``XADD key * ...``;
+        keeps at most ``maxlen`` entries (an exact ``MAXLEN ~``: Redis may keep a few more)."""
+        self._expire(key)
+        stream = self.streams.setdefault(key, MemoryStream())
+        ms, seq = int(self._now_ms()), 0
+        if ms <= stream.last[0]:
+            ms, seq = stream.last[0], stream.last[1] + 1
+        stream.last = (ms, seq)
+        entry_id = b"%d-%d" % (ms, seq)
+        stream.entries.append((entry_id, list(fields)))
+        stream.added += 1
+        if len(stream.entries) > maxlen:
+            del stream.entries[: len(stream.entries) - maxlen]
+        return entry_id
+
+    def xrange(self, key: bytes, count: int) -> list[StreamEntry]:
+        """The ``count`` oldest entries (``XRANGE key - + COUNT count``)."""
+        self._expire(key)
+        stream = self.streams.get(key)
+        return [] if stream is None else stream.entries[:count]
+
+    def entries_added(self, key: bytes) -> int:
+        self._expire(key)
+        stream = self.streams.get(key)
+        return 0 if stream is None else stream.added
 
     def publish(self, channel: bytes, data: bytes) -> int:
         return self._publish(channel, data)
@@ -131,8 +202,17 @@ def run_command(ks: MemoryKeyspace, args: Sequence[bytes], numsub: Callable[[byt
             value = int(ks.get(rest[0]) or b"0") + 1
             ks.set(rest[0], b"%d" % value)
             return value
-        if name == b"EVAL" and len(rest) >= 2:
-            declared = twin_of(rest[0])
+        if name == b"PEXPIRE" and len(rest) == 2:
+            return ks.pexpire(rest[0], int(rest[1]))
+        if name == b"HSET" and len(rest) >= 3 and len(rest) % 2 == 1:
+            return sum(ks.hset(rest[0], rest[i], rest[i + 1]) for i in range(1, len(rest), 2))
+        if name == b"HGETALL" and len(rest) == 1:
+            return ks.hgetall(rest[0])
+        if name == b"HDEL" and len(rest) >= 2:
+            return sum(ks.hdel(rest[0], field) for field in rest[1:])
+        if name in (b"EVAL", b"EVALSHA") and len(rest) >= 2:
+            text = rest[0] if name == b"EVAL" else KNOWN_SCRIPTS.get(rest[0].decode(), "")
+            declared = twin_of(text)
             if declared is None:
                 return LinkError("NOSCRIPT the memory broker has no twin of this script")
             count = int(rest[1])

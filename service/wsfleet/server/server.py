@@ -80,8 +80,6 @@ class Server:
         if settings.recovery:
             if self.fleet is None:
                 raise ValueError("recovery needs a fleet (Redis): pass fleet= settings")
-            if any(node.memory for node in self.fleet.settings.redis):
-                raise ValueError("recovery needs Redis nodes: the memory:// broker has no streams")
             self.recovery = Recovery(self.hub, self.fleet, settings)
             self.hub.recovery = self.fleet.inbound.recovery = self.recovery
         self.presence: Presence | None = None

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from tests.conftest import Connect
 from tests.integration.fleet.conftest import MakeFleet, join
+from tests.integration.fleet.test_recovery import (
+    RECOVERY,
+    switch,  # noqa: F401 (fixture)
+    twenty_moves,
+)
 
 from wsfleet.bus import memory
 
@@ -49,3 +56,15 @@ async def test_a_memory_broker_killed_under_a_node_is_survived_by_the_other(
         a.server.to_socket_id("t", "seq", i)
     for i in range(20):
         assert await client.recv(timeout=10) == f'{{"event":"seq","payload":{i}}}'
+
+
+async def test_recovery_runs_on_memory_brokers(
+    make_fleet: MakeFleet,
+    switch: Any,  # noqa: F811
+) -> None:
+    """Connection state recovery with no Redis: the broker's twins of the history scripts keep
+    the streams. Twenty moves across the seam between replay and live, over two brokers."""
+    nodes = await make_fleet(brokers("h1", "h2"), 3, settings=RECOVERY)  # type: ignore[arg-type]
+    await twenty_moves(nodes, switch, random.Random(11))
+    history = await nodes[1].server.room_history("feed", "main", limit=3)
+    assert [e.event for e in history.entries] == ["tick"] * 3

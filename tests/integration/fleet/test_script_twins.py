@@ -6,16 +6,18 @@ the same."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tests.conftest import wait_until
 from tests.redis_procs import RedisProcess
 
-from wsfleet.bus import directory, memory, registry
+from wsfleet.bus import directory, history, memory, registry
 from wsfleet.bus.broker import BrokerLink, CallbackHandler, LinkTimings
 from wsfleet.bus.memory_link import MemoryLink
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.redis_link import RedisLink
+from wsfleet.bus.resp import known_script
 
 INBOX = "p:wsfleet:node:"
 LEASE, NODES, INFO = "p:wsfleet:lease:n1", "p:wsfleet:nodes", "p:wsfleet:nodeinfo"
@@ -165,3 +167,92 @@ async def test_every_script_twin_answers_like_redis(redis: RedisProcess) -> None
     assert twin_messages == redis_messages
     assert redis_replies[1] == b"boot1" and redis_messages  # the sequence does exercise them
     assert redis_replies[4:8] == [None, None, b"pf.b2", b"pf.b2"]  # taken over; then refused
+
+
+def history_sequence() -> list[tuple[Any, ...]]:
+    h = history
+    own = "\n-- twinboot"
+    publish, direct = known_script(h._APPEND_PUBLISH + own), known_script(h._APPEND_DIRECT + own)
+    room, room_e = "p:h:r:ns:r1", "p:h:r:ns:r1:e"
+    dm, dm_e = "p:h:d:s1", "p:h:d:s1:e"
+
+    def append(stream: str, key: str, upkeep: str) -> tuple[Any, ...]:
+        return ("EVALSHA", publish, 2, stream, stream + ":e", 3, 60_000, "ep-", key, "f-" + key,
+                "x1\x00x2", "ws:room:ns", b"live-" + key.encode(), upkeep)  # fmt: skip
+
+    def to_socket(key: str, envelope: bytes) -> tuple[Any, ...]:
+        return ("EVALSHA", direct, 3, dm, dm_e, SOCK, 3, 60_000, "ep-", key, "f-" + key, "",
+                INBOX, envelope, "ws:private_socket", "0")  # fmt: skip
+
+    state = h._STATE
+    return [
+        ("EVAL", state, 2, room, room_e, "", 60_000, "read", 10),  # nothing yet: no epoch
+        ("EVAL", state, 2, room, room_e, "mark-epoch", 60_000, "mark", 0),  # creates one
+        append(room, "b.1", "1"),
+        append(room, "b.2", "0"),
+        ("EVAL", state, 2, room, room_e, "", 60_000, "read", 10),
+        append(room, "b.3", "0"),
+        append(room, "b.4", "1"),  # over MAXLEN 3 (exact here, '~' on Redis: not compared)
+        ("EVAL", state, 2, room, room_e, "", 60_000, "mark", 0),
+        ("EVAL", state, 2, room, room_e, "", 60_000, "read", 10),
+        to_socket("b.5", b"env-5"),  # the owner is unknown: the private channel
+        ("SET", SOCK, "n1"),
+        to_socket("b.6", b"env-6"),  # to n1's inbox
+        to_socket("b.7", b""),  # stored only
+        ("EVAL", state, 2, dm, dm_e, "", 60_000, "read", 10),
+        ("HSET", "p:rs:tok", "sid", "s1", "m:r", "ns/r1"),
+        ("PEXPIRE", "p:rs:tok", 60_000),
+        ("HDEL", "p:rs:tok", "m:r"),
+        ("HGETALL", "p:rs:tok"),
+        ("PEXPIRE", "p:rs:none", 60_000),
+    ]
+
+
+def normalized(value: Any, ids: dict[bytes, bytes]) -> Any:
+    """Stream ids (the server's clock) replaced by their order of appearance in one reply."""
+    if isinstance(value, list):
+        return [normalized(v, ids) for v in value]
+    if isinstance(value, bytes):
+        for found in re.findall(rb"\d+-\d+", value):
+            ids.setdefault(found, b"id%d" % len(ids))
+            value = value.replace(found, ids[found])
+    return value
+
+
+async def test_the_history_twins_answer_like_redis(redis: RedisProcess) -> None:
+    results = []
+    for make in (
+        lambda h: RedisLink(RedisNode.parse(redis.address), h, timings=LinkTimings()),
+        lambda h: MemoryLink(RedisNode.parse("memory://twins"), h),
+    ):
+        got: list[tuple[bytes, bytes]] = []
+        handler = CallbackHandler(
+            lambda _, channel, data, got=got: got.append((channel, data)),
+            lambda *_: None,
+            lambda *_: None,
+        )
+        link = make(handler)
+        link.start()
+        try:
+            await wait_until(lambda link=link: link.publisher_healthy and link.subscriber_healthy)
+            channels = {b"ws:room:ns", (INBOX + "n1").encode(), b"ws:private_socket"}
+            link.set_channels(channels)
+            await link.wait_subscribed(channels)
+            replies = [await link.call(*args) for args in history_sequence()]
+            await wait_until(lambda got=got: len(got) >= 6)
+            results.append(([normalized(r, {}) for r in replies], got))
+        finally:
+            await link.aclose()
+            memory.forget_brokers()
+    (redis_replies, redis_messages), (twin_replies, twin_messages) = results
+    assert twin_messages == redis_messages
+    assert [m[1] for m in redis_messages] == [
+        b"live-b.1", b"live-b.2", b"live-b.3", b"live-b.4", b"env-5", b"env-6"
+    ]  # fmt: skip
+    # the full read after MAXLEN: Redis' '~' keeps whole stream nodes, the twin exactly 3
+    trimmed = 8
+    assert twin_replies[:trimmed] == redis_replies[:trimmed]
+    assert twin_replies[trimmed + 1 :] == redis_replies[trimmed + 1 :]
+    assert twin_replies[4][1] == 2 and [e[1][1] for e in twin_replies[4][2]] == [b"b.1", b"b.2"]
+    assert twin_replies[trimmed][1] == redis_replies[trimmed][1] == 4
+    assert [e[1][1] for e in twin_replies[trimmed][2]] == [b"b.2", b"b.3", b"b.4"]
