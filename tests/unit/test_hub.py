@@ -55,6 +55,14 @@ class Recorder:
     def namespace_emptied(self, namespace: str) -> None:
         self.calls.append(("emptied", namespace))
 
+    per_room = False
+
+    def room_used(self, namespace: str, room_id: str) -> None:
+        self.calls.append(("room-used", namespace, room_id))
+
+    def room_emptied(self, namespace: str, room_id: str) -> None:
+        self.calls.append(("room-emptied", namespace, room_id))
+
     def publish_broadcast(self, text: bytes) -> None:
         self.calls.append(("broadcast", text))
 
@@ -90,6 +98,35 @@ def socket(hub: Hub, closed: list[int] | None = None) -> tuple[Socket, Wire]:
     )
     hub.add_connection(sock)
     return sock, wire
+
+
+def test_rooms_with_channels_of_their_own_tell_the_fleet_when_each_comes_and_goes() -> None:
+    hub, rec, _ = make()
+    rec.per_room = True  # a fleet on a Redis Cluster
+    a, _ = socket(hub)
+    b, _ = socket(hub)
+    hub.register("a", a)
+    hub.register("b", b)
+    hub.join("chat", "lobby", "a")
+    hub.join("chat", "lobby", "b")  # not the first member: nothing new
+    hub.join("chat", "other", "a")
+    hub.join("chat", "gone", "b")
+    hub.leave("chat", "lobby", "a")  # b is still there
+    hub.leave("chat", "lobby", "a")  # not a member any more: nothing
+    hub.remove_room("chat", "gone")
+    hub.unregister(b)  # the last member of lobby
+    hub.leave("chat", "other", "a")
+    rooms = [c for c in rec.calls if c[0] in ("room-used", "room-emptied", "used", "emptied")]
+    assert rooms == [
+        ("used", "chat"),
+        ("room-used", "chat", "lobby"),
+        ("room-used", "chat", "other"),
+        ("room-used", "chat", "gone"),
+        ("room-emptied", "chat", "gone"),
+        ("room-emptied", "chat", "lobby"),
+        ("room-emptied", "chat", "other"),
+        ("emptied", "chat"),
+    ]
 
 
 def test_rooms_tell_the_fleet_when_a_namespace_comes_and_goes() -> None:

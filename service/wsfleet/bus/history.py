@@ -198,7 +198,7 @@ class History:
     def room(self, namespace: str, room_id: str) -> Target:
         stream = f"{self._prefix}r:{namespace}:{room_id}"
         if self.sharded:
-            stream = slot_tag(self.bus.settings.room_channel(namespace)) + stream
+            stream = slot_tag(self.bus.settings.room_channel_of(namespace, room_id)) + stream
         return Target(stream, f"room:{namespace}:{room_id}")
 
     def direct(self, socket_id: str) -> Target:

@@ -247,6 +247,13 @@ class FleetSettings:
     def room_channel(self, namespace: str) -> str:
         return contract.room_channel(namespace, self.ws_space)
 
+    def room_channel_of(self, namespace: str, room_id: str) -> str:
+        """One room's own channel (Redis Cluster: each room lives on the shard of its slot and
+        only the nodes with a member listen to it). Two names may meet (``a``/``b:c`` and
+        ``a:b``/``c``): subscriptions are counted and receivers check the room, so that costs
+        traffic, never a wrong delivery."""
+        return f"{contract.room_channel(namespace, self.ws_space)}#{room_id}"
+
     def channel_kind(self, channel: str) -> str:
         """The bounded metric label of a channel: bridge, private, broadcast, control, inbox,
         room or custom."""

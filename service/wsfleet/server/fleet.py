@@ -137,8 +137,41 @@ class Fleet:
 
     def publish_room(self, namespace: str, room_id: str, text: bytes, exclude: list[str]) -> None:
         message = env.room(text.decode(), namespace, room_id, self.name, exclude, self.bus.meta())
-        channel = self.settings.room_channel(namespace)
+        channel = self.room_channel_for(namespace, room_id)
         self.bus.publish(channel, message, f"room:{namespace}:{room_id}")
+
+    @property
+    def per_room(self) -> bool:
+        """Rooms have channels of their own on a Redis Cluster (sharded pub/sub: a room's
+        messages reach only the nodes with a member); elsewhere a namespace shares one channel,
+        as with the original."""
+        return self.bus.sharded
+
+    def room_channel_for(self, namespace: str, room_id: str) -> str:
+        if self.bus.sharded:
+            return self.settings.room_channel_of(namespace, room_id)
+        return self.settings.room_channel(namespace)
+
+    def room_used(self, namespace: str, room_id: str) -> None:
+        self.bus.subscribe(self.settings.room_channel_of(namespace, room_id))
+
+    def room_emptied(self, namespace: str, room_id: str) -> None:
+        self.bus.unsubscribe(self.settings.room_channel_of(namespace, room_id))
+
+    async def room_confirmed(self, namespace: str, room_id: str, timeout: float | None) -> None:
+        """Wait until every Redis node confirmed this node's subscription to the channel the
+        room's messages come on (its namespace's, or on a cluster its own). Raises
+        ``TimeoutError``."""
+        if not self.bus.sharded:
+            await self.namespace_confirmed(namespace, timeout)
+            return
+        channel = self.settings.room_channel_of(namespace, room_id)
+        if channel.encode() not in self.bus.channels.wanted:
+            return  # no local member: nothing to wait for
+        if all(link.is_subscribed((channel.encode(),)) for link in self.bus.links.values()):
+            return
+        async with asyncio.timeout(timeout):
+            await self.bus.wait_subscribed(channel)
 
     def send_private(self, socket_ids: Iterable[str], text: bytes) -> bool:
         decoded = text.decode()
@@ -174,6 +207,8 @@ class Fleet:
         self.directory.release(socket_id)
 
     def namespace_used(self, namespace: str) -> None:
+        if self.bus.sharded:
+            return  # each room has its own channel (room_used)
         if namespace not in self._ns_subscribed:
             self._ns_subscribed.add(namespace)
             self.bus.subscribe(self.settings.room_channel(namespace))

@@ -145,11 +145,17 @@ class Hub:
             self._logins.pop(socket_id, None)
             if self.presence is not None:
                 self._announce_leaves(socket_id)
+            propagation = self.propagation
+            joined = self._rooms.joined_rooms(socket_id, None) if propagation.per_room else {}
             emptied = self._rooms.remove_socket(socket_id)
             if release:
-                self.propagation.release(socket_id)
+                propagation.release(socket_id)
+            for namespace, room_ids in joined.items():
+                for room_id in room_ids:
+                    if self._rooms.members(namespace, room_id) is None:
+                        propagation.room_emptied(namespace, room_id)
             for namespace in emptied:
-                self.propagation.namespace_emptied(namespace)
+                propagation.namespace_emptied(namespace)
 
     def _announce_leaves(self, socket_id: str) -> None:
         presence = self.presence
@@ -210,8 +216,12 @@ class Hub:
             and presence.handles(namespace)
             and not self._rooms.is_joined(socket_id, namespace, room_id)
         )
+        propagation = self.propagation
+        new_room = propagation.per_room and self._rooms.members(namespace, room_id) is None
         if self._rooms.join(namespace, room_id, socket_id):
-            self.propagation.namespace_used(namespace)
+            propagation.namespace_used(namespace)
+        if new_room:
+            propagation.room_used(namespace, room_id)
         if announce and presence is not None:
             presence.joined(namespace, room_id, socket_id)
         if self.recovery is not None:
@@ -224,8 +234,12 @@ class Hub:
         was = self._rooms.is_joined(socket_id, namespace, room_id)
         if was and self.recovery is not None:
             self.recovery.left(namespace, room_id, socket_id)
-        if self._rooms.leave(namespace, room_id, socket_id):
-            self.propagation.namespace_emptied(namespace)
+        namespace_emptied = self._rooms.leave(namespace, room_id, socket_id)
+        propagation = self.propagation
+        if was and propagation.per_room and self._rooms.members(namespace, room_id) is None:
+            propagation.room_emptied(namespace, room_id)
+        if namespace_emptied:
+            propagation.namespace_emptied(namespace)
         if was and self.presence is not None and self.presence.handles(namespace):
             self.presence.left(namespace, room_id, socket_id)
         return was
@@ -235,7 +249,11 @@ class Hub:
         members: tuple[str, ...] = ()
         if presence is not None and presence.handles(namespace):
             members = tuple(self._rooms.members(namespace, room_id) or ())
-        if self._rooms.remove_room(namespace, room_id):
+        existed = self._rooms.members(namespace, room_id) is not None
+        namespace_emptied = self._rooms.remove_room(namespace, room_id)
+        if existed and self.propagation.per_room:
+            self.propagation.room_emptied(namespace, room_id)
+        if namespace_emptied:
             self.propagation.namespace_emptied(namespace)
         if presence is not None:
             for socket_id in members:

@@ -98,6 +98,18 @@ class Propagation(Protocol):
 
     def namespace_emptied(self, namespace: str) -> None: ...
 
+    @property
+    def per_room(self) -> bool:
+        """Rooms have channels of their own (Redis Cluster): :meth:`room_used` and
+        :meth:`room_emptied` are called."""
+        ...
+
+    def room_used(self, namespace: str, room_id: str) -> None:
+        """The first local member of a room joined: listen to its channel."""
+        ...
+
+    def room_emptied(self, namespace: str, room_id: str) -> None: ...
+
     def publish_broadcast(self, text: bytes) -> None: ...
 
     def publish_room(
@@ -127,6 +139,14 @@ class LocalOnly:
         pass
 
     def namespace_emptied(self, namespace: str) -> None:
+        pass
+
+    per_room = False
+
+    def room_used(self, namespace: str, room_id: str) -> None:
+        pass
+
+    def room_emptied(self, namespace: str, room_id: str) -> None:
         pass
 
     def publish_broadcast(self, text: bytes) -> None:

@@ -184,8 +184,8 @@ class Recovery(StampedDelivery):
         self, token: str, tag: str, target: Target, namespace: str | None, room_id: str | None
     ) -> None:
         try:
-            if namespace is not None:
-                await self.fleet.namespace_confirmed(namespace, self.timeout)
+            if namespace is not None and room_id is not None:
+                await self.fleet.room_confirmed(namespace, room_id, self.timeout)
             state = await self.history.mark(target, self.timeout)
             if state.epoch is not None:
                 mark = Mark(namespace, room_id, state.epoch, state.added)
@@ -271,10 +271,10 @@ class Recovery(StampedDelivery):
                 targets[tag] = self.history.broadcast()
             elif mark.namespace is not None and mark.room_id is not None:
                 self.hub.join(mark.namespace, mark.room_id, socket_id)
-                namespaces.add(mark.namespace)
+                namespaces.add((mark.namespace, mark.room_id))
                 targets[tag] = self.history.room(mark.namespace, mark.room_id)
-        for namespace in namespaces:
-            await self.fleet.namespace_confirmed(namespace, self.timeout)
+        for namespace, room_id in namespaces:
+            await self.fleet.room_confirmed(namespace, room_id, self.timeout)
         if "d" not in targets or "b" not in targets:
             return None, "session incomplete"
         tags = list(targets)

@@ -161,7 +161,7 @@ class StampedDelivery:
         sent = self.deliver_room(namespace, room_id, text, key, exclude)
         if not local_only and key is not None:
             message = env.room(text.decode(), namespace, room_id, self.fleet.name, exclude, meta)
-            channel = self.fleet.settings.room_channel(namespace)
+            channel = self.fleet.room_channel_for(namespace, room_id)
             target = self.history.room(namespace, room_id)
             self._append(target, key, text, exclude, channel, message)
         return sent

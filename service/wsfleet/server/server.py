@@ -230,13 +230,14 @@ class Server:
         self, namespace: str, room_id: str, socket_id: str, *, timeout: float | None = 5.0
     ) -> None:
         """:meth:`join_room`, then wait until every Redis node confirmed this node's
-        subscription to the namespace's channel: a room message published anywhere after this
-        returns reaches the socket. Done at once on a single node or when the subscription was
-        already confirmed. Raises ``TimeoutError`` after ``timeout`` seconds (the socket is in
-        the room all the same; ``None`` waits as long as it takes)."""
+        subscription to the room's channel (its namespace's; on a Redis Cluster its own): a room
+        message published anywhere after this returns reaches the socket. Done at once on a
+        single node or when the subscription was already confirmed. Raises ``TimeoutError``
+        after ``timeout`` seconds (the socket is in the room all the same; ``None`` waits as
+        long as it takes)."""
         self.hub.join(namespace, room_id, socket_id)
         if self.fleet is not None:
-            await self.fleet.namespace_confirmed(namespace, timeout)
+            await self.fleet.room_confirmed(namespace, room_id, timeout)
 
     def leave_room(self, namespace: str, room_id: str, socket_id: str) -> bool:
         return self.hub.leave(namespace, room_id, socket_id)

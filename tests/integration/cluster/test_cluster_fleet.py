@@ -74,11 +74,11 @@ async def test_a_node_subscribes_only_on_the_shards_its_channels_hash_to(
     await a.server.join_room_confirmed("lobby", "r", "s1")
     shards = link.shards()
     after = {ch for chans in shards.values() for ch in chans}
-    assert after - before == {"ws:lobby"}
-    room_shard = next(addr for addr, chans in shards.items() if "ws:lobby" in chans)
-    owner = redis_cluster.owner("ws:lobby")
+    assert after - before == {"ws:lobby#r"}  # the room's own channel
+    room_shard = next(addr for addr, chans in shards.items() if "ws:lobby#r" in chans)
+    owner = redis_cluster.owner("ws:lobby#r")
     assert room_shard == f"127.0.0.1:{owner.port}"
-    numsub = cli(owner.port, "pubsub", "shardnumsub", "ws:lobby").split()
+    numsub = cli(owner.port, "pubsub", "shardnumsub", "ws:lobby#r").split()
     assert numsub[-1] == "1"
     a.server.leave_room("lobby", "r", "s1")
     await client.close()
@@ -255,3 +255,43 @@ async def test_a_lease_shorter_than_a_failover_is_named_at_start(
     await wait_until(lambda: warned(short.name))
     assert await check_lease_budget(link_of(long), 15.0, timeout=5) is None
     assert not warned(long.name)
+
+
+async def test_a_node_listens_only_to_the_rooms_of_its_own_members(
+    redis_cluster: RedisCluster, make_fleet: MakeFleet, connect: Connect
+) -> None:
+    """Each room has its own sharded channel: a node subscribes to the rooms its sockets are
+    in (its subscriptions grow with its own rooms, not the fleet's), and a room's messages go
+    only to the nodes that listen to it."""
+    a, b, c = await make_fleet([redis_cluster], 3, names=["pr-a", "pr-b", "pr-c"])
+    member = await join(connect, b, "member")
+    settings = b.server.fleet.settings  # type: ignore[union-attr]
+    rooms = [f"r{i}" for i in range(20)]
+    for room in rooms:
+        await b.server.join_room_confirmed("chat", room, "member")
+    channels = [settings.room_channel_of("chat", room) for room in rooms]
+
+    async def listeners(channel: str) -> int:
+        reply = await link_of(a).call("PUBSUB", "NUMSUB", channel)
+        return int(reply[1])
+
+    def room_channels(node: Node) -> set[bytes]:
+        prefix = (settings.room_channel("chat") + "#").encode()
+        return {w for w in node.server.fleet.bus.channels.wanted if w.startswith(prefix)}  # type: ignore[union-attr]
+
+    assert room_channels(b) == {ch.encode() for ch in channels}
+    assert room_channels(a) == room_channels(c) == set()
+    assert [await listeners(ch) for ch in channels] == [1] * 20  # b only
+
+    received_by_c = c.server.fleet.bus.stats.received_by_kind["room"]  # type: ignore[union-attr]
+    a.server.broadcast_to_room("chat", "r3", "hello", 1)
+    assert await member.recv() == '{"event":"hello","payload":1}'
+    await a.server.fleet.flush(5.0)  # type: ignore[union-attr]
+    assert c.server.fleet.bus.stats.received_by_kind["room"] == received_by_c  # type: ignore[union-attr]
+
+    for room in rooms:
+        b.server.leave_room("chat", room, "member")
+    assert room_channels(b) == set()
+    async with asyncio.timeout(10):  # Redis does not announce it: ask until it says so
+        while [await listeners(ch) for ch in channels] != [0] * 20:
+            await asyncio.sleep(0.05)

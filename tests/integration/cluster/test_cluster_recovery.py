@@ -53,7 +53,7 @@ async def test_a_client_moved_to_another_node_misses_nothing_on_a_cluster(
         await _exactly_once(recorder, publisher)
     history = source.server.recovery.history  # type: ignore[union-attr]
     room, direct = history.room("feed", "main"), history.direct("cr1")
-    channel = source.server.fleet.settings.room_channel("feed")  # type: ignore[union-attr]
+    channel = source.server.fleet.settings.room_channel_of("feed", "main")  # type: ignore[union-attr]
     assert key_slot(room.stream.encode()) == key_slot(channel.encode())
     assert key_slot(direct.stream.encode()) == key_slot(direct.epoch_key.encode())
 
