@@ -237,7 +237,8 @@ class PendingCalls:
 
     def node_left(self, name: str) -> int:
         """``name`` left the fleet: calls that still wait for it stop waiting (it reports
-        ``left``); a call with nothing else to wait for ends now. Returns the calls touched."""
+        ``left``); a call with nothing else to wait for ends now, and so does a quorum call that
+        the nodes still to answer can no longer reach. Returns the calls touched."""
         touched = 0
         for call in list(self._calls.values()):
             nodes = call.expected_nodes
@@ -245,9 +246,18 @@ class PendingCalls:
                 continue
             touched += 1
             call.left.add(name)
+            gone = ", ".join(sorted(call.left))
             if call.mode is CallMode.ALL and call.remaining() <= 0:
-                gone = ", ".join(sorted(call.left))
                 self._finish(call, success=False, message=f"left the fleet before replying: {gone}")
+            elif call.mode is CallMode.QUORUM:
+                can_answer = sum(1 for n in nodes if n not in call.replies and n not in call.left)
+                if can_answer < call.remaining():
+                    self._finish(
+                        call,
+                        success=False,
+                        message=f"quorum of {call.expected} out of reach: {gone} left the fleet "
+                        "before replying",
+                    )
         return touched
 
     def resolve_empty(self, call: PendingCall) -> None:

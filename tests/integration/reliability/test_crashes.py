@@ -118,3 +118,36 @@ async def test_a_clean_exit_says_goodbye_and_calls_stop_waiting_for_it(
         assert "leaving" not in server.live_nodes()
     finally:
         await _kill(leaving)
+
+
+async def test_a_quorum_out_of_reach_ends_when_a_node_leaves(
+    redis: RedisProcess, make_fleet: MakeFleet
+) -> None:
+    """A quorum of 2 out of {observer, leaving}: the observer answers, the other node has no
+    handler; once it leaves, nobody left can make the quorum and the call ends at once."""
+    leaving = await start_node(["--redis", redis.address, "--server-name", "leaving", *SLOW_LEASE])
+    try:
+        (observer,) = await make_fleet(
+            [redis], 1, names=["observer"], lease_refresh=20.0, lease_ttl=30.0
+        )
+        server = observer.server
+        server.on_cross_server_event("who", lambda data, reply: "observer")
+        registry = server.fleet.registry  # type: ignore[union-attr]
+        async with asyncio.timeout(10):
+            while set(server.live_nodes()) != {"observer", "leaving"}:
+                await registry.refresh()
+        call = asyncio.create_task(
+            server.emit_cross_server_async(
+                "who", 1, mode="quorum", expected_responses=2, timeout=30
+            )
+        )
+        await asyncio.sleep(0.1)
+        assert not call.done()  # one answer of two
+        started = time.monotonic()
+        assert await leaving.stop() == 0
+        result = await call
+        assert time.monotonic() - started < 10  # its goodbye, not the call's 30 s
+        assert not result.success and "quorum of 2 out of reach" in (result.message or "")
+        assert result.outcomes == {"observer": Outcome.ANSWERED, "leaving": Outcome.LEFT}
+    finally:
+        await _kill(leaving)

@@ -199,6 +199,27 @@ async def test_pending_calls_modes_and_outcomes() -> None:
     assert [r["remainingResponses"] for r in seen] == [1, 0] and len(calls) == 0
 
 
+async def test_a_quorum_ends_once_the_nodes_still_to_answer_cannot_make_it() -> None:
+    calls = PendingCalls("n")
+    call = calls.open(
+        mode=CallMode.QUORUM,
+        expected=2,
+        expected_nodes=frozenset({"a", "b", "c"}),
+        timeout=30,
+        want_future=True,
+    )
+    calls.resolve(call.callback_id, "a", {"payload": 1})
+    assert calls.node_left("b") == 1 and len(calls) == 1  # c can still make it
+    assert calls.node_left("a") == 0  # answered already: nothing changes
+    calls.node_left("c")
+    assert call.future is not None and call.future.done()
+    result = call.future.result()
+    assert not result.success and result.message == (
+        "quorum of 2 out of reach: b, c left the fleet before replying"
+    )
+    assert result.outcomes == {"a": Outcome.ANSWERED, "b": Outcome.LEFT, "c": Outcome.LEFT}
+
+
 async def test_calls_share_one_timer_and_expire_in_deadline_order() -> None:
     calls = PendingCalls("node-abcdef", max_pending=100)
     loop = asyncio.get_running_loop()
