@@ -48,6 +48,32 @@ def _answers(port: int) -> bool:
         return False
 
 
+def topology_view(nodes: str) -> tuple[dict[str, str], dict[str, str]]:
+    """From ``CLUSTER NODES``: the slot ranges of each master, and each node's role."""
+    slots: dict[str, str] = {}
+    roles: dict[str, str] = {}
+    for line in nodes.splitlines():
+        parts = line.split()
+        if len(parts) < 8:
+            continue
+        node_id, flags = parts[0], parts[2].split(",")
+        if "fail" in flags or "handshake" in flags or "noaddr" in flags:
+            roles[node_id] = "down"
+            continue
+        roles[node_id] = "master" if "master" in flags else "slave"
+        if roles[node_id] == "master":
+            slots[node_id] = " ".join(sorted(p for p in parts[8:] if not p.startswith("[")))
+    return slots, roles
+
+
+def _covers(spans: str, slot: int) -> bool:
+    for span in spans.split():
+        lo, _, hi = span.partition("-")
+        if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+            return True
+    return False
+
+
 def cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) is free too."""
     while True:
@@ -168,7 +194,20 @@ class RedisCluster:
                 return False
             # a replica that has not synced yet cannot be promoted
             infos = [cli(i.port, "info", "replication") for i in live]
-            return all("role:master" in r or "master_link_status:up" in r for r in infos)
+            if not all("role:master" in r or "master_link_status:up" in r for r in infos):
+                return False
+            # every node sees the same masters with the same slots, and its own role as the
+            # others do: a restarted master that has not learned yet that its replica took
+            # over still answers role:master (a test picking it as a migration target breaks)
+            views = [topology_view(cli(i.port, "cluster", "nodes")) for i in live]
+            if any(view != views[0] for view in views[1:]):
+                return False
+            roles = views[0][1]
+            return all(
+                roles.get(cli(i.port, "cluster", "myid").strip())
+                == ("master" if "role:master" in r else "slave")
+                for i, r in zip(live, infos, strict=True)
+            )
 
         wait_for(ok, timeout, "the cluster was not ok")
 
@@ -227,8 +266,25 @@ class RedisCluster:
         return Migration(slot, source, target, dst_id)
 
     def finish_migration(self, migration: Migration) -> None:
-        for instance in (migration.target, migration.source):
+        """Hand the slot over: ``SETSLOT … NODE`` on the target, the source, then every other
+        master (as ``redis-cli --cluster reshard`` does), and wait until every live node names
+        the target as the slot's owner."""
+        others = [m for m in self.masters() if m not in (migration.target, migration.source)]
+        for instance in (migration.target, migration.source, *others):
             cli(instance.port, "cluster", "setslot", migration.slot, "node", migration.target_id)
+
+        def agreed() -> bool:
+            live = [i for i in self.instances if i.proc is not None and i.proc.poll() is None]
+            for instance in live:
+                owners = topology_view(cli(instance.port, "cluster", "nodes"))[0]
+                owner = next(
+                    (n for n, spans in owners.items() if _covers(spans, int(migration.slot))), None
+                )
+                if owner != migration.target_id:
+                    return False
+            return True
+
+        wait_for(agreed, 30, f"slot {migration.slot} was not handed over")
 
     def stop(self) -> None:
         for instance in self.instances:

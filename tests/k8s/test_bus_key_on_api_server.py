@@ -121,9 +121,12 @@ async def test_the_operator_reads_the_bus_key_it_may_read_and_says_so_when_it_ma
         assert f"may not read Secret {ns}/chat-bus-key (HTTP 403 Forbidden)" in message
         assert "operator.rbac.readBusKey" in message
         assert condition(fleet, "Degraded")["status"] == "True"
-        assert any(
-            e["reason"] == "BusKeyUnreadable" and e["type"] == "Warning"
-            for e in fleet_events(kube_api, ns)
+        await eventually(  # the event is posted after the status it explains
+            lambda: any(
+                e["reason"] == "BusKeyUnreadable" and e["type"] == "Warning"
+                for e in fleet_events(kube_api, ns)
+            ),
+            "a BusKeyUnreadable warning event",
         )
 
         # get on exactly this Secret (what the chart grants): read, recovered

@@ -187,6 +187,7 @@ async def test_slots_migrated_during_a_stream_lose_nothing_and_keep_order(
     """Both slots of a direct message move while messages flow: the socket's directory key
     (``GET`` answered ``ASK`` by the old owner once the key moved, then ``MOVED``) and the
     owner's inbox (``SPUBLISH`` stays on the old owner until the slot is handed over)."""
+    await asyncio.to_thread(redis_cluster.wait_ok)  # every node agrees on who is master
     a, b = await make_fleet([redis_cluster], 2, names=["mig-a", "mig-b"])
     client = await join(connect, b, "moving")
     inbox = b.server.fleet.bus.inbox  # type: ignore[union-attr]
@@ -209,9 +210,12 @@ async def test_slots_migrated_during_a_stream_lose_nothing_and_keep_order(
     ]
     await stream(200)  # the key is on its new owner, the slot not handed over yet: ASK
     assert link_of(a).asks > 0
-    finishing = asyncio.gather(
-        *(asyncio.to_thread(redis_cluster.finish_migration, m) for m in migrations)
-    )
+
+    def finish_all() -> None:  # one after the other: two hand-overs at once can collide
+        for migration in migrations:
+            redis_cluster.finish_migration(migration)
+
+    finishing = asyncio.to_thread(finish_all)
     await stream(total)  # handed over meanwhile: MOVED, then the new owner
     await finishing
     received = [await client.recv(timeout=30) for _ in range(total)]
