@@ -7,20 +7,14 @@ import random
 from typing import Any
 
 import pytest
-from tests.conftest import wait_until
 from tests.integration.fleet.conftest import MakeFleet
 from tests.integration.fleet.test_recovery import (
     RECOVERY,
-    Publisher,
-    _exactly_once,
-    _marked,
-    _recorder,
-    app,
+    moved_misses_nothing,
     switch,  # noqa: F401 (fixture)
     twenty_moves,
 )
 from tests.redis_cluster import RedisCluster
-from tests.switch import Switch
 
 from wsfleet.bus.slots import key_slot
 
@@ -32,25 +26,9 @@ async def test_a_client_moved_to_another_node_misses_nothing_on_a_cluster(
     make_fleet: MakeFleet,
     switch: Any,  # noqa: F811
 ) -> None:
-    a, b, source = await make_fleet([redis_cluster], 3, settings=RECOVERY, lease_ttl=15.0)
-    for node in (a, b):
-        app(node)
-    s: Switch = await switch(a.port)
-    async with _recorder(s.url("id=cr1")) as recorder:
-        await recorder.client.connect()
-        await wait_until(lambda: a.server.is_joined_room("cr1", "feed", "main"))
-        await _marked(a)
-        publisher = Publisher(source, "cr1")
-        publisher.start()
-        await wait_until(lambda: len(recorder.room) > 20 and len(recorder.direct) > 20)
-        s.target = b.port
-        s.cut()
-        await wait_until(lambda: len(recorder.recoveries) == 1, 10)
-        assert recorder.recoveries[0].recovered, recorder.recoveries[0]
-        assert b.server.is_joined_room("cr1", "feed", "main")
-        count = len(recorder.room)
-        await wait_until(lambda: len(recorder.room) > count + 20)
-        await _exactly_once(recorder, publisher)
+    nodes = await make_fleet([redis_cluster], 3, settings=RECOVERY, lease_ttl=15.0)
+    await moved_misses_nothing(nodes, switch, "cr1", "network-cut")
+    source = nodes[2]
     history = source.server.recovery.history  # type: ignore[union-attr]
     room, direct = history.room("feed", "main"), history.direct("cr1")
     channel = source.server.fleet.settings.room_channel_of("feed", "main")  # type: ignore[union-attr]

@@ -121,27 +121,34 @@ async def _exactly_once(recorder: Recorder, publisher: Publisher) -> None:
 async def test_a_client_moved_to_another_node_misses_nothing(
     redis: RedisProcess, make_fleet: MakeFleet, switch: Any, how: str
 ) -> None:
-    a, b, source = await make_fleet([redis], 3, settings=RECOVERY)
+    nodes = await make_fleet([redis], 3, settings=RECOVERY)
+    await moved_misses_nothing(nodes, switch, "c1", how)
+
+
+async def moved_misses_nothing(nodes: list[Node], switch: Any, socket_id: str, how: str) -> None:
+    """A recovering client on the first node, moved to the second (``how``: server-close or
+    network-cut) while the third streams room and direct messages: each arrives once, in order."""
+    a, b, source = nodes
     for node in (a, b):
         app(node)
     s: Switch = await switch(a.port)
-    async with _recorder(s.url("id=c1")) as recorder:
+    async with _recorder(s.url(f"id={socket_id}")) as recorder:
         await recorder.client.connect()
-        await wait_until(lambda: a.server.is_joined_room("c1", "feed", "main"))
+        await wait_until(lambda: a.server.is_joined_room(socket_id, "feed", "main"))
         await _marked(a)
-        publisher = Publisher(source, "c1")
+        publisher = Publisher(source, socket_id)
         publisher.start()
         await wait_until(lambda: len(recorder.room) > 20 and len(recorder.direct) > 20)
         s.target = b.port
         if how == "server-close":
-            socket = a.server.get_socket("c1")
+            socket = a.server.get_socket(socket_id)
             assert socket is not None
             socket.close(1012, "moving")
         else:
             s.cut()
         await wait_until(lambda: len(recorder.recoveries) == 1, 10)
         assert recorder.recoveries[0].recovered, recorder.recoveries[0]
-        assert b.server.is_joined_room("c1", "feed", "main")
+        assert b.server.is_joined_room(socket_id, "feed", "main")
         count = len(recorder.room)
         await wait_until(lambda: len(recorder.room) > count + 20)
         await _exactly_once(recorder, publisher)

@@ -7,6 +7,7 @@ the same."""
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tests.conftest import wait_until
@@ -141,8 +142,11 @@ async def run(link: BrokerLink, got: list[tuple[bytes, bytes]], now_ms: int) -> 
     return replies
 
 
-async def test_every_script_twin_answers_like_redis(redis: RedisProcess) -> None:
-    now_ms = 1_800_000_000_000
+Body = Callable[[BrokerLink, list[tuple[bytes, bytes]]], Awaitable[Any]]
+
+
+async def on_redis_and_twin(redis: RedisProcess, body: Body) -> list[Any]:
+    """``body(link, messages)`` on a real redis-server, then on a memory broker: its results."""
     results = []
     for make in (
         lambda h: RedisLink(RedisNode.parse(redis.address), h, timings=LinkTimings()),
@@ -158,10 +162,20 @@ async def test_every_script_twin_answers_like_redis(redis: RedisProcess) -> None
         link.start()
         try:
             await wait_until(lambda link=link: link.publisher_healthy and link.subscriber_healthy)
-            results.append((await run(link, got, now_ms), sorted(got)))
+            results.append(await body(link, got))
         finally:
             await link.aclose()
             memory.forget_brokers()
+    return results
+
+
+async def test_every_script_twin_answers_like_redis(redis: RedisProcess) -> None:
+    now_ms = 1_800_000_000_000
+
+    async def body(link: BrokerLink, got: list[tuple[bytes, bytes]]) -> Any:
+        return await run(link, got, now_ms), sorted(got)
+
+    results = await on_redis_and_twin(redis, body)
     (redis_replies, redis_messages), (twin_replies, twin_messages) = results
     assert twin_replies == redis_replies
     assert twin_messages == redis_messages
@@ -220,30 +234,15 @@ def normalized(value: Any, ids: dict[bytes, bytes]) -> Any:
 
 
 async def test_the_history_twins_answer_like_redis(redis: RedisProcess) -> None:
-    results = []
-    for make in (
-        lambda h: RedisLink(RedisNode.parse(redis.address), h, timings=LinkTimings()),
-        lambda h: MemoryLink(RedisNode.parse("memory://twins"), h),
-    ):
-        got: list[tuple[bytes, bytes]] = []
-        handler = CallbackHandler(
-            lambda _, channel, data, got=got: got.append((channel, data)),
-            lambda *_: None,
-            lambda *_: None,
-        )
-        link = make(handler)
-        link.start()
-        try:
-            await wait_until(lambda link=link: link.publisher_healthy and link.subscriber_healthy)
-            channels = {b"ws:room:ns", (INBOX + "n1").encode(), b"ws:private_socket"}
-            link.set_channels(channels)
-            await link.wait_subscribed(channels)
-            replies = [await link.call(*args) for args in history_sequence()]
-            await wait_until(lambda got=got: len(got) >= 6)
-            results.append(([normalized(r, {}) for r in replies], got))
-        finally:
-            await link.aclose()
-            memory.forget_brokers()
+    async def body(link: BrokerLink, got: list[tuple[bytes, bytes]]) -> Any:
+        channels = {b"ws:room:ns", (INBOX + "n1").encode(), b"ws:private_socket"}
+        link.set_channels(channels)
+        await link.wait_subscribed(channels)
+        replies = [await link.call(*args) for args in history_sequence()]
+        await wait_until(lambda: len(got) >= 6)
+        return [normalized(r, {}) for r in replies], got
+
+    results = await on_redis_and_twin(redis, body)
     (redis_replies, redis_messages), (twin_replies, twin_messages) = results
     assert twin_messages == redis_messages
     assert [m[1] for m in redis_messages] == [

@@ -5,14 +5,16 @@ own name (same instance token) takes its name back and serves; other nodes learn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from tests.conftest import Connect
-from tests.integration.fleet.conftest import MakeFleet
+from tests.integration.fleet.conftest import MakeFleet, Node
 from tests.integration.fleet.conftest import make_fleet as make_fleet
 from tests.procs import NodeProcess, start_node
 from tests.redis_procs import RedisProcess
@@ -94,9 +96,12 @@ async def test_after_kill_9_calls_report_left_and_direct_messages_not_delivered(
         await _kill(victim)
 
 
-async def test_a_clean_exit_says_goodbye_and_calls_stop_waiting_for_it(
+@contextlib.asynccontextmanager
+async def observer_and_leaving(
     redis: RedisProcess, make_fleet: MakeFleet
-) -> None:
+) -> AsyncIterator[tuple[Node, NodeProcess]]:
+    """An in-process node "observer" that answers "who", and a node process "leaving" (no
+    handler, slow leases: only its goodbye says it left), both seen live by the observer."""
     leaving = await start_node(["--redis", redis.address, "--server-name", "leaving", *SLOW_LEASE])
     try:
         (observer,) = await make_fleet(
@@ -108,6 +113,16 @@ async def test_a_clean_exit_says_goodbye_and_calls_stop_waiting_for_it(
         async with asyncio.timeout(10):
             while set(server.live_nodes()) != {"observer", "leaving"}:
                 await registry.refresh()
+        yield observer, leaving
+    finally:
+        await _kill(leaving)
+
+
+async def test_a_clean_exit_says_goodbye_and_calls_stop_waiting_for_it(
+    redis: RedisProcess, make_fleet: MakeFleet
+) -> None:
+    async with observer_and_leaving(redis, make_fleet) as (observer, leaving):
+        server = observer.server
         call = asyncio.create_task(server.emit_cross_server_async("who", 1, mode="all", timeout=30))
         await asyncio.sleep(0.1)
         started = time.monotonic()
@@ -116,8 +131,6 @@ async def test_a_clean_exit_says_goodbye_and_calls_stop_waiting_for_it(
         assert time.monotonic() - started < 10  # its goodbye, not a lease of 30 s
         assert result.outcomes["leaving"] is Outcome.LEFT
         assert "leaving" not in server.live_nodes()
-    finally:
-        await _kill(leaving)
 
 
 async def test_a_quorum_out_of_reach_ends_when_a_node_leaves(
@@ -125,19 +138,9 @@ async def test_a_quorum_out_of_reach_ends_when_a_node_leaves(
 ) -> None:
     """A quorum of 2 out of {observer, leaving}: the observer answers, the other node has no
     handler; once it leaves, nobody left can make the quorum and the call ends at once."""
-    leaving = await start_node(["--redis", redis.address, "--server-name", "leaving", *SLOW_LEASE])
-    try:
-        (observer,) = await make_fleet(
-            [redis], 1, names=["observer"], lease_refresh=20.0, lease_ttl=30.0
-        )
-        server = observer.server
-        server.on_cross_server_event("who", lambda data, reply: "observer")
-        registry = server.fleet.registry  # type: ignore[union-attr]
-        async with asyncio.timeout(10):
-            while set(server.live_nodes()) != {"observer", "leaving"}:
-                await registry.refresh()
+    async with observer_and_leaving(redis, make_fleet) as (observer, leaving):
         call = asyncio.create_task(
-            server.emit_cross_server_async(
+            observer.server.emit_cross_server_async(
                 "who", 1, mode="quorum", expected_responses=2, timeout=30
             )
         )
@@ -149,5 +152,3 @@ async def test_a_quorum_out_of_reach_ends_when_a_node_leaves(
         assert time.monotonic() - started < 10  # its goodbye, not the call's 30 s
         assert not result.success and "quorum of 2 out of reach" in (result.message or "")
         assert result.outcomes == {"observer": Outcome.ANSWERED, "leaving": Outcome.LEFT}
-    finally:
-        await _kill(leaving)
