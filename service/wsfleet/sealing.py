@@ -156,10 +156,11 @@ class Signer:
         tail = _mac(key, channel.encode() if channel is not None else b"", head)
         return head + tail + b'"}' if self._json else head + tail
 
-    def check(self, channel: bytes, data: bytes) -> str | None:
+    def check(self, channel: bytes, data: bytes, *, fresh: bool = True) -> str | None:
         """None when ``data`` is signed by a known key for ``channel`` (or for any channel, if
-        its scope says a script routed it) and is fresh; else the reason to refuse it:
-        ``unsigned``, ``malformed``, ``unknown-key``, ``bad-signature`` or ``stale``."""
+        its scope says a script routed it) and, with ``fresh``, is fresh; else the reason to
+        refuse it: ``unsigned``, ``malformed``, ``unknown-key``, ``bad-signature`` or
+        ``stale``."""
         if self._json:
             end = len(data) - 2
             if data[end:] != b'"}':
@@ -196,7 +197,7 @@ class Signer:
         if not hmac.compare_digest(_mac(key, bound, data[:mac_start]), data[mac_start:end]):
             return "bad-signature"
         age = self._now() - int(digits) / 1000
-        if age > self.max_age or age < -self.max_skew:
+        if fresh and (age > self.max_age or age < -self.max_skew):
             return "stale"
         return None
 

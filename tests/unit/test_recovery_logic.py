@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from wsfleet.bus.history import Entry, StreamState, parse_state
+from wsfleet.bus.history import REFUSED, Entry, StreamState, parse_state
 from wsfleet.client.recovery import RecoveryState
 from wsfleet.server import Server, ServerSettings
 from wsfleet.server.recovery import _missed
@@ -61,11 +61,26 @@ def test_replay_starts_after_the_position_or_the_mark() -> None:
 
 
 def test_a_malformed_history_reply_is_refused() -> None:
-    ok = parse_state([b"e1", 2, [[b"1-0", [b"k", b"a.1", b"f", b"{}", b"x", b"u1\x00u2"]]]])
-    assert ok.entries == (Entry("a.1", "{}", ("u1", "u2")),)
+    def open_entry(data: bytes) -> Entry:
+        return Entry(data.decode(), "{}", ()) if data.startswith(b"a.") else REFUSED
+
+    ok = parse_state([b"e1", 2, [[b"1-0", [b"e", b"a.1"]], [b"2-0", [b"e", b"zz"]]]], open_entry)
+    assert ok.entries == (Entry("a.1", "{}", ()), REFUSED)
+    # an entry of another shape (an older version's k/f/x fields, anything written by hand)
+    other = parse_state([b"e1", 1, [[b"1-0", [b"k", b"a.1", b"f", b"{}"]]]], open_entry)
+    assert other.entries == (REFUSED,)
     for bad in (None, [b"e1", 2], [b"e1", 2, [[b"1-0"]]], [b"e1", 2, 3]):
         with pytest.raises(ValueError):
-            parse_state(bad)
+            parse_state(bad, open_entry)
+
+
+def test_a_refused_entry_among_the_missed_ones_refuses_the_recovery() -> None:
+    mark = Mark(None, None, "e1", 1)
+    stream = StreamState("e1", 4, (*entries("a.1", "a.2"), REFUSED, *entries("a.4")))
+    assert _missed(stream, mark, "a.1") == (None, "history entry refused")
+    assert _missed(stream, mark, None) == (None, "history entry refused")
+    before = StreamState("e1", 4, (REFUSED, *entries("a.2", "a.3", "a.4")))
+    assert [e.key for e in _missed(before, mark, "a.3")[0] or []] == ["a.4"]
 
 
 def test_the_client_keeps_positions_and_drops_a_message_it_already_has() -> None:

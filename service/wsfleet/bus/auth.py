@@ -88,6 +88,14 @@ class BusAuth:
             return MAYBE_ORIGINAL
         return refused
 
+    def check_stored(self, channel: bytes, data: bytes) -> str | None:
+        """None to accept a message read back from a history stream, else the reason: signed
+        by a known key for ``channel`` as on the bus, of any age; never unsigned when signing is
+        on (original nodes write no history)."""
+        if self.signer is None:
+            return None
+        return self.signer.check(channel, data, fresh=False)
+
     def original_shaped(
         self, settings: FleetSettings, channel: str, message: dict[str, Any]
     ) -> bool:

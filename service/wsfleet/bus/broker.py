@@ -77,6 +77,9 @@ class Command:
     """Pinned commands must run on this link (probes, registry writes): never re-routed."""
     keyed: bool = False
     """Keyed commands (socket directory) are routed by rendezvous hash, whatever the strategy."""
+    packed: bytes | None = None
+    """The command in RESP, once a link encoded it (on submit: its length is what it holds in
+    the queue), written as is by any connection it is sent on."""
 
 
 FLUSH_BYTES: Final = 32 * 1024

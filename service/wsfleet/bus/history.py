@@ -6,9 +6,13 @@ stream. A script appends the entry and publishes the live message in one step on
 that holds the target's routing key, so the stream's order is the order receivers see on that
 node and a receiver never sees a message that is not in the history yet.
 
-An entry holds the message's key (``<sender boot>.<sequence>``, from its ``wsf`` meta, so every
-receiver knows it without reading Redis), the client frame text and, for rooms, the excluded
-socket ids (JSON). Retention: ``MAXLEN ~ size`` and a time to live, refreshed with the epoch's by
+An entry holds one field, ``e``: the bus message exactly as it was published (sealed when the
+fleet signs its bus, with the scope it was published under), so a message is stored once and a
+reader checks its signature as a receiver does (but not its age: history is old by design) and
+reads its key (``<sender boot>.<sequence>``, from its ``wsf`` meta, which every receiver knows
+without reading Redis), its frame and, for rooms, the excluded socket ids from it. An entry that
+fails the check, or does not decode, is kept as *refused*: a recovery across it is refused
+rather than partial. Retention: ``MAXLEN ~ size`` and a time to live, refreshed with the epoch's by
 the first append of each node to a stream in every :data:`UPKEEP_INTERVAL` (and by any append
 that creates the stream), not by every append: that keeps the live path one ``XADD`` and one
 ``PUBLISH``.
@@ -20,56 +24,56 @@ anything since was trimmed.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from wsfleet import contract
 from wsfleet.bus import cluster_keys
 from wsfleet.bus.bus import Bus
+from wsfleet.bus.codec import BusDecodeError
 from wsfleet.bus.resp import known_script
 from wsfleet.bus.scripts import Keyspace, script
 from wsfleet.bus.slots import slot_tag
 
 # Appends: KEYS stream, epoch key [, socket key]; ARGV size, ttl ms, the node's epoch prefix
-# (an epoch created here is that prefix and the new entry's id), key, frame, excluded ids, then
-# what to publish (channel and data; for a direct message the inbox prefix, the envelope and the
-# private channel, or nothing to only store it), and last the upkeep flag: '1' refreshes the
-# epoch and both time to live. A node raises it at most once per UPKEEP_INTERVAL per stream; a
-# stream that does not exist yet always gets its upkeep. Each node appends a comment with its
-# boot id (History.__init__): its scripts are its own, loaded by its first EVAL on each Redis
-# node, so after a SCRIPT FLUSH no other node's EVAL can reload them between two of this node's
-# calls, which resp.RespConnection sends again, in order, as EVAL.
+# (an epoch created here is that prefix and the new entry's id), the message, then what to do
+# with it (the channel to publish on; for a direct message '1' to route it, the inbox prefix and
+# the private channel), and last the upkeep flag: '1' refreshes the epoch and both time to live.
+# A node raises it at most once per UPKEEP_INTERVAL per stream; a stream that does not exist yet
+# (NOMKSTREAM did not append) always gets its upkeep. Each node appends a comment with its boot
+# id (History.__init__): its scripts are its own, loaded by its first EVAL on each Redis node, so
+# after a SCRIPT FLUSH no other node's EVAL can reload them between two of this node's calls,
+# which resp.RespConnection sends again, in order, as EVAL.
 _APPEND = """
 local n=#ARGV
-local fresh=redis.call('EXISTS',KEYS[1])==0
-local id=redis.call('XADD',KEYS[1],'MAXLEN','~',ARGV[1],'*','k',ARGV[4],'f',ARGV[5],'x',ARGV[6])
-if fresh or ARGV[n]=='1' then
+local id=redis.call('XADD',KEYS[1],'NOMKSTREAM','MAXLEN','~',ARGV[1],'*','e',ARGV[4])
+if not id or ARGV[n]=='1' then
+  if not id then id=redis.call('XADD',KEYS[1],'MAXLEN','~',ARGV[1],'*','e',ARGV[4]) end
   local t=ARGV[2]
   if not redis.call('SET',KEYS[2],ARGV[3]..id,'NX','PX',t) then redis.call('PEXPIRE',KEYS[2],t) end
   redis.call('PEXPIRE',KEYS[1],t)
 end
 """
-_APPEND_PUBLISH = _APPEND + "return redis.call('PUBLISH',ARGV[7],ARGV[8])"
+_APPEND_PUBLISH = _APPEND + "return redis.call('PUBLISH',ARGV[5],ARGV[4])"
 # Redis Cluster: the stream shares the slot of the channel (its key starts with the channel's
 # hash tag), so one script appends and publishes; a direct message's stream is the socket's own
 # slot, so the script only appends and the message is routed once Redis answered.
-_APPEND_SPUBLISH = _APPEND + "return redis.call('SPUBLISH',ARGV[7],ARGV[8])"
+_APPEND_SPUBLISH = _APPEND + "return redis.call('SPUBLISH',ARGV[5],ARGV[4])"
 _APPEND_ONLY = _APPEND + "return 0"
 _APPEND_DIRECT = (
     _APPEND
-    + """if ARGV[8]=='' then return 0 end
+    + """if ARGV[5]~='1' then return 0 end
 local node=redis.call('GET',KEYS[3])
-if node then return redis.call('PUBLISH',ARGV[7]..node,ARGV[8]) end
-return redis.call('PUBLISH',ARGV[9],ARGV[8])"""
+if node then return redis.call('PUBLISH',ARGV[6]..node,ARGV[4]) end
+return redis.call('PUBLISH',ARGV[7],ARGV[4])"""
 )
 
 
 def _append_twin(ks: Keyspace, keys: Sequence[bytes], argv: Sequence[bytes]) -> None:
     stream, epoch = keys[0], keys[1]
     fresh = not ks.exists(stream)
-    entry_id = ks.xadd(stream, [b"k", argv[3], b"f", argv[4], b"x", argv[5]], int(argv[0]))
+    entry_id = ks.xadd(stream, [b"e", argv[3]], int(argv[0]))
     if fresh or argv[-1] == b"1":
         ttl = int(argv[1])
         if ks.get(epoch) is None:
@@ -81,17 +85,17 @@ def _append_twin(ks: Keyspace, keys: Sequence[bytes], argv: Sequence[bytes]) -> 
 
 def _append_publish_twin(ks: Keyspace, keys: Sequence[bytes], argv: Sequence[bytes]) -> int:
     _append_twin(ks, keys, argv)
-    return ks.publish(argv[6], argv[7])
+    return ks.publish(argv[4], argv[3])
 
 
 def _append_direct_twin(ks: Keyspace, keys: Sequence[bytes], argv: Sequence[bytes]) -> int:
     _append_twin(ks, keys, argv)
-    if argv[7] == b"":
+    if argv[4] != b"1":
         return 0
     node = ks.get(keys[2])
     if node is not None:
-        return ks.publish(argv[6] + node, argv[7])
-    return ks.publish(argv[8], argv[7])
+        return ks.publish(argv[5] + node, argv[3])
+    return ks.publish(argv[6], argv[3])
 
 
 script("history-append-publish", _APPEND_PUBLISH, _append_publish_twin)
@@ -141,9 +145,16 @@ script("history-state", _STATE, _state_twin)
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """One stored message: its key, its frame and, for a room, the sockets it excluded.
+    ``refused`` marks an entry that failed the signature check or did not decode."""
+
     key: str
     frame: str
     exclude: tuple[str, ...]
+    refused: bool = False
+
+
+REFUSED = Entry("", "", (), refused=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +169,27 @@ class StreamState:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where a message goes: its stream key and the routing key of the Redis node holding it."""
+    """Where a message goes: its stream key, the routing key of the Redis node holding it, and
+    the channel its entries are sealed for (None: a script routed them)."""
 
     stream: str
     routing_key: str
+    channel: str | None
 
     @property
     def epoch_key(self) -> str:
         return self.stream + ":e"
+
+
+def entry_key(message: dict[str, Any]) -> str | None:
+    """The key of a message written to a history (``wsf`` with ``h: 1``), or None."""
+    meta = message.get("wsf")
+    if type(meta) is not dict or meta.get("h") != 1:
+        return None
+    boot, seq = meta.get("b"), meta.get("s")
+    if type(boot) is str and type(seq) is int and 0 < len(boot) <= 32:
+        return f"{boot}.{seq}"
+    return None
 
 
 class History:
@@ -190,37 +214,38 @@ class History:
         else:
             self._publish_sha = known_script(_APPEND_PUBLISH + own)
             self._direct_sha = known_script(_APPEND_DIRECT + own)
-        self._kept: set[str] = set()  # streams given their upkeep since _kept_at
-        self._kept_at = time.monotonic()
+        self._kept: set[str] = set()  # streams given their upkeep in this interval
 
     # -- targets ----------------------------------------------------------------------------------
 
     def room(self, namespace: str, room_id: str) -> Target:
         stream = f"{self._prefix}r:{namespace}:{room_id}"
+        settings = self.bus.settings
         if self.sharded:
-            stream = slot_tag(self.bus.settings.room_channel_of(namespace, room_id)) + stream
-        return Target(stream, f"room:{namespace}:{room_id}")
+            channel = settings.room_channel_of(namespace, room_id)
+            return Target(slot_tag(channel) + stream, f"room:{namespace}:{room_id}", channel)
+        return Target(stream, f"room:{namespace}:{room_id}", settings.room_channel(namespace))
 
     def direct(self, socket_id: str) -> Target:
         if self.sharded:  # the stream and its epoch key share the socket's tag
-            return Target("{" + f"{self._prefix}d:{socket_id}" + "}", socket_id)
-        return Target(f"{self._prefix}d:{socket_id}", socket_id)
+            return Target("{" + f"{self._prefix}d:{socket_id}" + "}", socket_id, None)
+        return Target(f"{self._prefix}d:{socket_id}", socket_id, None)
 
     def broadcast(self) -> Target:
         stream = f"{self._prefix}b"
+        channel = self.bus.settings.broadcast_channel
         if self.sharded:
-            stream = slot_tag(self.bus.settings.broadcast_channel) + stream
-        return Target(stream, "*broadcast")
+            stream = slot_tag(channel) + stream
+        return Target(stream, "*broadcast", channel)
 
     def _upkeep(self, stream: str) -> str:
         """'1' when this node did not refresh ``stream`` within :data:`UPKEEP_INTERVAL`."""
-        now = time.monotonic()
-        if now - self._kept_at >= UPKEEP_INTERVAL:
-            self._kept.clear()  # bounded: the streams written within one interval
-            self._kept_at = now
-        if stream in self._kept:
+        kept = self._kept
+        if stream in kept:
             return "0"
-        self._kept.add(stream)
+        if not kept:  # bounded: the streams written within one interval
+            asyncio.get_running_loop().call_later(UPKEEP_INTERVAL, kept.clear)
+        kept.add(stream)
         return "1"
 
     def _new_epoch(self) -> str:
@@ -229,16 +254,8 @@ class History:
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def append_publish(
-        self,
-        target: Target,
-        key: str,
-        frame: str,
-        exclude: str,
-        channel: str,
-        data: bytes,
-    ) -> None:
-        """Append the entry and publish ``data`` on ``channel`` in one script."""
+    def append_publish(self, target: Target, data: bytes) -> None:
+        """Append ``data`` (sealed for ``target.channel``) and publish it there, in one script."""
         self.bus.stats.published += 1
         stream = target.stream
         self.bus.execute(
@@ -251,11 +268,8 @@ class History:
                 self.size,
                 self.ttl_ms,
                 self._epoch_prefix,
-                key,
-                frame,
-                exclude,
-                channel,
                 data,
+                target.channel,
                 self._upkeep(stream),
             ),
             target.routing_key,
@@ -263,17 +277,18 @@ class History:
         )
 
     def append_direct(
-        self, socket_id: str, key: str, frame: str, envelope: bytes | None, inbox_prefix: str
+        self, socket_id: str, envelope: bytes, inbox_prefix: str, *, route: bool
     ) -> None:
-        """Append to the socket's stream; with ``envelope``, route it as the socket directory
-        does (the owner's inbox, or the private channel when the owner is unknown)."""
+        """Append a direct message's envelope to the socket's stream; with ``route``, route it
+        as the socket directory does (the owner's inbox, or the private channel when the owner
+        is unknown). Without, the socket is this node's and only the history needs it."""
+        bus = self.bus
+        envelope = bus.auth.seal(envelope, None)  # a script routes it
         if self.sharded:
-            self._append_direct_sharded(socket_id, key, frame, envelope, inbox_prefix)
+            self._append_direct_sharded(socket_id, envelope, inbox_prefix, route)
             return
         stream = self._prefix + "d:" + socket_id
-        bus = self.bus
-        if envelope is not None:
-            envelope = bus.auth.seal(envelope, None)  # a script routes it
+        if route:
             bus.stats.published += 1
         bus.execute(
             (
@@ -286,11 +301,9 @@ class History:
                 self.size,
                 self.ttl_ms,
                 self._epoch_prefix,
-                key,
-                frame,
-                "",
+                envelope,
+                "1" if route else "0",
                 inbox_prefix,
-                envelope or b"",
                 self._private_channel,
                 self._upkeep(stream),
             ),
@@ -299,7 +312,7 @@ class History:
         )
 
     def _append_direct_sharded(
-        self, socket_id: str, key: str, frame: str, envelope: bytes | None, inbox_prefix: str
+        self, socket_id: str, envelope: bytes, inbox_prefix: str, route: bool
     ) -> None:
         """On a Redis Cluster: append on the stream's slot, then, once Redis answered, route the
         envelope as the directory does (answers come in submission order, so one socket's
@@ -316,25 +329,23 @@ class History:
                 self.size,
                 self.ttl_ms,
                 self._epoch_prefix,
-                key,
-                frame,
-                "",
+                envelope,
                 self._upkeep(stream),
             ),
             socket_id,
-            want_result=envelope is not None,
+            want_result=route,
         )
-        if envelope is None or appended is None:
+        if not route or appended is None:
             return
         socket_key = self._socket_key + socket_id
 
-        def route(done: asyncio.Future[Any]) -> None:
+        def route_it(done: asyncio.Future[Any]) -> None:
             if done.cancelled() or done.exception() is not None:
                 bus.stats.publish_failures += 1
                 return
             cluster_keys.send(bus, socket_key, socket_id, envelope, inbox_prefix)
 
-        appended.add_done_callback(route)
+        appended.add_done_callback(route_it)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -369,7 +380,42 @@ class History:
         assert future is not None
         async with asyncio.timeout(timeout):
             reply = await future
-        return parse_state(reply)
+        return parse_state(reply, self.opener(target))
+
+    def opener(self, target: Target) -> Callable[[bytes], Entry]:
+        """Reads the stored messages of ``target`` as a receiver reads them from the bus."""
+        auth, codec = self.bus.auth, self.bus.codec
+        bound = (target.channel or "").encode()
+
+        def open_entry(data: bytes) -> Entry:
+            if auth.check_stored(bound, data) is not None:
+                return REFUSED
+            try:
+                message = codec.loads(data)
+            except BusDecodeError:
+                return REFUSED
+            key, frame = entry_key(message), message.get("data")
+            if key is None or type(frame) is not str:
+                return REFUSED
+            excluded = message.get("excludeSocketIds", [])
+            if type(excluded) is not list:
+                return REFUSED
+            return Entry(key, frame, tuple(e for e in excluded if type(e) is str))
+
+        return open_entry
+
+
+def parse_state(reply: Any, open_entry: Callable[[bytes], Entry]) -> StreamState:
+    """Read a state script's reply, trusting nothing: raises ``ValueError`` when malformed; an
+    entry without a readable message is :data:`REFUSED`."""
+    if not isinstance(reply, list | tuple) or len(reply) != 3:
+        raise ValueError("malformed history reply")
+    raw_epoch, raw_added, raw_entries = reply
+    epoch = None if raw_epoch is None or raw_epoch is False else _text(raw_epoch)
+    added = int(raw_added)
+    if not isinstance(raw_entries, list | tuple):
+        raise ValueError("malformed history entries")
+    return StreamState(epoch, added, tuple(_entry(item, open_entry) for item in raw_entries))
 
 
 def _text(value: Any) -> str:
@@ -380,27 +426,12 @@ def _text(value: Any) -> str:
     raise ValueError(f"unexpected value in a history reply: {value!r}")
 
 
-def parse_state(reply: Any) -> StreamState:
-    """Read a state script's reply, trusting nothing: raises ``ValueError`` when malformed."""
-    if not isinstance(reply, list | tuple) or len(reply) != 3:
-        raise ValueError("malformed history reply")
-    raw_epoch, raw_added, raw_entries = reply
-    epoch = None if raw_epoch is None or raw_epoch is False else _text(raw_epoch)
-    added = int(raw_added)
-    if not isinstance(raw_entries, list | tuple):
-        raise ValueError("malformed history entries")
-    return StreamState(epoch, added, tuple(_entry(item) for item in raw_entries))
-
-
-def _entry(item: Any) -> Entry:
+def _entry(item: Any, open_entry: Callable[[bytes], Entry]) -> Entry:
     if not isinstance(item, list | tuple) or len(item) != 2:
         raise ValueError("malformed history entry")
     fields: Sequence[Any] = item[1]
     if not isinstance(fields, list | tuple):
         raise ValueError("malformed history entry fields")
-    values = {_text(fields[i]): fields[i + 1] for i in range(0, len(fields) - 1, 2)}
-    exclude_text = _text(values.get("x", b""))
-    exclude: tuple[str, ...] = ()
-    if exclude_text:
-        exclude = tuple(part for part in exclude_text.split("\x00") if part)
-    return Entry(_text(values.get("k", b"")), _text(values.get("f", b"")), exclude)
+    if len(fields) != 2 or fields[0] != b"e" or not isinstance(fields[1], bytes):
+        return REFUSED  # not written by this version (or not by a node at all)
+    return open_entry(fields[1])

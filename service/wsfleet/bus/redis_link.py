@@ -42,12 +42,11 @@ from wsfleet.bus.broker import (
     LinkHealth,
     LinkTimings,
     MessageCallback,
-    command_size,
     take_unpinned,
 )
 from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.redis_subscriber import SUBSCRIBE_BATCH, RedisSubscriber
-from wsfleet.bus.resp import RespConnection, open_connection
+from wsfleet.bus.resp import RespConnection, open_connection, pack_command
 
 log = logging.getLogger("wsfleet.bus")
 
@@ -191,7 +190,12 @@ class RedisLink:
     # -- publisher ---------------------------------------------------------------------------
 
     def submit(self, command: Command) -> None:
-        size = command_size(command)
+        try:
+            packed = command.packed = pack_command(command.args)
+        except (TypeError, ValueError) as exc:  # a bad argument: fail this command alone
+            _refuse(command, self.node, exc)
+            return
+        size = len(packed)
         if self._queue and self._queued_bytes + size > self.timings.queue_max_bytes:
             self.handed_back += 1
             self._on_failed(self, [command], LinkError(f"the publish queue of {self.node} is full"))
@@ -258,11 +262,7 @@ class RedisLink:
             try:
                 conn.send((command,))
             except (TypeError, ValueError) as exc:
-                future = command.future
-                if future is not None and not future.done():
-                    future.set_exception(LinkError(f"cannot send to {self.node}: {exc}"))
-                else:
-                    log.warning("dropped an unencodable command for %s: %s", self.node, exc)
+                _refuse(command, self.node, exc)
             except (OSError, RuntimeError) as exc:
                 self._publisher_failed(conn, exc)  # hands the queue back, this one included
                 return
@@ -303,7 +303,7 @@ class RedisLink:
         """Remove and return the commands not sent yet that may run elsewhere (not pinned), in
         order, to re-route them."""
         taken = take_unpinned(self._queue)
-        self._queued_bytes = sum(map(command_size, self._queue))
+        self._queued_bytes = sum(len(c.packed or b"") for c in self._queue)
         return taken
 
     async def call(self, *args: Any, timeout: float | None = None) -> Any:
@@ -399,3 +399,12 @@ class RedisLink:
     def _set_health(self, role: str, healthy: bool, event: str, error: str | None) -> None:
         if self.health.update(role, healthy, error):
             self._on_health(self, role, healthy, event, error)
+
+
+def _refuse(command: Command, node: RedisNode, error: Exception) -> None:
+    """A command that cannot be encoded fails alone: its caller learns why, or it is logged."""
+    future = command.future
+    if future is not None and not future.done():
+        future.set_exception(LinkError(f"cannot send to {node}: {error}"))
+    else:
+        log.warning("dropped an unencodable command for %s: %s", node, error)

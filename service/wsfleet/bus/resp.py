@@ -194,7 +194,7 @@ class RespConnection(asyncio.Protocol):
         """Write ``commands`` (packed together) and expect their replies in order. Raises
         before anything is written when a command cannot be encoded or the connection is gone."""
         batch = list(commands)
-        data = b"".join([pack_command(c.args) for c in batch])
+        data = b"".join([c.packed or pack_command(c.args) for c in batch])
         self.write(data)
         if not self.waiting:
             self.progress_at = self.loop.time()

@@ -303,12 +303,19 @@ def _missed(
     if stream.epoch != mark.epoch:
         return None, "epoch changed"
     entries = list(stream.entries)
+    missed: list[Any] | None = None
     if position is not None:
         for index in range(len(entries) - 1, -1, -1):
             if entries[index].key == position:
-                return entries[index + 1 :], None
-        return None, "position not in history"
-    since = stream.added - mark.added
-    if since < 0 or since > len(entries):
-        return None, "history trimmed"
-    return (entries[len(entries) - since :] if since else []), None
+                missed = entries[index + 1 :]
+                break
+        else:
+            return None, "position not in history"
+    else:
+        since = stream.added - mark.added
+        if since < 0 or since > len(entries):
+            return None, "history trimmed"
+        missed = entries[len(entries) - since :] if since else []
+    if any(entry.refused for entry in missed):
+        return None, "history entry refused"  # forged, or sealed with a key no longer known
+    return missed, None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsfleet.bus import envelopes as env
-from wsfleet.bus.history import History, Target
+from wsfleet.bus.history import History, Target, entry_key
 from wsfleet.protocol.codes import CloseCode
 from wsfleet.protocol.wsframe import build_text_frame
 from wsfleet.server.fleet import Fleet
@@ -150,8 +150,7 @@ class StampedDelivery:
         sent = self.deliver_all(text, key)
         if not local_only and key is not None:
             message = env.broadcast(text.decode(), self.fleet.name, meta)
-            channel = self.fleet.settings.broadcast_channel
-            self._append(self.history.broadcast(), key, text, (), channel, message)
+            self._append(self.history.broadcast(), message)
         return sent
 
     def to_room(
@@ -161,22 +160,13 @@ class StampedDelivery:
         sent = self.deliver_room(namespace, room_id, text, key, exclude)
         if not local_only and key is not None:
             message = env.room(text.decode(), namespace, room_id, self.fleet.name, exclude, meta)
-            channel = self.fleet.room_channel_for(namespace, room_id)
-            target = self.history.room(namespace, room_id)
-            self._append(target, key, text, exclude, channel, message)
+            self._append(self.history.room(namespace, room_id), message)
         return sent
 
-    def _append(
-        self,
-        target: Target,
-        key: str,
-        text: bytes,
-        exclude: Iterable[str],
-        channel: str,
-        message: dict[str, Any],
-    ) -> None:
-        data = self.bus.auth.seal(self.bus.codec.dumps(message), channel)
-        self.history.append_publish(target, key, text.decode(), "\x00".join(exclude), channel, data)
+    def _append(self, target: Target, message: dict[str, Any]) -> None:
+        """Store and publish ``message`` on the target's channel, sealed for it."""
+        data = self.bus.auth.seal(self.bus.codec.dumps(message), target.channel)
+        self.history.append_publish(target, data)
 
     def to_ids(self, socket_ids: Iterable[str], text: bytes) -> int:
         sent = 0
@@ -190,13 +180,11 @@ class StampedDelivery:
         meta["h"] = 1
         key = f"{meta['b']}.{meta['s']}"
         local = self.hub.get(socket_id)
-        decoded = text.decode()
-        if local is not None:
-            self.history.append_direct(socket_id, key, decoded, None, self._inbox_prefix)
-            return self._deliver_one(local, text, key)
-        message = env.private_one(decoded, socket_id, self.fleet.name, meta)
+        message = env.private_one(text.decode(), socket_id, self.fleet.name, meta)
         envelope = self.bus.codec.dumps(message)
-        self.history.append_direct(socket_id, key, decoded, envelope, self._inbox_prefix)
+        self.history.append_direct(socket_id, envelope, self._inbox_prefix, route=local is None)
+        if local is not None:
+            return self._deliver_one(local, text, key)
         return True
 
     def _deliver_one(self, socket: Socket, text: bytes, key: str | None) -> bool:
@@ -213,35 +201,37 @@ class StampedDelivery:
 
     # -- what the bus brings ----------------------------------------------------------------------
 
-    @staticmethod
-    def _key_of(message: dict[str, Any]) -> str | None:
-        """The key of a message written to a history (``h: 1``), or None: no position."""
-        meta = message.get("wsf")
-        if type(meta) is not dict or meta.get("h") != 1:
-            return None
-        boot, seq = meta.get("b"), meta.get("s")  # message_key, inline: every message
-        if type(boot) is str and type(seq) is int and 0 < len(boot) <= 32:
-            return f"{boot}.{seq}"
-        return None
-
     def on_room(self, message: dict[str, Any]) -> None:
         parsed = env.parse_room(message)
         text = parsed.frame.encode()
         if parsed.room_id is None:
             self.hub.deliver_room(parsed.namespace, None, build_text_frame(text), parsed.exclude)
             return
-        key = self._key_of(message)
+        key = entry_key(message)
         self.deliver_room(parsed.namespace, parsed.room_id, text, key, parsed.exclude)
 
     def on_broadcast(self, message: dict[str, Any]) -> None:
-        self.deliver_all(env.parse_broadcast(message).frame.encode(), self._key_of(message))
+        self.deliver_all(env.parse_broadcast(message).frame.encode(), entry_key(message))
 
     def on_private(self, message: dict[str, Any]) -> None:
         frame, socket_id = message.get("data"), message.get("socketId")
         if type(frame) is str and type(socket_id) is str and not message.get("socketIds"):
-            socket = self.hub.get(socket_id)  # one id: most
-            if socket is not None:
-                self._deliver_one(socket, frame.encode(), self._key_of(message))
+            socket = self.hub.get(socket_id)  # one id: most, and _deliver_one inline
+            if socket is None:
+                return
+            text = frame.encode()
+            state = self._states.get(socket)
+            if (
+                state is not None
+                and (key := entry_key(message)) is not None
+                and (body := stamped(text, "d", key)) is not None
+            ):
+                if state.buffering:
+                    self._keep(socket, state, "d", key, build_text_frame(body))
+                else:
+                    socket.send_frame(build_text_frame(body))
+            else:
+                socket.send_frame(build_text_frame(text))
             return
         parsed = env.parse_private(message)  # several ids, or invalid (raises)
-        self.deliver_ids(parsed.socket_ids, parsed.frame.encode(), self._key_of(message))
+        self.deliver_ids(parsed.socket_ids, parsed.frame.encode(), entry_key(message))

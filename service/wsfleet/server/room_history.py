@@ -60,7 +60,7 @@ async def room_history(
     result: list[HistoryEntry] = []
     seen: set[str] = set()
     for entry in entries:
-        if entry.key in seen:
+        if entry.refused or entry.key in seen:
             continue
         seen.add(entry.key)
         try:

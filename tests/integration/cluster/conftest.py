@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.fleet.conftest import make_fleet  # noqa: F401 (fixture)
+from tests.integration.fleet.conftest import make_fleet, switch  # noqa: F401 (fixtures)
 from tests.redis_cluster import RedisCluster
 
 

@@ -11,7 +11,6 @@ from tests.integration.fleet.conftest import MakeFleet
 from tests.integration.fleet.test_recovery import (
     RECOVERY,
     moved_misses_nothing,
-    switch,  # noqa: F401 (fixture)
     twenty_moves,
 )
 from tests.redis_cluster import RedisCluster
@@ -24,7 +23,7 @@ pytestmark = pytest.mark.integration
 async def test_a_client_moved_to_another_node_misses_nothing_on_a_cluster(
     redis_cluster: RedisCluster,
     make_fleet: MakeFleet,
-    switch: Any,  # noqa: F811
+    switch: Any,
 ) -> None:
     nodes = await make_fleet([redis_cluster], 3, settings=RECOVERY, lease_ttl=15.0)
     await moved_misses_nothing(nodes, switch, "cr1", "network-cut")
@@ -52,7 +51,7 @@ async def test_room_history_reads_on_a_cluster(
 async def test_the_seam_between_replay_and_live_on_a_cluster(
     redis_cluster: RedisCluster,
     make_fleet: MakeFleet,
-    switch: Any,  # noqa: F811
+    switch: Any,
 ) -> None:
     nodes = await make_fleet([redis_cluster], 3, settings=RECOVERY, lease_ttl=15.0)
     await twenty_moves(nodes, switch, random.Random(5))

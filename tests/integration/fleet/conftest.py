@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from tests.conftest import Connect, RawClient
 from tests.redis_procs import RedisProcess
+from tests.switch import Switch
 
 from wsfleet.bus import FleetSettings, RedisNode
 from wsfleet.server import Server, ServerSettings, UpgradeRequest
@@ -98,3 +99,18 @@ async def join(connect: Connect, node: Node, socket_id: str) -> RawClient:
     await client.send("")
     assert await client.recv() == ""
     return client
+
+
+@pytest.fixture
+async def switch() -> AsyncIterator[Callable[[int], Awaitable[Switch]]]:
+    made: list[Switch] = []
+
+    async def make(target: int) -> Switch:
+        s = Switch(target)
+        await s.start()
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        await s.aclose()

@@ -12,7 +12,6 @@ from tests.conftest import Connect
 from tests.integration.fleet.conftest import MakeFleet, join
 from tests.integration.fleet.test_recovery import (
     RECOVERY,
-    switch,  # noqa: F401 (fixture)
     twenty_moves,
 )
 
@@ -60,7 +59,7 @@ async def test_a_memory_broker_killed_under_a_node_is_survived_by_the_other(
 
 async def test_recovery_runs_on_memory_brokers(
     make_fleet: MakeFleet,
-    switch: Any,  # noqa: F811
+    switch: Any,
 ) -> None:
     """Connection state recovery with no Redis: the broker's twins of the history scripts keep
     the streams. Twenty moves across the seam between replay and live, over two brokers."""

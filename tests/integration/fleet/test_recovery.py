@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -76,21 +76,6 @@ class Publisher:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         await self.node.server.fleet.flush(5.0)  # type: ignore[union-attr]
-
-
-@pytest.fixture
-async def switch() -> AsyncIterator[Callable[[int], Any]]:
-    made: list[Switch] = []
-
-    async def make(target: int) -> Switch:
-        s = Switch(target)
-        await s.start()
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        await s.aclose()
 
 
 @contextlib.asynccontextmanager

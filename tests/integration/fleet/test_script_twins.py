@@ -191,12 +191,12 @@ def history_sequence() -> list[tuple[Any, ...]]:
     dm, dm_e = "p:h:d:s1", "p:h:d:s1:e"
 
     def append(stream: str, key: str, upkeep: str) -> tuple[Any, ...]:
-        return ("EVALSHA", publish, 2, stream, stream + ":e", 3, 60_000, "ep-", key, "f-" + key,
-                "x1\x00x2", "ws:room:ns", b"live-" + key.encode(), upkeep)  # fmt: skip
+        return ("EVALSHA", publish, 2, stream, stream + ":e", 3, 60_000, "ep-",
+                b"live-" + key.encode(), "ws:room:ns", upkeep)  # fmt: skip
 
-    def to_socket(key: str, envelope: bytes) -> tuple[Any, ...]:
-        return ("EVALSHA", direct, 3, dm, dm_e, SOCK, 3, 60_000, "ep-", key, "f-" + key, "",
-                INBOX, envelope, "ws:private_socket", "0")  # fmt: skip
+    def to_socket(envelope: bytes, route: str) -> tuple[Any, ...]:
+        return ("EVALSHA", direct, 3, dm, dm_e, SOCK, 3, 60_000, "ep-", envelope, route,
+                INBOX, "ws:private_socket", "0")  # fmt: skip
 
     state = h._STATE
     return [
@@ -209,10 +209,10 @@ def history_sequence() -> list[tuple[Any, ...]]:
         append(room, "b.4", "1"),  # over MAXLEN 3 (exact here, '~' on Redis: not compared)
         ("EVAL", state, 2, room, room_e, "", 60_000, "mark", 0),
         ("EVAL", state, 2, room, room_e, "", 60_000, "read", 10),
-        to_socket("b.5", b"env-5"),  # the owner is unknown: the private channel
+        to_socket(b"env-5", "1"),  # the owner is unknown: the private channel
         ("SET", SOCK, "n1"),
-        to_socket("b.6", b"env-6"),  # to n1's inbox
-        to_socket("b.7", b""),  # stored only
+        to_socket(b"env-6", "1"),  # to n1's inbox
+        to_socket(b"env-7", "0"),  # stored only
         ("EVAL", state, 2, dm, dm_e, "", 60_000, "read", 10),
         ("HSET", "p:rs:tok", "sid", "s1", "m:r", "ns/r1"),
         ("PEXPIRE", "p:rs:tok", 60_000),
@@ -252,6 +252,7 @@ async def test_the_history_twins_answer_like_redis(redis: RedisProcess) -> None:
     trimmed = 8
     assert twin_replies[:trimmed] == redis_replies[:trimmed]
     assert twin_replies[trimmed + 1 :] == redis_replies[trimmed + 1 :]
-    assert twin_replies[4][1] == 2 and [e[1][1] for e in twin_replies[4][2]] == [b"b.1", b"b.2"]
+    assert twin_replies[4][1] == 2
+    assert [e[1][1] for e in twin_replies[4][2]] == [b"live-b.1", b"live-b.2"]
     assert twin_replies[trimmed][1] == redis_replies[trimmed][1] == 4
-    assert [e[1][1] for e in twin_replies[trimmed][2]] == [b"b.2", b"b.3", b"b.4"]
+    assert [e[1][1] for e in twin_replies[trimmed][2]] == [b"live-b.2", b"live-b.3", b"live-b.4"]

@@ -66,6 +66,18 @@ def test_reasons_unsigned_unknown_key_other_channel_stale(mode: Serialization) -
     assert signer(OLD, mode, clock).check(b"ws:broadcast", sealed) == "stale"
 
 
+def test_a_stored_message_is_checked_like_a_live_one_but_not_for_its_age() -> None:
+    clock = Clock()
+    mode = Serialization.MSGPACK
+    sealed = signer(OLD, mode, clock).seal(BusCodec(mode).dumps(MESSAGE), "ws:room:feed")
+    clock.t += 3600  # an hour in a history stream
+    check = signer(OLD, mode, clock).check
+    assert check(b"ws:room:feed", sealed) == "stale"
+    assert check(b"ws:room:feed", sealed, fresh=False) is None
+    assert check(b"ws:room:chat", sealed, fresh=False) == "bad-signature"
+    assert signer(NEW, mode, clock).check(b"ws:room:feed", sealed, fresh=False) == "unknown-key"
+
+
 def test_script_routed_envelopes_verify_on_any_channel() -> None:
     mode = Serialization.MSGPACK
     sealed = signer(OLD, mode).seal(BusCodec(mode).dumps(MESSAGE), None)
