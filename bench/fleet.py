@@ -325,10 +325,12 @@ class Sampler:
         }
 
 
-def s3(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def s3(
+    cfg: Config, logfile: IO[str], kind: str = "wsfleet", reference: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
     from bench.run import BenchError
 
-    with fleet(cfg, logfile, "S3") as (redis, nodes):
+    with fleet(cfg, logfile, "S3", kind) as (redis, nodes):
         res = _loadgen(
             cfg,
             "fanout",
@@ -349,18 +351,22 @@ def s3(cfg: Config, logfile: IO[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         )
         if not res["complete"] or res["order_errors"] or res["extra_msgs"]:
             raise BenchError(f"S3 did not deliver every message in order: {res}")
-        ref = _reference(
-            redis.port,
-            redis.pid,
-            "--mode",
-            "fanout",
-            "--messages",
-            str(cfg.s3_broadcasts),
-            "--subscribers",
-            str(NODES),
-            "--size",
-            str(cfg.msg_size),
-            timeout=90,
+        ref = (
+            _reference(
+                redis.port,
+                redis.pid,
+                "--mode",
+                "fanout",
+                "--messages",
+                str(cfg.s3_broadcasts),
+                "--subscribers",
+                str(NODES),
+                "--size",
+                str(cfg.msg_size),
+                timeout=90,
+            )
+            if reference
+            else {}
         )
         names = _names(redis, nodes)
     return _ours(res, names), ref

@@ -9,10 +9,12 @@ and gives it the behaviour of bench/servers.py's wsfleet node (nothing of it is 
 
 Each round runs every scenario on both, in alternating order, with the Go load generator of
 ``bench.run``: S1 (fan-out, one node) and S2 (request/ack, one node) pinned as in ``bench.run``,
-S4 (direct messages) and S5 (RPC to all nodes) on three nodes over one ``redis-server`` with the
-raw Redis reference of ``bench.fleet`` measured in wsfleet's run. The table gives each side's
-median and the median of the per-round ratios wsfleet ÷ original, with the 1-minute load average
-at the start of every run next to it.
+S3 (cross-node broadcast: one node's ``trigger`` handler broadcasts in one synchronous loop, the
+original's own pattern, so wsfleet's nodes run with ``--trigger loop`` here; latency p50/p99 is
+compared too), S4 (direct messages) and S5 (RPC to all nodes) on three nodes over one
+``redis-server`` with the raw Redis reference of ``bench.fleet`` measured in wsfleet's run. The
+table gives each side's median and the median of the per-round ratios wsfleet ÷ original, with the
+1-minute load average at the start of every run next to it.
 """
 
 from __future__ import annotations
@@ -48,8 +50,16 @@ CANDIDATES = (
     ROOT / "tests" / "interop" / "original-node" / "node_modules" / PACKAGE,
 )
 SCRIPT = ROOT / "bench" / "original_node.mjs"
-SCENARIOS = ("S1", "S2", "S4", "S5")
-HEADLINE = {"S1": "msgs_per_s", "S2": "acks_per_s", "S4": "msgs_per_s", "S5": "calls_per_s"}
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5")
+HEADLINE = {
+    "S1": "msgs_per_s",
+    "S2": "acks_per_s",
+    "S3": "msgs_per_s",
+    "S4": "msgs_per_s",
+    "S5": "calls_per_s",
+}
+LATENCY = ("S3",)
+"""Scenarios whose latency (p50/p99, server timestamp to client receive) is compared too."""
 
 
 def find_module(explicit: str | None) -> Path:
@@ -112,7 +122,9 @@ def run_one(cfg: Config, scenario: str, kind: str, logfile: IO[str]) -> dict[str
             result = RUNNERS[scenario](cfg, srv, logfile)
         result.pop("raw", None)
     else:
-        runner = fleet.s4 if scenario == "S4" else fleet.s5
+        runner = {"S3": fleet.s3, "S4": fleet.s4, "S5": fleet.s5}[scenario]
+        if scenario == "S3":  # the original's handler broadcasts in one synchronous loop
+            cfg = dataclasses.replace(cfg, trigger="loop")
         result, ref = runner(cfg, logfile, kind, kind == "wsfleet")
         result.pop("raw", None)
         key = HEADLINE[scenario]
@@ -148,6 +160,9 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             ),
             "load1": [round(r["load1"], 2) for k in ("wsfleet", "original") for r in by_kind[k]],
         }
+        if scenario in LATENCY:
+            for q in ("p50_ms", "p99_ms"):
+                out[scenario][q] = {k: _median([r.get(q) for r in by_kind[k]]) for k in by_kind}
     return out
 
 
@@ -172,6 +187,11 @@ def print_table(summary: dict[str, Any]) -> None:
             f"{scenario:<9}{s['metric']:<12}{s['wsfleet'] or 0:>10,.0f}{s['original'] or 0:>10,.0f}"
             f"{ratio:>22}{raw:>11}{to_raw:>20}  {loads}"
         )
+        for q in ("p50_ms", "p99_ms"):
+            if q in s:
+                ours, theirs = s[q]["wsfleet"], s[q]["original"]
+                if ours is not None and theirs is not None:
+                    print(f"{'':<9}{q:<12}{ours:>10.1f}{theirs:>10.1f}{ours / theirs:>21.2f}×")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
