@@ -21,10 +21,12 @@ run in submission order and their futures resolve in that order; a command whose
 handed back with :meth:`BrokerEventHandler.on_link_failed` (the bus re-routes it) unless it is
 ``pinned``.
 
-**Messages.** ``set_channels`` is the whole wanted set; the link subscribes the difference,
-replays it after every reconnect (``marker`` last, so its confirmation means every other channel
-is in place), confirms each channel (:meth:`is_subscribed`, :meth:`wait_subscribed`) and hands each
-message to :meth:`BrokerEventHandler.on_link_message` synchronously, in the broker's order.
+**Messages.** ``set_channels`` is the whole wanted set, ``update_channels`` what changed in it
+(one room at a time: its cost must not grow with the channels held); the link subscribes the
+difference, replays it after every reconnect (``marker`` last, so its confirmation means every
+other channel is in place), confirms each channel (:meth:`is_subscribed`,
+:meth:`wait_subscribed`) and hands each message to
+:meth:`BrokerEventHandler.on_link_message` synchronously, in the broker's order.
 
 **Later brokers behind the same interface.**
 
@@ -213,7 +215,12 @@ class BrokerLink(Protocol):
     async def call(self, *args: Any, timeout: float | None = None) -> Any:
         """Run one pinned command on this node and return its reply."""
 
-    def set_channels(self, desired: set[bytes]) -> None: ...
+    def set_channels(self, desired: set[bytes]) -> None:
+        """The whole wanted set (when the link joins the bus)."""
+
+    def update_channels(self, added: set[bytes], removed: set[bytes]) -> None:
+        """What changed in the wanted set since: the link's work is in proportion to it."""
+
     def is_subscribed(self, channels: Iterable[bytes]) -> bool: ...
     async def wait_subscribed(self, channels: Iterable[bytes]) -> None: ...
     def force_resubscribe(self) -> None:

@@ -121,7 +121,7 @@ class Bus:
         self.tasks = TaskOwner("the bus")
         self.admissions = Admissions(self, self.switcher, self.tasks)
         self._seq = itertools.count(1)
-        self.channels = ChannelSet(self._set_channels)
+        self.channels = ChannelSet(self._channels_changed)
         self._started = False
         self.peers: Callable[[], Iterable[str]] = lambda: ()
         """Names of the live wsfleet nodes (the fleet's registry); a (re)connected link waits
@@ -305,9 +305,9 @@ class Bus:
         raw = [c.encode() for c in channels]
         await asyncio.gather(*(link.wait_subscribed(raw) for link in self.links.values()))
 
-    def _set_channels(self, desired: set[bytes]) -> None:
+    def _channels_changed(self, added: set[bytes], removed: set[bytes]) -> None:
         for link in self.links.values():
-            link.set_channels(desired)
+            link.update_channels(added, removed)
 
     # -- publishing --------------------------------------------------------------------------
 

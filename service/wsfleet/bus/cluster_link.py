@@ -492,6 +492,17 @@ class ClusterLink:
         if self._rc.nodes_manager.slots_cache:
             self._apply_topology()
 
+    def update_channels(self, added: set[bytes], removed: set[bytes]) -> None:
+        slots = self._rc.nodes_manager.slots_cache
+        if not slots:  # no slot map yet: the first one places every wanted channel
+            self._subs.desired |= added
+            self._subs.desired -= removed
+            return
+        if self._closed:
+            return
+        self._subs.update(added, removed, slots)
+        self._update_subscriber_health()
+
     def is_subscribed(self, channels: Iterable[bytes]) -> bool:
         return self._subs.is_subscribed(channels)
 

@@ -99,6 +99,36 @@ class ShardSubscribers:
             sub = self.subs.get(address) or self._add(address)
             sub.set_channels(channels)
 
+    def update(
+        self,
+        added: set[bytes],
+        removed: set[bytes],
+        slots: Mapping[int, Sequence[ClusterNode]],
+    ) -> None:
+        """Place the channels that became wanted on their slot's master and take the others
+        off theirs, without touching the rest (:meth:`apply` places them all, on a new map)."""
+        self.desired |= added
+        self.desired -= removed
+        gone: dict[Address, set[bytes]] = {}
+        for channel in removed:
+            address = self.owner.pop(channel, None)
+            if address is not None:
+                gone.setdefault(address, set()).add(channel)
+        new: dict[Address, set[bytes]] = {}
+        for channel in added:
+            nodes = slots.get(key_slot(channel))
+            if nodes:
+                address = (nodes[0].host, int(nodes[0].port))
+                self.owner[channel] = address
+                new.setdefault(address, set()).add(channel)
+        for address in gone.keys() | new.keys():
+            sub = self.subs.get(address)
+            if sub is None:
+                if address not in new:
+                    continue
+                sub = self._add(address)
+            sub.update_channels(new.get(address, set()), gone.get(address, set()))
+
     def is_subscribed(self, channels: Iterable[bytes]) -> bool:
         for channel in channels:
             address = self.owner.get(channel)

@@ -279,6 +279,20 @@ class MemoryLink:
         self._desired = set(desired)
         self._reconcile()
 
+    def update_channels(self, added: set[bytes], removed: set[bytes]) -> None:
+        self._desired |= added
+        self._desired -= removed
+        conn = self._sub
+        if conn is None:
+            return
+        marker = self.marker
+        to_add = sorted(added - conn.subscribed, key=lambda c: (c == marker, c))
+        to_drop = sorted(removed & conn.subscribed)
+        if to_add:
+            self.broker.subscribe(conn, to_add)
+        if to_drop:
+            self.broker.unsubscribe(conn, to_drop)
+
     def _reconcile(self) -> None:
         conn = self._sub
         if conn is None:

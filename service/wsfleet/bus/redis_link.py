@@ -369,6 +369,9 @@ class RedisLink:
     def set_channels(self, desired: set[bytes]) -> None:
         self._subscriber.set_channels(desired)
 
+    def update_channels(self, added: set[bytes], removed: set[bytes]) -> None:
+        self._subscriber.update_channels(added, removed)
+
     def is_subscribed(self, channels: Iterable[bytes]) -> bool:
         return self._subscriber.confirmations.covers(channels)
 

@@ -69,6 +69,11 @@ class RedisSubscriber:
         self.closed = False
         self._desired: set[bytes] = set()
         self._requested: set[bytes] = set()
+        self._full = True
+        """The next reconcile compares every wanted channel (a new connection, a whole set, a
+        refused channel); otherwise it looks at :attr:`_added` and :attr:`_removed` only."""
+        self._added: set[bytes] = set()
+        self._removed: set[bytes] = set()
         self._changed = asyncio.Event()
         self._ping_sent: float | None = None
         """Loop time of the PING awaiting evidence (None: nothing awaited)."""
@@ -82,6 +87,17 @@ class RedisSubscriber:
 
     def set_channels(self, desired: set[bytes]) -> None:
         self._desired = set(desired)
+        self._full = True
+        self._changed.set()
+
+    def update_channels(self, added: set[bytes], removed: set[bytes]) -> None:
+        self._desired |= added
+        self._desired -= removed
+        if not self._full:
+            self._added -= removed
+            self._removed -= added
+            self._added |= added
+            self._removed |= removed
         self._changed.set()
 
     async def wait_subscribed(self, channels: Iterable[bytes]) -> None:
@@ -97,8 +113,17 @@ class RedisSubscriber:
             if conn is None or conn is self._leaving:
                 continue
             marker = self.link.marker
-            to_add = sorted(self._desired - self._requested, key=lambda c: (c == marker, c))
-            to_drop = sorted(self._requested - self._desired)
+            requested, desired = self._requested, self._desired
+            if self._full:
+                self._full = False
+                wanted, unwanted = desired - requested, requested - desired
+            else:
+                wanted = {c for c in self._added if c in desired and c not in requested}
+                unwanted = {c for c in self._removed if c in requested and c not in desired}
+            self._added.clear()
+            self._removed.clear()
+            to_add = sorted(wanted, key=lambda c: (c == marker, c))
+            to_drop = sorted(unwanted)
             try:
                 batch = self.subscribe_batch
                 for i in range(0, len(to_add), batch):
@@ -176,6 +201,7 @@ class RedisSubscriber:
             conn.on_push = on_push
             self.conn = conn
             self._requested = set()
+            self._full = True
             confirmations.reset()
             self._ping_sent = None
             self._changed.set()
@@ -207,6 +233,7 @@ class RedisSubscriber:
         """Channels asked for but not confirmed are asked for again at the next
         :meth:`set_channels` (not at once: a refused one would be refused again in a loop)."""
         self._requested &= self.confirmations.confirmed
+        self._full = True
 
     def lost_channel(self, channel: bytes | None) -> None:
         """The server dropped or refused a subscription (a cluster slot moved)."""
