@@ -2,7 +2,10 @@
 
 A probe is one message through one broker: published through the link's publisher, read on
 that link's own subscription. A link that stays deaf (the probe is lost while both of its
-connections look healthy) is resubscribed. A probe fails as soon as its PUBLISH fails; a link
+connections look healthy, and the subscriber did not reconnect meanwhile) is resubscribed: a
+resubscription drops what the link's peers publish until it is back, so a probe lost to a
+master switch (published on the new master while the subscriber still read the old one) must
+not cause one. A probe fails as soon as its PUBLISH fails; a link
 that worked before and has lost its inbox subscription counts as a failed probe too.
 :meth:`Prober.working_paths` (the brokers whose round trip succeeded recently) is what readiness
 of a fleet node means. Probes run on a timer of the injected clock: every ``probe_interval``,
@@ -95,6 +98,7 @@ class Prober:
         stats = self.stats
 
         async def one(link: BrokerLink) -> None:
+            reconnects = link.health.reconnects
             try:
                 results[link.key] = await self.probe(link)
             except (TimeoutError, LinkError) as exc:
@@ -102,6 +106,8 @@ class Prober:
                 stats.probes_failed += 1
                 if isinstance(exc, LinkError):  # e.g. NOPERM: an ACL user without &channel
                     link.health.last_error = f"{link.node}: probe not sent ({exc})"
+                if link.health.reconnects != reconnects:
+                    return  # the subscriber moved while the probe flew (a master switch)
                 if link.subscriber_healthy and link.publisher_healthy:
                     stats.deaf_repairs += 1
                     log.warning("Redis %s: probe lost, resubscribing", link.node)

@@ -52,6 +52,10 @@ log = logging.getLogger("wsfleet.bus")
 
 __all__ = ["SUBSCRIBE_BATCH", "Command", "LinkError", "LinkTimings", "RedisLink"]
 
+MOVE_QUIET = 0.25
+"""Seconds without a message from the old master after which a subscriber leaves it when the
+master moved; it leaves after ``ping_timeout`` at the latest."""
+
 
 class RedisLink:
     """One Redis node (a :class:`~wsfleet.bus.broker.BrokerLink`)."""
@@ -352,10 +356,13 @@ class RedisLink:
         return self.node
 
     def master_moved(self) -> None:
-        """Reconnect both connections (a Sentinel named another master)."""
+        """A Sentinel named another master: the publisher reconnects at once (what it had not
+        seen answered goes out again there); the subscriber leaves the old master once no node
+        publishes there any more (:meth:`RedisSubscriber.leave_when_quiet`)."""
         if self._pub is not None:
             self._pub.fail(ConnectionResetError("the master moved"))
-        self._subscriber.force_resubscribe()
+        timings = self.timings
+        self._subscriber.leave_when_quiet(MOVE_QUIET, max(timings.ping_timeout, MOVE_QUIET))
 
     def _fail_queued(self, error: BaseException) -> None:
         if self._queue:

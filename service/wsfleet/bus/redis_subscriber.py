@@ -80,6 +80,8 @@ class RedisSubscriber:
         self._leaving: RespConnection | None = None
         """The connection being resubscribed gracefully (UNSUBSCRIBE sent)."""
         self._leave_timer: asyncio.TimerHandle | None = None
+        self._quiet_timer: asyncio.TimerHandle | None = None
+        """Waits for the old master to fall quiet before leaving it (:meth:`leave_when_quiet`)."""
         self.liveness_drops = 0
         """Connections dropped because nothing was read after a PING."""
 
@@ -260,6 +262,31 @@ class RedisSubscriber:
         with contextlib.suppress(OSError, RuntimeError):
             conn.write(_PING)
 
+    def leave_when_quiet(self, quiet: float, longest: float) -> None:
+        """The master moved (Sentinel): go on reading the old one while it still brings
+        messages — from nodes that have not heard of the switch yet and still publish there,
+        since a demoted master keeps serving ``PUBLISH`` — then :meth:`force_resubscribe` once
+        nothing was read for ``quiet`` seconds, or after ``longest`` at most. Leaving at once
+        lost those messages: nobody listened on the old master any more."""
+        conn = self.conn
+        if conn is None or conn is self._leaving or self._quiet_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + longest
+
+        def check() -> None:
+            self._quiet_timer = None
+            if self.closed or self.conn is not conn:
+                return  # already reconnected (to the new master)
+            now = loop.time()
+            if now - conn.read_at >= quiet or now >= deadline:
+                self.force_resubscribe()
+                return
+            wait = min(conn.read_at + quiet, deadline) - now
+            self._quiet_timer = loop.call_later(wait, check)
+
+        self._quiet_timer = loop.call_later(quiet, check)
+
     def force_resubscribe(self) -> None:
         """Reconnect and replay every channel, without losing what the connection still reads."""
         conn = self.conn
@@ -277,6 +304,9 @@ class RedisSubscriber:
 
     def close(self, error: BaseException) -> None:
         self.closed = True
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+            self._quiet_timer = None
         self._changed.set()  # reconcile_loop sees `closed` and ends
         if self.conn is not None:
             self.conn.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,9 +52,18 @@ async def test_a_sentinel_failover_during_a_stream_loses_nothing_and_keeps_order
             if after < 0 and sent > 100 and switched():
                 after = sent
             await asyncio.sleep(0.005)
-    received = [await client.recv(timeout=30) for _ in range(2 * sent)]  # buffered meanwhile
+    received: list[str] = []
+    with contextlib.suppress(TimeoutError):  # buffered meanwhile; a lost one is named below
+        while len(received) < 2 * sent:
+            received.append(await client.recv(timeout=10))
     seq = [m for m in received if '"seq"' in m]
     ticks = [m for m in received if '"tick"' in m]
-    assert seq == [f'{{"event":"seq","payload":{i}}}' for i in range(sent)]
-    assert ticks == [f'{{"event":"tick","payload":{i}}}' for i in range(sent)]
+    assert seq == [f'{{"event":"seq","payload":{i}}}' for i in range(sent)], missing(seq, sent)
+    assert ticks == [f'{{"event":"tick","payload":{i}}}' for i in range(sent)], missing(ticks, sent)
     assert link.resolver.current == ("127.0.0.1", sentinels.master_port())
+
+
+def missing(frames: list[str], sent: int) -> str:
+    got = [int(frame.rsplit(":", 1)[1][:-1]) for frame in frames]
+    lost = sorted(set(range(sent)) - set(got))[:20]
+    return f"missing {lost} of {sent}, in order: {got == sorted(got)}"
