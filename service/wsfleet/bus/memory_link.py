@@ -282,24 +282,20 @@ class MemoryLink:
     def update_channels(self, added: set[bytes], removed: set[bytes]) -> None:
         self._desired |= added
         self._desired -= removed
-        conn = self._sub
-        if conn is None:
-            return
-        marker = self.marker
-        to_add = sorted(added - conn.subscribed, key=lambda c: (c == marker, c))
-        to_drop = sorted(removed & conn.subscribed)
-        if to_add:
-            self.broker.subscribe(conn, to_add)
-        if to_drop:
-            self.broker.unsubscribe(conn, to_drop)
+        self._reconcile(added, removed)
 
-    def _reconcile(self) -> None:
+    def _reconcile(
+        self, added: set[bytes] | None = None, removed: set[bytes] | None = None
+    ) -> None:
+        """Subscribe what is wanted and not subscribed, drop the reverse: among ``added`` and
+        ``removed`` when given (a change), else among every channel."""
         conn = self._sub
         if conn is None:
             return
-        marker = self.marker
-        to_add = sorted(self._desired - conn.subscribed, key=lambda c: (c == marker, c))
-        to_drop = sorted(conn.subscribed - self._desired)
+        wanted = self._desired if added is None else added
+        unwanted = conn.subscribed - self._desired if removed is None else removed
+        to_add = sorted(wanted - conn.subscribed, key=lambda c: (c == self.marker, c))
+        to_drop = sorted(unwanted & conn.subscribed)
         if to_add:
             self.broker.subscribe(conn, to_add)
         if to_drop:

@@ -216,22 +216,9 @@ class StampedDelivery:
     def on_private(self, message: dict[str, Any]) -> None:
         frame, socket_id = message.get("data"), message.get("socketId")
         if type(frame) is str and type(socket_id) is str and not message.get("socketIds"):
-            socket = self.hub.get(socket_id)  # one id: most, and _deliver_one inline
-            if socket is None:
-                return
-            text = frame.encode()
-            state = self._states.get(socket)
-            if (
-                state is not None
-                and (key := entry_key(message)) is not None
-                and (body := stamped(text, "d", key)) is not None
-            ):
-                if state.buffering:
-                    self._keep(socket, state, "d", key, build_text_frame(body))
-                else:
-                    socket.send_frame(build_text_frame(body))
-            else:
-                socket.send_frame(build_text_frame(text))
+            socket = self.hub.get(socket_id)  # one id: most
+            if socket is not None:
+                self._deliver_one(socket, frame.encode(), entry_key(message))
             return
         parsed = env.parse_private(message)  # several ids, or invalid (raises)
         self.deliver_ids(parsed.socket_ids, parsed.frame.encode(), entry_key(message))

@@ -5,17 +5,12 @@ whole set after a reconnect or a refused channel."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 from tests.conftest import wait_until
+from tests.subscriber_fakes import INBOX, Writes, subscriber
 
-from wsfleet.bus.broker import LinkHealth, LinkTimings
 from wsfleet.bus.channels import ChannelSet
-from wsfleet.bus.nodes import RedisNode
-from wsfleet.bus.redis_subscriber import RedisSubscriber
-
-INBOX = b"ws:inbox:n1"
 
 
 def test_the_channel_set_reports_only_what_changed() -> None:
@@ -37,40 +32,12 @@ def test_the_channel_set_reports_only_what_changed() -> None:
     assert channels.wanted == {b"inbox", b"bridge"}
 
 
-@dataclass
-class Writes:
-    """Stands in for the subscriber's connection: records the commands it writes."""
-
-    sent: list[bytes] = field(default_factory=list)
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def close(self) -> None:
-        pass
-
-    def take(self) -> list[bytes]:
-        sent, self.sent = self.sent, []
-        return sent
-
-
-@dataclass
-class Link:
-    marker: bytes = INBOX
-
-
 def _resp(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
 async def test_a_joined_room_subscribes_that_channel_alone() -> None:
-    sub = RedisSubscriber(
-        Link(),  # type: ignore[arg-type]
-        RedisNode.parse("redis://127.0.0.1:7000"),
-        LinkTimings(),
-        LinkHealth(),
-        lambda *_: None,
-    )
+    sub = subscriber()
     sub.subscribe_batch = 10_000  # the whole set in one command
     conn = Writes()
     sub.conn = conn  # type: ignore[assignment]

@@ -9,55 +9,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.conftest import wait_until
+from tests.subscriber_fakes import INBOX, Writes, subscriber
 
 from wsfleet.bus.auth import BusAuth
-from wsfleet.bus.broker import Command, LinkHealth, LinkTimings
+from wsfleet.bus.broker import Command, LinkHealth
 from wsfleet.bus.codec import BusCodec, Serialization
-from wsfleet.bus.nodes import RedisNode
 from wsfleet.bus.probing import Prober
-from wsfleet.bus.redis_subscriber import RedisSubscriber
 from wsfleet.bus.settings import FleetSettings
 from wsfleet.clock import LoopClock
-
-INBOX = b"ws:inbox:n1"
-
-
-@dataclass
-class OldMaster:
-    """The subscriber's connection to the old master: what it wrote, when it last read."""
-
-    read_at: float
-    sent: list[bytes] = field(default_factory=list)
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def fail(self, error: BaseException) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass
-class Link:
-    marker: bytes = INBOX
-
-
-def _subscriber() -> RedisSubscriber:
-    return RedisSubscriber(
-        Link(),  # type: ignore[arg-type]
-        RedisNode.parse("redis://127.0.0.1:7000"),
-        LinkTimings(),
-        LinkHealth(),
-        lambda *_: None,
-    )
 
 
 async def test_the_subscriber_leaves_the_old_master_once_it_is_quiet() -> None:
     loop = asyncio.get_running_loop()
-    sub = _subscriber()
-    conn = OldMaster(read_at=loop.time())
+    sub = subscriber()
+    conn = Writes(read_at=loop.time())
     sub.conn = conn  # type: ignore[assignment]
     sub.leave_when_quiet(0.1, 5.0)
     for _ in range(6):  # a late node still publishes on the old master: keep reading
@@ -73,8 +38,8 @@ async def test_the_subscriber_leaves_the_old_master_once_it_is_quiet() -> None:
 
 async def test_the_subscriber_leaves_the_old_master_after_the_longest_wait() -> None:
     loop = asyncio.get_running_loop()
-    sub = _subscriber()
-    conn = OldMaster(read_at=loop.time())
+    sub = subscriber()
+    conn = Writes(read_at=loop.time())
     sub.conn = conn  # type: ignore[assignment]
     start = loop.time()
     sub.leave_when_quiet(0.1, 0.3)

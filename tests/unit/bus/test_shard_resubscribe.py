@@ -4,34 +4,12 @@ next refresh, even when that refresh read an older slot map that still names thi
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 from tests.conftest import wait_until
+from tests.subscriber_fakes import INBOX, Writes, subscriber
 
-from wsfleet.bus.broker import LinkHealth, LinkTimings
 from wsfleet.bus.cluster_shards import ShardSubscriber
-from wsfleet.bus.nodes import RedisNode
-
-INBOX = b"ws:inbox:n1"
-
-
-@dataclass
-class Writes:
-    """Stands in for the subscriber's connection: records what it writes."""
-
-    sent: list[bytes] = field(default_factory=list)
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass
-class Link:
-    marker: bytes = INBOX
 
 
 def subscribes(conn: Writes) -> bool:
@@ -40,13 +18,8 @@ def subscribes(conn: Writes) -> bool:
 
 async def test_a_dropped_channel_is_asked_for_again_at_the_next_refresh() -> None:
     lost: list[int] = []
-    sub = ShardSubscriber(
-        Link(),  # type: ignore[arg-type]
-        RedisNode.parse("redis://127.0.0.1:7000"),
-        LinkTimings(),
-        LinkHealth(),
-        lambda *_: None,
-    )
+    sub = subscriber(ShardSubscriber)
+    assert isinstance(sub, ShardSubscriber)
     sub.on_lost = lambda: lost.append(1)
     conn = Writes()
     sub.conn = conn  # type: ignore[assignment]
